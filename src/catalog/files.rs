@@ -1,0 +1,226 @@
+//! Catalog files: parsing with file:line errors, and atomic writes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::TableDef;
+use crate::error::{WsError, WsResult, sqlstate};
+
+/// `[demo]`: this catalog declares the built-in demo lake, generated when missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoDecl {
+    pub seed: u64,
+    pub scale: f64,
+    /// Directory of the demo lake, relative to the data dir.
+    pub location: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    demo: Option<DemoDecl>,
+    #[serde(default, rename = "table", skip_serializing_if = "Vec::is_empty")]
+    tables: Vec<TableDef>,
+}
+
+/// One parsed catalog file.
+#[derive(Debug, Clone)]
+pub struct CatalogFile {
+    pub path: PathBuf,
+    pub demo: Option<DemoDecl>,
+    pub tables: Vec<TableDef>,
+    text: String,
+}
+
+impl CatalogFile {
+    pub fn single(def: TableDef) -> CatalogFile {
+        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], text: String::new() }
+    }
+
+    /// 1-based line of the `name = "..."` entry of a table, for error messages.
+    pub fn line_of_table(&self, name: &str) -> usize {
+        let needle_double = format!("\"{name}\"");
+        let needle_single = format!("'{name}'");
+        self.text
+            .lines()
+            .position(|line| {
+                line.trim_start().starts_with("name")
+                    && (line.contains(&needle_double) || line.contains(&needle_single))
+            })
+            .map_or(1, |index| index + 1)
+    }
+
+    fn render(&self) -> WsResult<String> {
+        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone() };
+        let text = toml::to_string_pretty(&body)
+            .map_err(|error| WsError::internal(format!("catalog serialization: {error}")))?;
+        Ok(format!("# Written by watershed; edit while the server is stopped.\n{text}"))
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Parses one catalog file; errors name the file and line.
+pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
+    let parsed: FileToml = toml::from_str(text).map_err(|error| {
+        let line = error.span().map_or(1, |span| line_of_offset(text, span.start));
+        WsError::new(
+            sqlstate::CONFIG_FILE_ERROR,
+            format!("{}:{line}: {}", path.display(), error.message()),
+        )
+    })?;
+    let file = CatalogFile {
+        path: path.to_path_buf(),
+        demo: parsed.demo,
+        tables: parsed.tables,
+        text: text.to_string(),
+    };
+    for def in &file.tables {
+        if def.name.is_empty() || def.name != def.name.to_lowercase() {
+            return Err(WsError::new(
+                sqlstate::CONFIG_FILE_ERROR,
+                format!(
+                    "{}:{}: table name {:?} must be non-empty and lower case",
+                    path.display(),
+                    file.line_of_table(&def.name),
+                    def.name
+                ),
+            ));
+        }
+    }
+    Ok(file)
+}
+
+/// Reads every `*.toml` file of the catalog directory, in name order. A missing directory
+/// is an empty catalog (it is created on the first DDL).
+pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(WsError::new(
+                sqlstate::CONFIG_FILE_ERROR,
+                format!("catalog dir {}: {error}", dir.display()),
+            ));
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    let mut seen = std::collections::BTreeMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
+        })?;
+        let file = parse_file(&path, &text)?;
+        for def in &file.tables {
+            if let Some(first) = seen.insert(def.name.clone(), path.clone()) {
+                return Err(WsError::new(
+                    sqlstate::CONFIG_FILE_ERROR,
+                    format!(
+                        "{}:{}: table {} is already declared in {}",
+                        path.display(),
+                        file.line_of_table(&def.name),
+                        def.name,
+                        first.display()
+                    ),
+                ));
+            }
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// File name for an object's own catalog file; names are SQL identifiers, but quoted
+/// identifiers may hold anything, so keep only characters safe in a file name.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// Writes `file` to `path` so that a crash leaves either the old or the new contents:
+/// temporary file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, file: &CatalogFile) -> WsResult<()> {
+    let text = file.render()?;
+    let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let temp = path.with_extension("toml.tmp");
+    {
+        let mut handle = std::fs::File::create(&temp)?;
+        handle.write_all(text.as_bytes())?;
+        handle.sync_all()?;
+    }
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Removes one table's declaration from its file: the file goes if nothing else is in it.
+pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut file = parse_file(path, &text)?;
+    let before = file.tables.len();
+    file.tables.retain(|def| def.name != name);
+    assert_eq!(before, file.tables.len() + 1, "the declaration was in this file");
+    if file.tables.is_empty() && file.demo.is_none() {
+        std::fs::remove_file(path)?;
+        let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    } else {
+        write_atomic(path, &file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_file_names_file_and_line() {
+        let text = "[[table]]\nname = \"a\"\nformat = \"delta\"\nlocation = \n";
+        let error = parse_file(Path::new("cat/x.toml"), text).unwrap_err();
+        assert_eq!(error.code, sqlstate::CONFIG_FILE_ERROR);
+        assert!(error.message.starts_with("cat/x.toml:4:"), "{}", error.message);
+    }
+
+    #[test]
+    fn unknown_format_is_rejected_with_line() {
+        let text = "[[table]]\nname = \"a\"\nformat = \"orc\"\nlocation = \"x\"\n";
+        let error = parse_file(Path::new("y.toml"), text).unwrap_err();
+        assert!(error.message.starts_with("y.toml:3:"), "{}", error.message);
+    }
+
+    #[test]
+    fn write_then_parse_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let def = TableDef {
+            name: "t".into(),
+            format: super::super::Format::Delta,
+            location: "tables/t".into(),
+            managed: true,
+            options: Default::default(),
+        };
+        write_atomic(&path, &CatalogFile::single(def.clone())).unwrap();
+        let files = load_dir(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].tables, vec![def]);
+        remove_declaration(&path, "t").unwrap();
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,307 @@
+//! catalog/: the one catalog of named relations, and its persistence.
+//!
+//! Tables are declared in TOML files in the catalog directory (see `catalog/demo.toml`
+//! in the repository). At start every file is read; a broken file stops start-up with
+//! its path and line. DDL sent over the wire writes one file per object, atomically
+//! (temporary file, fsync, rename, fsync of the directory), so a restart sees the same
+//! tables. All sessions share one DataFusion schema provider (`watershed.public`), which
+//! this module fills; lake tables stay reachable by name for time travel and writes.
+
+mod files;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::SessionState;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+pub use files::{CatalogFile, DemoDecl, load_dir};
+
+use crate::error::{WsError, WsResult, sqlstate};
+use crate::lake::{LakeTable, location_url};
+
+/// DataFusion catalog and schema that hold every relation; PostgreSQL clients see them as
+/// database `watershed`, schema `public`.
+pub const CATALOG_NAME: &str = "watershed";
+pub const SCHEMA_NAME: &str = "public";
+
+/// Storage format of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Delta,
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> WsResult<Format> {
+        match text.to_ascii_lowercase().as_str() {
+            "delta" | "deltatable" => Ok(Format::Delta),
+            "parquet" => Ok(Format::Parquet),
+            "csv" => Ok(Format::Csv),
+            "json" | "ndjson" => Ok(Format::Json),
+            other => Err(WsError::unsupported(format!(
+                "table format {other:?} is not supported (delta, parquet, csv, json are)"
+            ))),
+        }
+    }
+}
+
+/// One table declaration, as written in a catalog file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableDef {
+    pub name: String,
+    pub format: Format,
+    /// Path (absolute, or relative to the data dir) or URL (`s3://`, `az://`, `file://`).
+    pub location: String,
+    /// Created by `CREATE TABLE` under the data dir: `DROP TABLE` deletes its files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+    /// Storage options (credentials, endpoints) or format options (`has_header`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// A registered table and the file that declares it.
+struct Registered {
+    def: TableDef,
+    file: PathBuf,
+    lake: Option<Arc<LakeTable>>,
+}
+
+pub struct Catalog {
+    dir: PathBuf,
+    data_dir: PathBuf,
+    lake_staleness_ms: u64,
+    list: Arc<MemoryCatalogProviderList>,
+    schema: Arc<MemorySchemaProvider>,
+    /// Serializes DDL; readers go through `schema`, which has its own locking.
+    tables: Mutex<BTreeMap<String, Registered>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("dir", &self.dir).finish()
+    }
+}
+
+impl Catalog {
+    pub fn new(dir: &Path, data_dir: &Path, lake_staleness_ms: u64) -> Catalog {
+        let list = Arc::new(MemoryCatalogProviderList::new());
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let schema = Arc::new(MemorySchemaProvider::new());
+        catalog
+            .register_schema(SCHEMA_NAME, schema.clone())
+            .expect("a fresh memory catalog accepts a schema");
+        list.register_catalog(CATALOG_NAME.to_string(), catalog);
+        Catalog {
+            dir: dir.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            lake_staleness_ms,
+            list,
+            schema,
+            tables: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The catalog list every session's DataFusion state is built on.
+    pub fn provider_list(&self) -> Arc<dyn CatalogProviderList> {
+        self.list.clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Registers every table of already-parsed catalog files (start-up).
+    pub async fn register_files(
+        &self,
+        files: &[CatalogFile],
+        state: &SessionState,
+    ) -> WsResult<()> {
+        for file in files {
+            for def in &file.tables {
+                self.register(def.clone(), file.path.clone(), state).await.map_err(|error| {
+                    WsError::new(
+                        sqlstate::CONFIG_FILE_ERROR,
+                        format!(
+                            "{}:{}: table {}: {}",
+                            file.path.display(),
+                            file.line_of_table(&def.name),
+                            def.name,
+                            error.message
+                        ),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
+        let mut tables = self.tables.lock().await;
+        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) {
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        let (provider, lake) = self.open(&def, state).await?;
+        self.schema.register_table(def.name.clone(), provider)?;
+        tables.insert(def.name.clone(), Registered { def, file, lake });
+        Ok(())
+    }
+
+    async fn open(
+        &self,
+        def: &TableDef,
+        state: &SessionState,
+    ) -> WsResult<(Arc<dyn TableProvider>, Option<Arc<LakeTable>>)> {
+        let url = location_url(&def.location, &self.data_dir)?;
+        match def.format {
+            Format::Delta => {
+                let options: HashMap<String, String> =
+                    def.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let lake =
+                    Arc::new(LakeTable::open(&def.name, url, options, self.lake_staleness_ms).await?);
+                Ok((lake.clone(), Some(lake)))
+            }
+            format => Ok((listing_table(format, url.as_str(), &def.options, state).await?, None)),
+        }
+    }
+
+    /// Adds a table created over the wire and persists its declaration.
+    pub async fn create(&self, def: TableDef, state: &SessionState) -> WsResult<()> {
+        let file = self.dir.join(format!("{}.toml", files::file_stem(&def.name)));
+        if file.exists() {
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists (catalog file {})", def.name, file.display()),
+            ));
+        }
+        self.register(def.clone(), file.clone(), state).await?;
+        let written = files::write_atomic(&file, &CatalogFile::single(def.clone()));
+        if let Err(error) = written {
+            // Not persisted means not created: a restart would not see it.
+            self.forget(&def.name).await;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Registers a managed Delta table that the caller has just created on disk.
+    pub async fn adopt_lake(&self, def: TableDef, lake: Arc<LakeTable>) -> WsResult<()> {
+        assert_eq!(def.format, Format::Delta, "only Delta tables are adopted");
+        let file = self.dir.join(format!("{}.toml", files::file_stem(&def.name)));
+        let mut tables = self.tables.lock().await;
+        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) {
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        files::write_atomic(&file, &CatalogFile::single(def.clone()))?;
+        self.schema.register_table(def.name.clone(), lake.clone())?;
+        tables.insert(def.name.clone(), Registered { def, file, lake: Some(lake) });
+        Ok(())
+    }
+
+    async fn forget(&self, name: &str) {
+        let mut tables = self.tables.lock().await;
+        tables.remove(name);
+        // Deregistering an absent table is not an error worth reporting here.
+        let _ = self.schema.deregister_table(name);
+    }
+
+    /// Drops a table: unregisters it, removes its declaration and, when managed, its data.
+    /// Returns false when there was no such table.
+    pub async fn drop_table(&self, name: &str) -> WsResult<bool> {
+        let mut tables = self.tables.lock().await;
+        let Some(registered) = tables.get(name) else {
+            return Ok(false);
+        };
+        files::remove_declaration(&registered.file, name)?;
+        let registered = tables.remove(name).expect("entry checked above");
+        self.schema.deregister_table(name)?;
+        if registered.def.managed {
+            let url = location_url(&registered.def.location, &self.data_dir)?;
+            if let Ok(path) = url.to_file_path() {
+                // The declaration is gone, so the table is dropped; leftover files only
+                // cost disk, and are reported rather than failing the statement.
+                if let Err(error) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(table = name, path = %path.display(), %error, "could not delete managed table files");
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    pub async fn lake_table(&self, name: &str) -> Option<Arc<LakeTable>> {
+        self.tables.lock().await.get(name).and_then(|registered| registered.lake.clone())
+    }
+
+    pub async fn exists(&self, name: &str) -> bool {
+        self.tables.lock().await.contains_key(name) || self.schema.table_exist(name)
+    }
+
+    /// Location for a new managed table: `<data dir>/tables/<name>`.
+    pub fn managed_location(&self, name: &str) -> String {
+        format!("tables/{}", files::file_stem(name))
+    }
+}
+
+/// A Parquet/CSV/JSON table through DataFusion's own listing table.
+async fn listing_table(
+    format: Format,
+    location: &str,
+    options: &BTreeMap<String, String>,
+    state: &SessionState,
+) -> WsResult<Arc<dyn TableProvider>> {
+    let option = |key: &str| {
+        options.get(key).or_else(|| options.get(&format!("format.{key}"))).map(String::as_str)
+    };
+    let (file_format, extension): (Arc<dyn FileFormat>, &str) = match format {
+        Format::Parquet => (Arc::new(ParquetFormat::default()), ".parquet"),
+        Format::Csv => {
+            let has_header = option("has_header").is_none_or(|v| v.eq_ignore_ascii_case("true"));
+            let mut csv = CsvFormat::default().with_has_header(has_header);
+            if let Some(delimiter) = option("delimiter") {
+                let &[byte] = delimiter.as_bytes() else {
+                    return Err(WsError::new(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!("csv delimiter must be one byte, got {delimiter:?}"),
+                    ));
+                };
+                csv = csv.with_delimiter(byte);
+            }
+            (Arc::new(csv), ".csv")
+        }
+        Format::Json => (Arc::new(JsonFormat::default()), ".json"),
+        Format::Delta => unreachable!("Delta tables are opened by lake/"),
+    };
+    let extension = option("file_extension").unwrap_or(extension);
+    let table_url = ListingTableUrl::parse(location)?;
+    let listing = ListingOptions::new(file_format).with_file_extension(extension);
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(listing)
+        .infer_schema(state)
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}

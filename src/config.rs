@@ -1,0 +1,71 @@
+//! Configuration of one watershed process: where it listens, where its data and catalog
+//! live, and every limit it enforces. Each limit has a name, a default and a flag, and
+//! is documented in the README's configuration reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default address: loopback only, next to (never on) PostgreSQL's 5432.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:5433";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the PostgreSQL wire server binds.
+    pub listen: SocketAddr,
+    /// Managed Delta tables and the demo lake live here.
+    pub data_dir: PathBuf,
+    /// Declarative TOML files registering tables; DDL is persisted here.
+    pub catalog_dir: PathBuf,
+    /// Generate the demo lake when the catalog declares it and it is missing.
+    pub demo_autogenerate: bool,
+    /// Show progress bars (demo generation) on stderr.
+    pub progress: bool,
+    pub limits: Limits,
+}
+
+/// Every bound the server enforces. Defaults are chosen for one 2-core, 24 GiB machine.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent client connections; one more gets SQLSTATE 53300 and is closed.
+    pub connections_max: usize,
+    /// A lake table re-reads its Delta log when its snapshot is older than this, so commits
+    /// by other writers show up within this bound. Own writes are visible at once.
+    pub lake_staleness_ms: u64,
+    /// On SIGINT/SIGTERM, running statements get this long to finish before connections close.
+    pub shutdown_grace_ms: u64,
+    /// Longest accepted SQL text in one Query/Parse message (SQLSTATE 54000 beyond it).
+    pub query_text_bytes_max: usize,
+    /// Rows per Arrow batch produced by DataFusion; also the unit in which results are
+    /// streamed to the socket, so it bounds the result memory held per connection.
+    pub batch_rows_max: usize,
+    /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
+    pub query_memory_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: 100,
+            lake_staleness_ms: 5_000,
+            shutdown_grace_ms: 10_000,
+            query_text_bytes_max: 16 * 1024 * 1024,
+            batch_rows_max: 8192,
+            query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration rooted in one directory, for tests and embedded use: data in
+    /// `root/data`, catalog in `root/catalog`, an ephemeral loopback port, no demo.
+    pub fn rooted_at(root: &std::path::Path) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("literal address parses"),
+            data_dir: root.join("data"),
+            catalog_dir: root.join("catalog"),
+            demo_autogenerate: false,
+            progress: false,
+            limits: Limits::default(),
+        }
+    }
+}

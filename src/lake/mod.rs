@@ -1,0 +1,323 @@
+//! lake/: Delta tables as DataFusion relations.
+//!
+//! [`LakeTable`] owns one Delta table's current snapshot and hands DataFusion a provider
+//! for it. It re-reads the Delta log when the snapshot is older than the configured
+//! staleness bound (so commits by other processes show up), and at once after our own
+//! writes. Time travel builds a separate, fixed provider for an older version.
+//! [`LakeScanExec`] wraps each scan so EXPLAIN ANALYZE shows files read vs files in the
+//! table, which is how partition pruning and statistics-based skipping are made visible.
+
+mod scan;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use deltalake::DeltaTable;
+use url::Url;
+
+pub use scan::LakeScanExec;
+
+use crate::error::{WsError, WsResult};
+
+/// One snapshot of a Delta table and the DataFusion provider built on it.
+struct Loaded {
+    table: DeltaTable,
+    provider: Arc<dyn TableProvider>,
+    files_total: usize,
+    version: i64,
+    loaded_at: Instant,
+}
+
+/// A Delta table registered in the catalog, shared by every session.
+pub struct LakeTable {
+    name: String,
+    url: Url,
+    staleness: Duration,
+    /// Async lock: refreshing reads the Delta log. Readers hold it only to clone the Arc.
+    loaded: tokio::sync::RwLock<Arc<Loaded>>,
+    /// `TableProvider::schema` is synchronous, so the current schema is mirrored here.
+    schema: std::sync::RwLock<SchemaRef>,
+}
+
+impl std::fmt::Debug for LakeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeTable").field("name", &self.name).field("url", &self.url).finish()
+    }
+}
+
+/// Turns a catalog location (absolute path, path relative to `base_dir`, or URL) into the
+/// URL deltalake and object_store expect. Directories get a trailing slash.
+pub fn location_url(location: &str, base_dir: &std::path::Path) -> WsResult<Url> {
+    if location.contains("://") {
+        return Url::parse(location).map_err(|error| {
+            WsError::new(
+                crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+                format!("invalid location URL {location:?}: {error}"),
+            )
+        });
+    }
+    let path = std::path::Path::new(location);
+    let path = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+    let path = std::path::absolute(&path)?;
+    // A single Parquet/CSV/JSON file is a file URL; everything else is a directory.
+    let url = if path.is_file() { Url::from_file_path(&path) } else { Url::from_directory_path(&path) };
+    url.map_err(|()| {
+        WsError::new(
+            crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+            format!("location {} is not a usable directory path", path.display()),
+        )
+    })
+}
+
+async fn build_loaded(table: DeltaTable) -> WsResult<Loaded> {
+    let state = table.snapshot()?;
+    let files_total = state.log_data().num_files();
+    let version = state.version();
+    let provider = table.table_provider().await?;
+    Ok(Loaded { table, provider, files_total, version, loaded_at: Instant::now() })
+}
+
+impl LakeTable {
+    /// Opens an existing Delta table at `url`.
+    pub async fn open(
+        name: &str,
+        url: Url,
+        storage_options: HashMap<String, String>,
+        staleness_ms: u64,
+    ) -> WsResult<LakeTable> {
+        let table = deltalake::open_table_with_storage_options(url.clone(), storage_options)
+            .await
+            .map_err(|error| {
+                let base = WsError::from(error);
+                WsError::new(base.code, format!("table {name}: {}", base.message))
+            })?;
+        LakeTable::from_table(name, url, table, staleness_ms).await
+    }
+
+    /// Wraps a table that has just been created or loaded.
+    pub async fn from_table(
+        name: &str,
+        url: Url,
+        table: DeltaTable,
+        staleness_ms: u64,
+    ) -> WsResult<LakeTable> {
+        let loaded = build_loaded(table).await?;
+        let schema = loaded.provider.schema();
+        Ok(LakeTable {
+            name: name.to_string(),
+            url,
+            staleness: Duration::from_millis(staleness_ms),
+            loaded: tokio::sync::RwLock::new(Arc::new(loaded)),
+            schema: std::sync::RwLock::new(schema),
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Current snapshot, refreshed first when it is older than the staleness bound.
+    async fn current(&self) -> WsResult<Arc<Loaded>> {
+        {
+            let loaded = self.loaded.read().await;
+            if loaded.loaded_at.elapsed() < self.staleness {
+                return Ok(loaded.clone());
+            }
+        }
+        self.reload(false).await
+    }
+
+    /// Re-reads the Delta log now. Called after our own commits so a session sees its
+    /// writes at once.
+    pub async fn refresh(&self) -> WsResult<()> {
+        self.reload(true).await.map(|_| ())
+    }
+
+    async fn reload(&self, force: bool) -> WsResult<Arc<Loaded>> {
+        let mut guard = self.loaded.write().await;
+        // Another session may have reloaded while this one waited for the lock.
+        if !force && guard.loaded_at.elapsed() < self.staleness {
+            return Ok(guard.clone());
+        }
+        let mut table = guard.table.clone();
+        table.update_incremental(None).await?;
+        let next = if table.version() == Some(guard.version) {
+            // Nothing new: keep the provider, restart the staleness clock.
+            Loaded {
+                table,
+                provider: guard.provider.clone(),
+                files_total: guard.files_total,
+                version: guard.version,
+                loaded_at: Instant::now(),
+            }
+        } else {
+            build_loaded(table).await?
+        };
+        *self.schema.write().expect("schema lock poisoned") = next.provider.schema();
+        *guard = Arc::new(next);
+        Ok(guard.clone())
+    }
+
+    /// Current Delta version (after a refresh if stale).
+    pub async fn version(&self) -> WsResult<i64> {
+        Ok(self.current().await?.version)
+    }
+
+    /// The current DeltaTable handle, for operations (writes) that need it.
+    pub async fn delta_table(&self) -> WsResult<DeltaTable> {
+        Ok(self.reload(true).await?.table.clone())
+    }
+
+    /// A fixed provider for `VERSION AS OF version`.
+    pub async fn at_version(&self, version: i64) -> WsResult<Arc<dyn TableProvider>> {
+        if version < 0 {
+            return Err(WsError::new(
+                crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+                format!("table {}: version {version} is negative", self.name),
+            ));
+        }
+        let mut table = self.current().await?.table.clone();
+        table.load_version(version).await.map_err(|error| self.context(error))?;
+        self.pinned(table).await
+    }
+
+    /// A fixed provider for `TIMESTAMP AS OF at`: the last version committed at or before it.
+    pub async fn at_timestamp(&self, at: DateTime<Utc>) -> WsResult<Arc<dyn TableProvider>> {
+        let mut table = self.current().await?.table.clone();
+        table.load_with_datetime(at).await.map_err(|error| self.context(error))?;
+        self.pinned(table).await
+    }
+
+    async fn pinned(&self, table: DeltaTable) -> WsResult<Arc<dyn TableProvider>> {
+        let loaded = build_loaded(table).await?;
+        Ok(Arc::new(PinnedLake { name: self.name.clone(), loaded: Arc::new(loaded) }))
+    }
+
+    fn context(&self, error: deltalake::DeltaTableError) -> WsError {
+        let base = WsError::from(error);
+        WsError::new(base.code, format!("table {}: {}", self.name, base.message))
+    }
+}
+
+fn to_df(error: WsError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+async fn scan_loaded(
+    name: &str,
+    loaded: &Loaded,
+    session: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let inner = loaded.provider.scan(session, projection, filters, limit).await?;
+    Ok(Arc::new(LakeScanExec::new(name, loaded.version, loaded.files_total, inner)))
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.read().expect("schema lock poisoned").clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let loaded = self.current().await.map_err(to_df)?;
+        scan_loaded(&self.name, &loaded, session, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // The provider of the snapshot answers; a refresh between planning and scan keeps
+        // the same table configuration in every case that matters for pushdown.
+        let loaded = self.loaded.try_read().map(|guard| guard.clone());
+        match loaded {
+            Ok(loaded) => loaded.provider.supports_filters_pushdown(filters),
+            Err(_) => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
+        }
+    }
+
+    async fn insert_into(
+        &self,
+        session: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // Append onto the newest snapshot; the Delta commit itself resolves conflicts with
+        // concurrent writers. The session refreshes this table once the insert completes.
+        let loaded = self.reload(true).await.map_err(to_df)?;
+        loaded.provider.insert_into(session, input, insert_op).await
+    }
+}
+
+/// A Delta table fixed at one version (time travel). Read-only.
+#[derive(Debug)]
+struct PinnedLake {
+    name: String,
+    loaded: Arc<Loaded>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("version", &self.version).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for PinnedLake {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.loaded.provider.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        scan_loaded(&self.name, &self.loaded, session, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.loaded.provider.supports_filters_pushdown(filters)
+    }
+}

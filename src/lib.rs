@@ -1,0 +1,17 @@
+//! watershed: one SQL server over rivers (event streams) and lakes (Delta tables),
+//! spoken to over the PostgreSQL wire protocol.
+//!
+//! A statement travels `server/` (pgwire) -> `session/` (per-connection state, routing)
+//! -> `sql/` (our dialect on top of DataFusion's parser) -> `catalog/` (every named
+//! relation) -> `lake/` (Delta table providers) and back out through `server/`, which
+//! encodes Arrow batches with arrow-pg. `main.rs` only parses the command line.
+
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod embedded;
+pub mod error;
+pub mod lake;
+pub mod server;
+pub mod session;
+pub mod sql;

@@ -1,0 +1,113 @@
+//! Arrow -> PostgreSQL rows, through arrow-pg (never hand-written encoders), batch by
+//! batch: a result is never collected in memory. Also the text rendering used by the
+//! in-process test runner, so all three ways of running a .slt file see the same text.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldInfo, QueryResponse, Tag};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+
+use crate::error::WsError;
+use crate::session::CommandTag;
+
+/// The ErrorResponse fields of a WsError.
+pub fn error_info(error: &WsError) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), error.code.to_string(), error.message.clone())
+}
+
+pub fn user_error(error: WsError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&error)))
+}
+
+pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+}
+
+pub fn tag(tag: &CommandTag) -> Tag {
+    let mut out = Tag::new(tag.command);
+    if let Some(oid) = tag.oid {
+        out = out.with_oid(oid);
+    }
+    if let Some(rows) = tag.rows {
+        out = out.with_rows(rows);
+    }
+    out
+}
+
+/// Streams a result: each Arrow batch is encoded to DataRows only when the socket side
+/// asks for more, so memory per connection stays at about one batch.
+pub fn query_response(
+    command: &str,
+    stream: SendableRecordBatchStream,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(fields(stream.schema().as_ref(), format)?);
+    let row_fields = fields.clone();
+    let rows = stream
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => arrow_pg::encode_recordbatch(row_fields.clone(), batch),
+                Err(error) => Box::new(std::iter::once(Err(user_error(WsError::from(error))))),
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    let mut response = QueryResponse::new(fields, rows);
+    response.command_tag = command.to_string();
+    Ok(response)
+}
+
+/// Renders a batch as PostgreSQL's text format would send it, value by value (`None`
+/// for NULL). Uses the wire encoder itself, then splits the DataRow back into fields.
+pub fn text_rows(batch: &RecordBatch) -> Result<Vec<Vec<Option<String>>>, WsError> {
+    let fields = Arc::new(fields(batch.schema().as_ref(), &Format::UnifiedText).map_err(pg_to_ws)?);
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in arrow_pg::encode_recordbatch(fields, batch.clone()) {
+        let row = row.map_err(pg_to_ws)?;
+        out.push(split_data_row(&row)?);
+    }
+    Ok(out)
+}
+
+fn split_data_row(row: &DataRow) -> Result<Vec<Option<String>>, WsError> {
+    let data = &row.data[..];
+    let mut offset = 0usize;
+    let mut values = Vec::with_capacity(row.field_count.max(0) as usize);
+    for _ in 0..row.field_count {
+        let header = data
+            .get(offset..offset + 4)
+            .ok_or_else(|| WsError::internal("truncated DataRow"))?;
+        let length = i32::from_be_bytes(header.try_into().expect("four bytes"));
+        offset += 4;
+        if length < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = offset + length as usize;
+        let bytes = data.get(offset..end).ok_or_else(|| WsError::internal("truncated DataRow"))?;
+        values.push(Some(String::from_utf8_lossy(bytes).into_owned()));
+        offset = end;
+    }
+    assert_eq!(offset, data.len(), "a DataRow holds exactly its fields");
+    Ok(values)
+}
+
+pub fn pg_to_ws(error: PgWireError) -> WsError {
+    match error {
+        PgWireError::UserError(info) => {
+            let code = crate::error::sqlstate_static(&info.code);
+            WsError::new(code, info.message)
+        }
+        PgWireError::ApiError(inner) => match inner.downcast::<WsError>() {
+            Ok(ws) => *ws,
+            Err(other) => WsError::internal(other.to_string()),
+        },
+        other => WsError::internal(other.to_string()),
+    }
+}

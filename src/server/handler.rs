@@ -1,0 +1,436 @@
+//! One connection's pgwire handlers: startup, simple and extended query, cancel.
+//!
+//! A connection owns one [`Session`]; statements of a simple-query message run one after
+//! the other, each streamed to the socket before the next starts, and the first error
+//! ends the message (as in PostgreSQL). Cancel requests reach the running statement
+//! through a per-connection [`CancelSlot`] looked up by backend pid and secret.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::{
+    ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
+    send_ready_for_query,
+};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::response::EmptyQueryResponse;
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::encode::{query_response, tag, user_error};
+use crate::error::{WsError, sqlstate};
+use crate::session::{CommandTag, Engine, Outcome, Prepared, Session, settings};
+
+/// The token of the statement a connection is running; replaced per statement.
+#[derive(Debug, Default)]
+pub struct CancelSlot {
+    current: StdMutex<CancellationToken>,
+}
+
+impl CancelSlot {
+    fn begin(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.current.lock().expect("cancel slot poisoned") = token.clone();
+        token
+    }
+
+    fn cancel(&self) {
+        self.current.lock().expect("cancel slot poisoned").cancel();
+    }
+}
+
+/// Backend pid -> (secret, slot), for CancelRequest messages that arrive on their own
+/// connection.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    slots: StdMutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+}
+
+impl CancelRegistry {
+    fn insert(&self, pid: i32, secret: i32, slot: Arc<CancelSlot>) {
+        let previous = self.slots.lock().expect("registry poisoned").insert(pid, (secret, slot));
+        assert!(previous.is_none(), "backend pids are unique");
+    }
+
+    fn remove(&self, pid: i32) {
+        self.slots.lock().expect("registry poisoned").remove(&pid);
+    }
+
+    fn cancel(&self, pid: i32, secret: &SecretKey) {
+        let slot = self.slots.lock().expect("registry poisoned").get(&pid).cloned();
+        if let Some((expected, slot)) = slot
+            && SecretKey::I32(expected).to_bytes() == secret.to_bytes()
+        {
+            slot.cancel();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.lock().expect("registry poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A statement prepared through Parse, with the parameter types the client declared.
+#[derive(Debug)]
+pub struct PreparedStatement {
+    prepared: Prepared,
+}
+
+/// Types used to decode `$n` values: what the statement determines, else text (what
+/// PostgreSQL infers for an otherwise untyped parameter).
+fn decode_types(prepared: &Prepared) -> Vec<DataType> {
+    prepared.param_types.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect()
+}
+
+pub struct StatementParser {
+    session: Arc<Mutex<Session>>,
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Arc<PreparedStatement>;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut session = self.session.lock().await;
+        let mut statements = session.parse(sql).map_err(user_error)?;
+        if statements.len() > 1 {
+            return Err(user_error(WsError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let prepared = session.prepare(statement).await.map_err(user_error)?;
+        Ok(Some(Arc::new(PreparedStatement { prepared })))
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        decode_types(&statement.prepared)
+            .iter()
+            .map(arrow_pg::datatypes::into_pg_type)
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        super::encode::fields(&statement.prepared.schema, format.unwrap_or(&Format::UnifiedText))
+    }
+}
+
+/// State shared by all connections of one server.
+pub struct Shared {
+    pub engine: Engine,
+    pub cancels: CancelRegistry,
+}
+
+/// The handlers of one connection.
+pub struct Connection {
+    shared: Arc<Shared>,
+    session: Arc<Mutex<Session>>,
+    cancel: Arc<CancelSlot>,
+    parser: Arc<StatementParser>,
+    pid: i32,
+    secret: i32,
+}
+
+impl Connection {
+    pub fn new(shared: Arc<Shared>) -> Arc<Connection> {
+        let session = shared.engine.session();
+        let pid = i32::try_from(session.id()).expect("fewer than 2^31 sessions per process");
+        let secret: i32 = rand::random();
+        let cancel = Arc::new(CancelSlot::default());
+        shared.cancels.insert(pid, secret, cancel.clone());
+        let session = Arc::new(Mutex::new(session));
+        Arc::new(Connection {
+            parser: Arc::new(StatementParser { session: session.clone() }),
+            shared,
+            session,
+            cancel,
+            pid,
+            secret,
+        })
+    }
+
+    async fn run(&self, prepared: &Prepared, params: Option<datafusion::common::ParamValues>) -> Result<Outcome, WsError> {
+        let token = self.cancel.begin();
+        let mut session = self.session.lock().await;
+        session.execute(prepared, params, token).await
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.cancels.remove(self.pid);
+    }
+}
+
+fn execution_response(done: &CommandTag) -> Response {
+    let out = tag(done);
+    match done.command {
+        "BEGIN" => Response::TransactionStart(out),
+        "COMMIT" | "ROLLBACK" => Response::TransactionEnd(out),
+        _ => Response::Execution(out),
+    }
+}
+
+fn outcome_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Rows { tag, stream } => Ok(Response::Query(query_response(tag, stream, format)?)),
+        Outcome::Done(done) => Ok(execution_response(&done)),
+    }
+}
+
+struct Parameters {
+    user: String,
+    application_name: String,
+}
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C>(&self, _client: &C) -> Option<HashMap<String, String>>
+    where
+        C: ClientInfo,
+    {
+        let pairs = [
+            ("server_version", settings::PG_SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+            ("IntervalStyle", "postgres"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "on"),
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+            ("application_name", self.application_name.as_str()),
+            ("session_authorization", self.user.as_str()),
+        ];
+        Some(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Connection {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(startup) = message else {
+            return Ok(());
+        };
+        protocol_negotiation(client, &startup).await?;
+        save_startup_parameters_to_metadata(client, &startup);
+        client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
+        let user = startup.parameters.get("user").cloned().unwrap_or_default();
+        let application_name = startup.parameters.get("application_name").cloned().unwrap_or_default();
+        {
+            let mut session = self.session.lock().await;
+            for (name, value) in &startup.parameters {
+                // Clients send what they would otherwise SET; unknown ones are ignored as
+                // PostgreSQL ignores none but reports them, which no client relies on.
+                session.apply_startup_parameter(name, value);
+            }
+        }
+        finish_authentication(client, &Parameters { user, application_name }).await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let statements = {
+            let session = self.session.lock().await;
+            session.parse(&query.query).map_err(user_error)?
+        };
+        if statements.is_empty() {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse)).await?;
+        }
+        let mut status = client.transaction_status();
+        for statement in statements {
+            let token = self.cancel.begin();
+            let outcome = {
+                let mut session = self.session.lock().await;
+                let prepared = session.prepare(statement).await.map_err(user_error)?;
+                session.execute(&prepared, None, token).await.map_err(user_error)?
+            };
+            match outcome_response(outcome, &Format::UnifiedText)? {
+                Response::Query(rows) => send_query_response(client, rows, true).await?,
+                Response::TransactionStart(done) => {
+                    send_execution_response(client, done).await?;
+                    status = status.to_in_transaction_state();
+                }
+                Response::TransactionEnd(done) => {
+                    send_execution_response(client, done).await?;
+                    status = status.to_idle_state();
+                }
+                Response::Execution(done) => send_execution_response(client, done).await?,
+                _ => unreachable!("outcome_response makes rows or tags only"),
+            }
+            client.set_transaction_status(status);
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        send_ready_for_query(client, status).await?;
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Only reached through pgwire's default `on_query`, which this type replaces;
+        // kept correct for completeness: runs statements in order, stops at an error.
+        let statements = self.session.lock().await.parse(query).map_err(user_error)?;
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let prepared = self.session.lock().await.prepare(statement).await;
+            let outcome = match prepared {
+                Ok(prepared) => self.run(&prepared, None).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(outcome) => responses.push(outcome_response(outcome, &Format::UnifiedText)?),
+                Err(error) => {
+                    responses.push(Response::Error(Box::new(super::encode::error_info(&error))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Connection {
+    type Statement = Arc<PreparedStatement>;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement: &StoredStatement<Arc<PreparedStatement>> = &portal.statement;
+        let prepared = &statement.statement.prepared;
+        let types = decode_types(prepared);
+        let type_refs: Vec<Option<&DataType>> = types.iter().map(Some).collect();
+        let params = if portal.parameter_len() == 0 {
+            None
+        } else {
+            let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &type_refs)
+                .map_err(|error| match error {
+                    PgWireError::UserError(_) => error,
+                    other => user_error(WsError::new(
+                        sqlstate::INVALID_TEXT_REPRESENTATION,
+                        format!("invalid parameter value: {other}"),
+                    )),
+                })?;
+            Some(values)
+        };
+        let outcome = self.run(prepared, params).await.map_err(user_error)?;
+        outcome_response(outcome, &portal.result_column_format)
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Connection {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        self.shared.cancels.cancel(request.pid, &request.secret_key);
+    }
+}
+
+impl ErrorHandler for Connection {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        tracing::debug!(pid = self.pid, %error, "statement failed");
+    }
+}
+
+/// Hands pgwire the handlers of one connection.
+pub struct ConnectionHandlers(pub Arc<Connection>);
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.0.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.0.clone()
+    }
+}
+

@@ -1,0 +1,135 @@
+//! server/: the PostgreSQL wire protocol. The only module that knows pgwire.
+//!
+//! Accepts connections up to `connections_max` (one more gets SQLSTATE 53300 and is
+//! closed), runs each on its own task with its own session, and shuts down gracefully:
+//! on the shutdown signal it stops accepting, gives running statements
+//! `shutdown_grace_ms` to finish, then closes what is left.
+
+pub mod encode;
+mod handler;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::{WsResult, sqlstate};
+use crate::session::Engine;
+
+pub use encode::text_rows;
+use handler::{Connection, ConnectionHandlers, Shared};
+
+/// Longest a refused client may take to send its startup packet before we hang up.
+const REFUSE_READ_TIMEOUT_MS: u64 = 2_000;
+/// Largest startup packet we read from a client we are about to refuse.
+const REFUSE_STARTUP_BYTES_MAX: usize = 10_000;
+
+/// Serves connections on `listener` until `shutdown` completes.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> WsResult<()> {
+    let limits = engine.config().limits.clone();
+    let shared = Arc::new(Shared { engine, cancels: Default::default() });
+    let permits = Arc::new(Semaphore::new(limits.connections_max));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = socket.set_nodelay(true) {
+                    tracing::debug!(%error, "could not set TCP_NODELAY");
+                }
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = limits.connections_max, "connection refused: too many connections");
+                    connections.spawn(refuse(socket));
+                    continue;
+                };
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let connection = Connection::new(shared);
+                    let handlers = Arc::new(ConnectionHandlers(connection));
+                    if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(open = connections.len(), grace_ms = limits.shutdown_grace_ms, "shutting down");
+    let grace = tokio::time::sleep(Duration::from_millis(limits.shutdown_grace_ms));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            _ = &mut grace => break,
+            next = connections.join_next() => if next.is_none() { break },
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Answers a client over the connection limit the way PostgreSQL does: read its startup
+/// packet (declining TLS), send a FATAL ErrorResponse with 53300, close.
+async fn refuse(mut socket: TcpStream) {
+    let read = async {
+        for _ in 0..2 {
+            let length = socket.read_i32().await? as usize;
+            if !(8..=REFUSE_STARTUP_BYTES_MAX).contains(&length) {
+                return Ok::<_, std::io::Error>(());
+            }
+            let mut body = vec![0u8; length - 4];
+            socket.read_exact(&mut body).await?;
+            let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            const SSL_REQUEST: i32 = 80877103;
+            const GSSENC_REQUEST: i32 = 80877104;
+            if code == SSL_REQUEST || code == GSSENC_REQUEST {
+                socket.write_all(b"N").await?;
+                continue;
+            }
+            break;
+        }
+        Ok(())
+    };
+    let timeout = Duration::from_millis(REFUSE_READ_TIMEOUT_MS);
+    if tokio::time::timeout(timeout, read).await.is_err() {
+        return;
+    }
+    let mut fields = Vec::new();
+    for (kind, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', sqlstate::TOO_MANY_CONNECTIONS),
+        (b'M', "sorry, too many clients already"),
+    ] {
+        fields.push(kind);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&((fields.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(&fields);
+    // The client may already be gone; there is nobody left to tell.
+    let _ = socket.write_all(&message).await;
+    let _ = socket.shutdown().await;
+}

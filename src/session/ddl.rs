@@ -1,0 +1,238 @@
+//! DDL on lake tables: managed Delta tables (`CREATE TABLE`, `CREATE TABLE AS`) and
+//! external tables (`CREATE EXTERNAL TABLE`). A managed table is created on disk first,
+//! filled (for CTAS), and only then entered in the catalog, so a failed CTAS leaves
+//! nothing behind and a catalog entry always points at a complete table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, cast, col};
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{self as sqlast, Expr as SqlExpr, HiveDistributionStyle};
+use deltalake::DeltaTable;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+
+use super::Session;
+use crate::catalog::{Format, TableDef};
+use crate::error::{WsError, WsResult, sqlstate};
+use crate::lake::{LakeTable, location_url};
+
+/// Partition columns of a `CREATE TABLE ... PARTITIONED BY (a, b)` (or PostgreSQL's
+/// `PARTITION BY (a, b)`), in order; empty for any other statement.
+pub fn partition_columns(statement: &Statement) -> WsResult<Vec<String>> {
+    let Statement::Statement(inner) = statement else {
+        return Ok(Vec::new());
+    };
+    let sqlast::Statement::CreateTable(create) = inner.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let mut columns = Vec::new();
+    if let HiveDistributionStyle::PARTITIONED { columns: defs } = &create.hive_distribution {
+        columns.extend(defs.iter().map(|def| fold(&def.name)));
+    }
+    if let Some(expr) = &create.partition_by {
+        let exprs: Vec<&SqlExpr> = match expr.as_ref() {
+            SqlExpr::Tuple(items) => items.iter().collect(),
+            SqlExpr::Nested(item) => vec![item.as_ref()],
+            item => vec![item],
+        };
+        for item in exprs {
+            match item {
+                SqlExpr::Identifier(ident) => columns.push(fold(ident)),
+                other => {
+                    return Err(WsError::unsupported(format!(
+                        "partitioning by expression {other} is not supported; name columns"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(columns)
+}
+
+fn fold(ident: &sqlast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The type a column gets in a Delta table: Delta has no unsigned integers, one string
+/// type, and microsecond timestamps.
+fn delta_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 => DataType::Int64,
+        DataType::UInt64 => DataType::Decimal128(20, 0),
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Float16 => DataType::Float32,
+        DataType::Date64 => DataType::Date32,
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| "UTC".into()))
+        }
+        DataType::Null => DataType::Utf8,
+        other => other.clone(),
+    }
+}
+
+/// Creates a managed Delta table; for CTAS fills it and returns the row count.
+pub async fn create_managed_table(
+    session: &Session,
+    plan: LogicalPlan,
+    partition_by: &[String],
+) -> WsResult<Option<usize>> {
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
+        unreachable!("classified as CREATE TABLE");
+    };
+    if create.temporary {
+        return Err(WsError::unsupported("temporary tables are not supported"));
+    }
+    if create.or_replace {
+        return Err(WsError::unsupported("CREATE OR REPLACE TABLE is not supported"));
+    }
+    let name = create.name.table().to_string();
+    let catalog = session.engine().catalog();
+    if catalog.exists(&name).await {
+        if create.if_not_exists {
+            return Ok(None);
+        }
+        return Err(WsError::new(
+            sqlstate::DUPLICATE_TABLE,
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    let input = create.input.as_ref().clone();
+    let has_rows = !matches!(&input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
+    let source_schema = input.schema().as_arrow().clone();
+    let fields: Vec<Field> = source_schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), delta_type(f.data_type()), true))
+        .collect();
+    let schema = Schema::new(fields);
+    for column in partition_by {
+        if schema.field_with_name(column).is_err() {
+            return Err(WsError::new(
+                sqlstate::UNDEFINED_COLUMN,
+                format!("partition column \"{column}\" is not a column of \"{name}\""),
+            ));
+        }
+    }
+    let location = catalog.managed_location(&name);
+    let url = location_url(&location, catalog.data_dir())?;
+    let path = url
+        .to_file_path()
+        .map_err(|()| WsError::internal(format!("managed location {url} is not a local path")))?;
+    if path.join("_delta_log").exists() {
+        return Err(WsError::new(
+            sqlstate::DUPLICATE_TABLE,
+            format!("{} already holds a Delta table; remove it or register it with CREATE EXTERNAL TABLE", path.display()),
+        ));
+    }
+    std::fs::create_dir_all(&path)?;
+    let result = fill_new_table(session, &name, url, &schema, partition_by, has_rows.then_some(input)).await;
+    match result {
+        Ok((lake, rows)) => {
+            let def = TableDef {
+                name: name.clone(),
+                format: Format::Delta,
+                location,
+                managed: true,
+                options: BTreeMap::new(),
+            };
+            if let Err(error) = catalog.adopt_lake(def, lake).await {
+                remove_quietly(&path);
+                return Err(error);
+            }
+            Ok(has_rows.then_some(rows))
+        }
+        Err(error) => {
+            remove_quietly(&path);
+            Err(error)
+        }
+    }
+}
+
+fn remove_quietly(path: &std::path::Path) {
+    if let Err(error) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), %error, "could not remove a half-created table");
+    }
+}
+
+async fn fill_new_table(
+    session: &Session,
+    name: &str,
+    url: url::Url,
+    schema: &Schema,
+    partition_by: &[String],
+    input: Option<LogicalPlan>,
+) -> WsResult<(Arc<LakeTable>, usize)> {
+    let structure = StructType::try_from_arrow(schema)
+        .map_err(|error| WsError::unsupported(format!("column type not storable in Delta: {error}")))?;
+    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let table = table
+        .create()
+        .with_table_name(name)
+        .with_columns(structure.fields().cloned())
+        .with_partition_columns(partition_by.to_vec())
+        .await?;
+    let staleness_ms = session.engine().config().limits.lake_staleness_ms;
+    let lake = Arc::new(LakeTable::from_table(name, url, table, staleness_ms).await?);
+    let Some(input) = input else {
+        return Ok((lake, 0));
+    };
+    let casts = schema
+        .fields()
+        .iter()
+        .zip(input.schema().columns())
+        .map(|(field, column)| cast(col(column), field.data_type().clone()).alias(field.name()))
+        .collect::<Vec<_>>();
+    let projected = LogicalPlanBuilder::from(input).project(casts)?.build()?;
+    let insert = LogicalPlanBuilder::insert_into(
+        projected,
+        name,
+        provider_as_source(lake.clone()),
+        InsertOp::Append,
+    )?
+    .build()?;
+    let rows = session.run_to_count(insert, &tokio_util::sync::CancellationToken::new()).await?;
+    lake.refresh().await?;
+    Ok((lake, rows))
+}
+
+/// Registers an existing table (Delta, Parquet, CSV, JSON) and persists the declaration.
+pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsResult<()> {
+    let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) = plan else {
+        unreachable!("classified as CREATE EXTERNAL TABLE");
+    };
+    let name = create.name.table().to_string();
+    let catalog = session.engine().catalog();
+    if catalog.exists(&name).await {
+        if create.if_not_exists {
+            return Ok(());
+        }
+        return Err(WsError::new(
+            sqlstate::DUPLICATE_TABLE,
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    if !create.table_partition_cols.is_empty() {
+        return Err(WsError::unsupported(
+            "PARTITIONED BY on external tables is not supported; the Delta log or the files carry partitioning",
+        ));
+    }
+    let def = TableDef {
+        name,
+        format: Format::parse(&create.file_type)?,
+        location: create.location.clone(),
+        managed: false,
+        options: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    catalog.create(def, &session.context().state()).await
+}

@@ -1,0 +1,688 @@
+//! session/: the engine shared by all connections and the state of one session.
+//!
+//! [`Engine`] owns the catalog and everything shared; [`Session`] owns what one
+//! connection may change (settings, DataFusion config, the time-travel pins of the
+//! statement being planned). A statement is prepared (parsed, classified, planned) and
+//! then executed; results come back as a stream of Arrow batches so that server/ can
+//! send them batch by batch. Nothing here knows pgwire: `watershed sql` and the
+//! in-process test runner drive the same code.
+
+mod ddl;
+pub mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{self as sqlast, Expr as SqlExpr, Set, Value};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME};
+use crate::config::Config;
+use crate::error::{WsError, WsResult, sqlstate};
+use crate::sql::{PinKey, TimeTravelPlanner, VersionSpec, time_travel_refs};
+
+/// The process-wide engine: catalog, shared object stores, configuration.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    config: Config,
+    catalog: Arc<Catalog>,
+    object_stores: Arc<dyn ObjectStoreRegistry>,
+    next_session_id: AtomicU32,
+}
+
+impl Engine {
+    /// Opens the data and catalog directories, generates the demo lake when the catalog
+    /// declares it and it is missing, and registers every declared table.
+    pub async fn open(config: Config) -> WsResult<Engine> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+            WsError::new(
+                sqlstate::IO_ERROR,
+                format!("data dir {}: {error}", config.data_dir.display()),
+            )
+        })?;
+        let files = crate::catalog::load_dir(&config.catalog_dir)?;
+        for file in &files {
+            if let Some(demo) = &file.demo {
+                let lake_dir = config.data_dir.join(&demo.location);
+                if !crate::demo::is_present(&lake_dir) {
+                    if !config.demo_autogenerate {
+                        return Err(WsError::new(
+                            sqlstate::CONFIG_FILE_ERROR,
+                            format!(
+                                "{} declares the demo lake but {} holds none; run `watershed demo`",
+                                file.path.display(),
+                                lake_dir.display()
+                            ),
+                        ));
+                    }
+                    tracing::info!(dir = %lake_dir.display(), "generating the demo lake");
+                    let spec = crate::demo::DemoSpec { seed: demo.seed, scale: demo.scale };
+                    let report = crate::demo::generate(&lake_dir, &spec, config.progress)
+                        .await
+                        .map_err(|error| WsError::internal(format!("demo generation: {error}")))?;
+                    tracing::info!(orders = report.orders, elapsed_ms = report.elapsed_ms, "demo lake ready");
+                }
+            }
+        }
+        let catalog = Arc::new(Catalog::new(
+            &config.catalog_dir,
+            &config.data_dir,
+            config.limits.lake_staleness_ms,
+        ));
+        let engine = Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                catalog,
+                object_stores: Arc::new(DefaultObjectStoreRegistry::new()),
+                next_session_id: AtomicU32::new(1),
+            }),
+        };
+        let session = engine.session();
+        engine.inner.catalog.register_files(&files, &session.ctx.state()).await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    /// A new session with default settings. Sessions share the catalog and object
+    /// stores; each has its own DataFusion config and memory pool.
+    pub fn session(&self) -> Session {
+        let limits = &self.inner.config.limits;
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_batch_size(limits.batch_rows_max);
+        let options = config.options_mut();
+        // Late materialization: filters evaluated while decoding Parquet.
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        // PostgreSQL folds unquoted identifiers to lower case; so does DataFusion's
+        // normalization, which must stay on.
+        options.sql_parser.enable_ident_normalization = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(self.inner.object_stores.clone())
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.query_memory_bytes_max)))
+            .build_arc()
+            .expect("a runtime env with a memory pool and registry always builds");
+        let time_travel = Arc::new(TimeTravelPlanner::default());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_catalog_list(self.inner.catalog.provider_list())
+            .with_relation_planners(vec![time_travel.clone()])
+            .build();
+        let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
+        Session {
+            engine: self.clone(),
+            id,
+            ctx: SessionContext::new_with_state(state),
+            time_travel,
+            settings: settings::defaults(),
+            in_transaction: false,
+        }
+    }
+}
+
+/// What a statement is, decided once at prepare time.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A plan whose result rows go to the client (SELECT, VALUES, EXPLAIN, SHOW of
+    /// DataFusion tables...).
+    Rows(LogicalPlan),
+    /// INSERT into a table: the count becomes the tag; the table is refreshed afterwards.
+    Insert { plan: LogicalPlan, table: String },
+    /// CREATE TABLE [AS]: a managed Delta table.
+    CreateTable { plan: LogicalPlan, partition_by: Vec<String> },
+    /// CREATE EXTERNAL TABLE.
+    CreateExternal(LogicalPlan),
+    DropTable { names: Vec<String>, if_exists: bool },
+    Set { name: String, value: Option<String> },
+    Show { name: String },
+    /// BEGIN/COMMIT/ROLLBACK: accepted; every statement is atomic on its own.
+    Transaction { tag: &'static str, begins: Option<bool> },
+}
+
+/// A parsed, classified and planned statement, ready to execute (possibly many times).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    kind: Kind,
+    /// Types of `$1..$n`; `None` where nothing in the statement determines it.
+    pub param_types: Vec<Option<DataType>>,
+    /// Result columns; empty for commands.
+    pub schema: SchemaRef,
+}
+
+/// The result of executing one statement.
+pub enum Outcome {
+    /// Rows to stream to the client; `tag` is the command word of the final tag.
+    Rows { tag: &'static str, stream: SendableRecordBatchStream },
+    /// A command with its completion tag.
+    Done(CommandTag),
+}
+
+/// A completion tag such as `INSERT 0 5` or `CREATE TABLE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    pub command: &'static str,
+    pub rows: Option<usize>,
+    /// Only INSERT carries an oid (always 0, as in PostgreSQL since 12).
+    pub oid: Option<u32>,
+}
+
+impl CommandTag {
+    fn new(command: &'static str) -> CommandTag {
+        CommandTag { command, rows: None, oid: None }
+    }
+}
+
+impl std::fmt::Display for CommandTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.command)?;
+        if let Some(oid) = self.oid {
+            write!(f, " {oid}")?;
+        }
+        if let Some(rows) = self.rows {
+            write!(f, " {rows}")?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Session {
+    engine: Engine,
+    id: u32,
+    ctx: SessionContext,
+    time_travel: Arc<TimeTravelPlanner>,
+    settings: BTreeMap<String, String>,
+    in_transaction: bool,
+}
+
+fn empty_schema() -> SchemaRef {
+    Arc::new(Schema::empty())
+}
+
+fn set_value_text(expr: &SqlExpr) -> Option<String> {
+    match expr {
+        SqlExpr::Value(value) => match &value.value {
+            Value::SingleQuotedString(text) | Value::DoubleQuotedString(text) => Some(text.clone()),
+            Value::Number(number, _) => Some(number.clone()),
+            Value::Boolean(flag) => Some(if *flag { "on".into() } else { "off".into() }),
+            other => Some(other.to_string()),
+        },
+        SqlExpr::Identifier(ident) if ident.value.eq_ignore_ascii_case("default") => None,
+        SqlExpr::Identifier(ident) => Some(ident.value.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl Session {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Parses SQL text into statements (several per message in the simple protocol).
+    pub fn parse(&self, sql: &str) -> WsResult<Vec<Statement>> {
+        let limit = self.engine.config().limits.query_text_bytes_max;
+        if sql.len() > limit {
+            return Err(WsError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!("statement text is {} bytes; the limit is {limit}", sql.len()),
+            ));
+        }
+        crate::sql::parse(sql)
+    }
+
+    /// Classifies and plans one statement.
+    pub async fn prepare(&mut self, statement: Statement) -> WsResult<Prepared> {
+        if let Some(kind) = self.classify_session_statement(&statement)? {
+            let schema = match &kind {
+                Kind::Show { name } => {
+                    Arc::new(Schema::new(vec![Field::new(name.clone(), DataType::Utf8, true)]))
+                }
+                _ => empty_schema(),
+            };
+            return Ok(Prepared { kind, param_types: Vec::new(), schema });
+        }
+        let partition_by = ddl::partition_columns(&statement)?;
+        self.pin_time_travel(&statement).await?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        let param_types = parameter_types(&plan)?;
+        let kind = match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => {
+                Kind::CreateTable { plan, partition_by }
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Kind::CreateExternal(plan),
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => Kind::DropTable {
+                names: vec![drop.name.table().to_string()],
+                if_exists: drop.if_exists,
+            },
+            LogicalPlan::Ddl(other) => {
+                return Err(WsError::unsupported(format!(
+                    "{} is not supported yet",
+                    other.name()
+                )));
+            }
+            LogicalPlan::Dml(DmlStatement { ref table_name, op: WriteOp::Insert(_), .. }) => {
+                let table = table_name.table().to_string();
+                Kind::Insert { plan, table }
+            }
+            LogicalPlan::Dml(DmlStatement { op, .. }) => {
+                return Err(WsError::unsupported(format!("{op} is not supported yet")));
+            }
+            LogicalPlan::Copy(_) => {
+                return Err(WsError::unsupported("COPY ... TO a server file is not supported"));
+            }
+            LogicalPlan::Statement(statement) => {
+                return Err(WsError::unsupported(format!(
+                    "statement {} is not supported",
+                    statement.name()
+                )));
+            }
+            plan => Kind::Rows(plan),
+        };
+        let schema = match &kind {
+            Kind::Rows(plan) => Arc::new(plan.schema().as_arrow().clone()),
+            _ => empty_schema(),
+        };
+        Ok(Prepared { kind, param_types, schema })
+    }
+
+    /// Statements that change or read session state, handled without DataFusion.
+    fn classify_session_statement(&self, statement: &Statement) -> WsResult<Option<Kind>> {
+        let inner = match statement {
+            Statement::Statement(inner) => inner.as_ref(),
+            Statement::Reset(reset) => {
+                let name = match reset {
+                    datafusion::sql::parser::ResetStatement::Variable(name) => {
+                        name.to_string().to_lowercase()
+                    }
+                };
+                return Ok(Some(Kind::Set { name, value: None }));
+            }
+            _ => return Ok(None),
+        };
+        let kind = match inner {
+            sqlast::Statement::Set(set) => match set {
+                Set::SingleAssignment { variable, values, .. } => {
+                    let name = variable.to_string().to_lowercase();
+                    let value = match values.as_slice() {
+                        [one] => set_value_text(one),
+                        many => Some(
+                            many.iter()
+                                .map(|v| set_value_text(v).unwrap_or_default())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ),
+                    };
+                    Kind::Set { name, value }
+                }
+                Set::SetTimeZone { value, .. } => {
+                    Kind::Set { name: "timezone".into(), value: set_value_text(value) }
+                }
+                Set::SetNames { charset_name, .. } => {
+                    Kind::Set { name: "client_encoding".into(), value: Some(charset_name.value.clone()) }
+                }
+                other => return Err(WsError::unsupported(format!("{other} is not supported yet"))),
+            },
+            sqlast::Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                let name = match name.as_str() {
+                    "time zone" => "timezone".to_string(),
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    _ => name,
+                };
+                Kind::Show { name }
+            }
+            sqlast::Statement::StartTransaction { .. } => {
+                Kind::Transaction { tag: "BEGIN", begins: Some(true) }
+            }
+            sqlast::Statement::Commit { .. } => Kind::Transaction { tag: "COMMIT", begins: Some(false) },
+            sqlast::Statement::Rollback { .. } => {
+                Kind::Transaction { tag: "ROLLBACK", begins: Some(false) }
+            }
+            sqlast::Statement::Drop { object_type: sqlast::ObjectType::Table, if_exists, names, .. } => {
+                let names = names.iter().map(crate::sql::normalized_table_name).collect();
+                Kind::DropTable { names, if_exists: *if_exists }
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(kind))
+    }
+
+    /// Loads a pinned provider for every `VERSION AS OF`/`TIMESTAMP AS OF` relation.
+    async fn pin_time_travel(&self, statement: &Statement) -> WsResult<()> {
+        let refs = time_travel_refs(statement)?;
+        let mut pinned = HashMap::with_capacity(refs.len());
+        for (name, version) in refs {
+            let table = crate::sql::normalized_table_name(&name);
+            let key = PinKey { table: table.clone(), version: version.clone() };
+            if pinned.contains_key(&key) {
+                continue;
+            }
+            let Some(lake) = self.engine.catalog().lake_table(&table).await else {
+                let code = if self.engine.catalog().exists(&table).await {
+                    sqlstate::FEATURE_NOT_SUPPORTED
+                } else {
+                    sqlstate::UNDEFINED_TABLE
+                };
+                return Err(WsError::new(
+                    code,
+                    format!("time travel needs a Delta lake table; \"{table}\" is not one"),
+                ));
+            };
+            let provider = match version {
+                VersionSpec::Version(v) => lake.at_version(v).await?,
+                VersionSpec::Timestamp(at) => lake.at_timestamp(at).await?,
+            };
+            pinned.insert(key, provider);
+        }
+        self.time_travel.pin(pinned);
+        Ok(())
+    }
+
+    /// Executes a prepared statement with parameter values (extended protocol) or none.
+    /// `cancel` ends the statement with 57014 wherever it is, including mid-stream.
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        cancel: CancellationToken,
+    ) -> WsResult<Outcome> {
+        let work = self.execute_inner(prepared, params, cancel.clone());
+        let outcome = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(WsError::canceled()),
+            outcome = work => outcome?,
+        };
+        Ok(match outcome {
+            Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel) },
+            done => done,
+        })
+    }
+
+    async fn execute_inner(
+        &mut self,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        cancel: CancellationToken,
+    ) -> WsResult<Outcome> {
+        let bind = |plan: &LogicalPlan| -> WsResult<LogicalPlan> {
+            match &params {
+                Some(values) => Ok(plan.clone().with_param_values(values.clone())?),
+                None => Ok(plan.clone()),
+            }
+        };
+        match &prepared.kind {
+            Kind::Rows(plan) => {
+                let plan = bind(plan)?;
+                let tag = match &plan {
+                    LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
+                    _ => "SELECT",
+                };
+                let stream = self.stream(plan).await?;
+                Ok(Outcome::Rows { tag, stream })
+            }
+            Kind::Insert { plan, table } => {
+                let plan = bind(plan)?;
+                let rows = self.run_to_count(plan, &cancel).await?;
+                if let Some(lake) = self.engine.catalog().lake_table(table).await {
+                    lake.refresh().await?;
+                }
+                Ok(Outcome::Done(CommandTag { command: "INSERT", rows: Some(rows), oid: Some(0) }))
+            }
+            Kind::CreateTable { plan, partition_by } => {
+                let plan = bind(plan)?;
+                let created = ddl::create_managed_table(self, plan, partition_by).await?;
+                Ok(Outcome::Done(match created {
+                    Some(rows) => CommandTag { command: "SELECT", rows: Some(rows), oid: None },
+                    None => CommandTag::new("CREATE TABLE"),
+                }))
+            }
+            Kind::CreateExternal(plan) => {
+                ddl::create_external_table(self, plan).await?;
+                Ok(Outcome::Done(CommandTag::new("CREATE EXTERNAL TABLE")))
+            }
+            Kind::DropTable { names, if_exists } => {
+                for name in names {
+                    let dropped = self.engine.catalog().drop_table(name).await?;
+                    if !dropped && !if_exists {
+                        return Err(WsError::new(
+                            sqlstate::UNDEFINED_TABLE,
+                            format!("table \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
+            }
+            Kind::Set { name, value } => {
+                self.set(name, value.as_deref())?;
+                Ok(Outcome::Done(CommandTag::new(if value.is_some() { "SET" } else { "RESET" })))
+            }
+            Kind::Show { name } => {
+                let value = self.show(name)?;
+                let batch = RecordBatch::try_new(
+                    prepared.schema.clone(),
+                    vec![Arc::new(StringArray::from(vec![value])) as ArrayRef],
+                )
+                .map_err(|error| WsError::internal(error.to_string()))?;
+                let stream = futures::stream::iter([Ok(batch)]);
+                Ok(Outcome::Rows {
+                    tag: "SHOW",
+                    stream: Box::pin(RecordBatchStreamAdapter::new(prepared.schema.clone(), stream)),
+                })
+            }
+            Kind::Transaction { tag, begins } => {
+                if let Some(begins) = begins {
+                    self.in_transaction = *begins;
+                }
+                Ok(Outcome::Done(CommandTag::new(tag)))
+            }
+        }
+    }
+
+    async fn stream(&self, plan: LogicalPlan) -> WsResult<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let physical = state.create_physical_plan(&plan).await?;
+        Ok(execute_stream(physical, self.ctx.task_ctx())?)
+    }
+
+    /// Runs a DML plan and returns the row count it reports.
+    async fn run_to_count(&self, plan: LogicalPlan, cancel: &CancellationToken) -> WsResult<usize> {
+        let mut stream = cancellable(self.stream(plan).await?, cancel.clone());
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let counts = batch.column(0).as_any().downcast_ref::<UInt64Array>().ok_or_else(|| {
+                WsError::internal("DML plan did not report a count column")
+            })?;
+            rows += counts.iter().flatten().sum::<u64>() as usize;
+        }
+        Ok(rows)
+    }
+
+    fn set(&mut self, name: &str, value: Option<&str>) -> WsResult<()> {
+        if name.starts_with("datafusion.") {
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            return match value {
+                Some(value) => Ok(options.set(name, value)?),
+                None => Err(WsError::unsupported("RESET of datafusion.* options is not supported")),
+            };
+        }
+        if settings::is_read_only(name) {
+            return Err(WsError::new(
+                sqlstate::CANT_CHANGE_RUNTIME_PARAM,
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
+        let defaults = settings::defaults();
+        let known = defaults.contains_key(name);
+        if !known && !name.contains('.') {
+            return Err(WsError::new(
+                sqlstate::UNDEFINED_OBJECT,
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
+        }
+        match value {
+            Some(value) => {
+                self.settings.insert(name.to_string(), value.to_string());
+            }
+            None => match defaults.get(name) {
+                Some(default) => {
+                    self.settings.insert(name.to_string(), default.clone());
+                }
+                None => {
+                    self.settings.remove(name);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
+    /// `TimeZone`, `options`...). Unknown or read-only names are ignored: a client may
+    /// send any of them, and failing its connection for it would help nobody.
+    pub fn apply_startup_parameter(&mut self, name: &str, value: &str) {
+        let name = name.to_lowercase();
+        if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
+            return;
+        }
+        if let Err(error) = self.set(&name, Some(value)) {
+            tracing::debug!(name, %error, "startup parameter ignored");
+        }
+    }
+
+    /// Current value of a setting, as SHOW prints it.
+    pub fn show(&self, name: &str) -> WsResult<String> {
+        if let Some(value) = self.settings.get(name) {
+            return Ok(value.clone());
+        }
+        if name.starts_with("datafusion.") {
+            let state = self.ctx.state();
+            let entry = state.config().options().entries().into_iter().find(|e| e.key == name);
+            if let Some(entry) = entry {
+                return Ok(entry.value.unwrap_or_default());
+            }
+        }
+        Err(WsError::new(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("unrecognized configuration parameter \"{name}\""),
+        ))
+    }
+
+    /// Prepares and executes every statement of `sql` in order and collects the results:
+    /// the embedded path (`watershed sql`, tests). Stops at the first error.
+    pub async fn run_collect(&mut self, sql: &str) -> WsResult<Vec<Collected>> {
+        let mut results = Vec::new();
+        for statement in self.parse(sql)? {
+            let prepared = self.prepare(statement).await?;
+            let schema = prepared.schema.clone();
+            match self.execute(&prepared, None, CancellationToken::new()).await? {
+                Outcome::Rows { tag, mut stream } => {
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next().await {
+                        batches.push(batch?);
+                    }
+                    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                    results.push(Collected {
+                        schema,
+                        batches,
+                        tag: CommandTag { command: tag, rows: Some(rows), oid: None },
+                    });
+                }
+                Outcome::Done(tag) => results.push(Collected { schema, batches: Vec::new(), tag }),
+            }
+        }
+        Ok(results)
+    }
+
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+/// A fully read result, for embedded use.
+pub struct Collected {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub tag: CommandTag,
+}
+
+/// `$n` types of a plan in order; DataFusion names them `$1`, `$2`, ...
+fn parameter_types(plan: &LogicalPlan) -> WsResult<Vec<Option<DataType>>> {
+    let types = plan.get_parameter_types()?;
+    let mut numbered = Vec::with_capacity(types.len());
+    for (name, data_type) in types {
+        let index = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| WsError::syntax(format!("invalid parameter name {name}")))?;
+        numbered.push((index, data_type));
+    }
+    numbered.sort_by_key(|(index, _)| *index);
+    let count = numbered.last().map_or(0, |(index, _)| *index);
+    let mut ordered = vec![None; count];
+    for (index, data_type) in numbered {
+        ordered[index - 1] = data_type;
+    }
+    Ok(ordered)
+}
+
+/// Ends a stream with 57014 as soon as `cancel` fires, even while a batch is computed.
+fn cancellable(stream: SendableRecordBatchStream, cancel: CancellationToken) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let unfolded = futures::stream::unfold((stream, cancel, false), |(mut inner, cancel, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                let error = datafusion::error::DataFusionError::External(Box::new(WsError::canceled()));
+                Some((Err(error), (inner, cancel, true)))
+            }
+            next = inner.next() => next.map(|item| (item, (inner, cancel, false))),
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, unfolded))
+}

@@ -1,0 +1,69 @@
+//! sql/: our SQL dialect on top of DataFusion's parser, and the planning extensions that
+//! give it meaning: time travel (`VERSION AS OF`, `TIMESTAMP AS OF`) planned through
+//! DataFusion's relation planner extension point.
+//!
+//! Parsing never prints SQL back to text: the session plans the AST it gets from here.
+
+mod dialect;
+mod time_travel;
+
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+
+pub use dialect::WatershedDialect;
+pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, normalized_table_name, time_travel_refs};
+
+use crate::error::{WsError, WsResult, sqlstate};
+
+/// Nesting depth the parser accepts before refusing a statement (54001 beyond it).
+pub const PARSER_RECURSION_LIMIT: usize = 256;
+
+/// Parses one message's SQL text into statements, in order.
+pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
+    let dialect = WatershedDialect::default();
+    let mut parser = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .build()
+        .map_err(WsError::from)?;
+    let statements = parser.parse_statements().map_err(|error| {
+        let mut error = WsError::from(error);
+        if error.message.contains("recursion limit") {
+            error.code = sqlstate::STATEMENT_TOO_COMPLEX;
+        }
+        error
+    })?;
+    Ok(statements.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_statements_parse_in_order() {
+        let statements = parse("SELECT 1; SELECT 2;").unwrap();
+        assert_eq!(statements.len(), 2);
+    }
+
+    #[test]
+    fn syntax_error_is_42601() {
+        let error = parse("SELEC 1").unwrap_err();
+        assert_eq!(error.code, sqlstate::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn version_as_of_parses() {
+        let statements = parse("SELECT * FROM t VERSION AS OF 3 WHERE x = 1").unwrap();
+        let refs = time_travel_refs(&statements[0]).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].1, VersionSpec::Version(3));
+    }
+
+    #[test]
+    fn timestamp_as_of_parses() {
+        let statements = parse("SELECT * FROM t TIMESTAMP AS OF '2026-01-01 00:00:00' x").unwrap();
+        let refs = time_travel_refs(&statements[0]).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert!(matches!(refs[0].1, VersionSpec::Timestamp(_)));
+    }
+}
