@@ -1,1 +1,526 @@
-fn main() {}
+//! The sqllogictest runner: every `sql-tests/**/*.slt` file is run three ways, each
+//! against a fresh engine in its own temporary directory:
+//!
+//! - `inprocess`: an [`Engine`] session, results rendered by `watershed::server::text_rows`
+//!   (the wire's own text encoder);
+//! - `simple`: over pgwire with tokio-postgres' simple query protocol (text results);
+//! - `extended`: over pgwire with the extended protocol (prepared statements, binary
+//!   results rendered back to PostgreSQL's text by `slt/pgtext.rs`).
+//!
+//! Records are run one at a time (not with `Runner::run_file`, which stops at the first
+//! failure) so a report counts the passing and failing records of every file.
+//!
+//! Column type letters in record headers (`query ITR`) are not checked: DataFusion types
+//! results differently from other engines (COUNT is BIGINT, AVG of integers is DOUBLE,
+//! literals are INT64...), and the rendered values already pin the results down. Only
+//! their number matters (valuewise results and hashing depend on the width).
+//!
+//! Labels for `skipif`/`onlyif`: `watershed` (the engine) and the mode's name, so that a
+//! record can be skipped in the one mode where a known bug shows. The SQLite corpus runs
+//! with `postgresql` too, as the corpus' records for PostgreSQL are the closest match.
+//!
+//! Environment:
+//! - `SLT_FILE=path[,path...]`: run only these files or directories (default `sql-tests`);
+//! - `SLT_MODE=inprocess,simple,extended`: run only these modes;
+//! - `SLT_JOBS=n`: file runs at a time (default: available cores, at most 4);
+//! - `SLT_SQLITE=1` (or the argument `--sqlite`): run the SQLite corpus instead
+//!   (`../shared/conformance/sqlite/select1.test` by default; `SLT_SQLITE=a.test,b.test`
+//!   names corpus files), in-process and extended, and print records passed per file and
+//!   mode; failures there do not fail the run (full conformance is tracked separately).
+//!
+//! The last line of output is `N passed, N failed` (file runs, i.e. file x mode), and the
+//! exit status is non-zero when any file run failed.
+
+#[path = "slt/db.rs"]
+mod db;
+#[path = "slt/pgtext.rs"]
+mod pgtext;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use futures::StreamExt;
+use sqllogictest::{
+    AsyncDB, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use watershed::config::Config;
+use watershed::error::WsError;
+use watershed::session::Engine;
+
+use db::{InProcess, Protocol, SqlError, Wire};
+
+/// How many failure messages of one file run are printed; the rest are counted.
+const FAILURES_SHOWN_MAX: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    InProcess,
+    Simple,
+    Extended,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::InProcess, Mode::Simple, Mode::Extended];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::InProcess => "inprocess",
+            Mode::Simple => "simple",
+            Mode::Extended => "extended",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|mode| mode.name() == name.trim())
+    }
+}
+
+/// Which kind of file: ours, or one of the SQLite corpus (see [`adapt_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Project,
+    SqliteCorpus,
+}
+
+/// One file run in one mode.
+#[derive(Debug, Clone)]
+struct Job {
+    path: PathBuf,
+    /// The path as printed (relative to the package when possible).
+    name: String,
+    mode: Mode,
+    flavor: Flavor,
+}
+
+/// The outcome of a [`Job`].
+#[derive(Debug, Default)]
+struct Report {
+    /// Statement and query records that ran and met their expectation.
+    passed: usize,
+    failed: usize,
+    /// Records not run because of `skipif`/`onlyif`.
+    skipped: usize,
+    failures: Vec<String>,
+    /// The file could not be run at all (unreadable, unparsable, engine did not start).
+    setup_error: Option<String>,
+}
+
+impl Report {
+    fn ok(&self) -> bool {
+        self.failed == 0 && self.setup_error.is_none()
+    }
+}
+
+struct Options {
+    paths: Vec<PathBuf>,
+    modes: Vec<Mode>,
+    jobs: usize,
+    flavor: Flavor,
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let value = std::env::var(name).ok()?;
+    let items: Vec<String> =
+        value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(String::from).collect();
+    Some(items)
+}
+
+fn options() -> Result<Options, String> {
+    let sqlite_arg = std::env::args().skip(1).any(|arg| arg == "--sqlite");
+    let sqlite = env_list("SLT_SQLITE");
+    let flavor = if sqlite_arg || sqlite.is_some() { Flavor::SqliteCorpus } else { Flavor::Project };
+    let modes = match env_list("SLT_MODE") {
+        Some(names) => names
+            .iter()
+            .map(|name| Mode::parse(name).ok_or_else(|| format!("SLT_MODE: unknown mode {name:?}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        // The corpus is large; in-process and extended cover both ends of the server.
+        None if flavor == Flavor::SqliteCorpus => vec![Mode::InProcess, Mode::Extended],
+        None => Mode::ALL.to_vec(),
+    };
+    let jobs = match std::env::var("SLT_JOBS") {
+        Ok(value) => value.parse::<usize>().map_err(|_| format!("SLT_JOBS: not a number: {value:?}"))?.max(1),
+        // Each job holds an engine and DataFusion runs its own partitions in parallel, so
+        // more jobs than cores only adds memory.
+        Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
+    };
+    let paths = match flavor {
+        Flavor::Project => match env_list("SLT_FILE") {
+            Some(paths) => paths.into_iter().map(PathBuf::from).collect(),
+            None => vec![manifest_dir().join("sql-tests")],
+        },
+        Flavor::SqliteCorpus => {
+            let corpus = manifest_dir().join("../shared/conformance/sqlite");
+            let names = sqlite
+                .filter(|names| !(names.len() == 1 && matches!(names[0].as_str(), "1" | "true" | "yes")))
+                .unwrap_or_else(|| vec!["select1.test".to_string()]);
+            names.into_iter().map(|name| corpus.join(name)).collect()
+        }
+    };
+    Ok(Options { paths, modes, jobs, flavor })
+}
+
+/// The files under `paths` (files as given, directories searched for `extension`), sorted.
+fn collect_files(paths: &[PathBuf], extension: &str) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries = std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|error| format!("{}: {error}", dir.display()))?.path();
+            if path.is_dir() {
+                walk(&path, extension, out)?;
+            } else if path.extension().is_some_and(|ext| ext == extension) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, extension, &mut files)?;
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn display_name(path: &Path) -> String {
+    let base = manifest_dir();
+    let shown = path.strip_prefix(&base).unwrap_or(path);
+    shown.display().to_string()
+}
+
+fn main() -> ExitCode {
+    let options = match options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("slt: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("slt: cannot start a tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match options.flavor {
+        Flavor::Project => runtime.block_on(run_project(options)),
+        Flavor::SqliteCorpus => runtime.block_on(run_corpus(options)),
+    }
+}
+
+fn jobs_for(files: &[PathBuf], modes: &[Mode], flavor: Flavor) -> Vec<Job> {
+    files
+        .iter()
+        .flat_map(|path| {
+            modes.iter().map(move |&mode| Job { path: path.clone(), name: display_name(path), mode, flavor })
+        })
+        .collect()
+}
+
+/// Runs the jobs `parallel` at a time, each on its own task (so on its own worker thread
+/// when one is free), and hands each finished one to `done` in completion order.
+async fn run_jobs(jobs: Vec<Job>, parallel: usize, mut done: impl FnMut(&Job, &Report)) -> Vec<(Job, Report)> {
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut stream = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let task = tokio::spawn(run_job(job.clone()));
+            let report = task.await.unwrap_or_else(|error| Report {
+                setup_error: Some(format!("the runner task panicked or was cancelled: {error}")),
+                ..Report::default()
+            });
+            (job, report)
+        })
+        .buffer_unordered(parallel);
+    while let Some((job, report)) = stream.next().await {
+        done(&job, &report);
+        results.push((job, report));
+    }
+    results
+}
+
+async fn run_project(options: Options) -> ExitCode {
+    let files = match collect_files(&options.paths, "slt") {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("slt: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if files.is_empty() {
+        eprintln!("slt: no .slt files found");
+        return ExitCode::FAILURE;
+    }
+    let modes: Vec<&str> = options.modes.iter().map(|mode| mode.name()).collect();
+    println!(
+        "slt: {} file(s) x {} mode(s) [{}], {} at a time",
+        files.len(),
+        options.modes.len(),
+        modes.join(", "),
+        options.jobs
+    );
+    let jobs = jobs_for(&files, &options.modes, Flavor::Project);
+    let results = run_jobs(jobs, options.jobs, |job, report| print_report(job, report)).await;
+
+    let failed = results.iter().filter(|(_, report)| !report.ok()).count();
+    let passed = results.len() - failed;
+    if failed > 0 {
+        println!("\nfailed file runs:");
+        let mut failures: Vec<_> = results.iter().filter(|(_, report)| !report.ok()).collect();
+        failures.sort_by(|(a, _), (b, _)| (&a.name, a.mode).cmp(&(&b.name, b.mode)));
+        for (job, report) in failures {
+            println!("  {} [{}]: {} record(s) failed", job.name, job.mode.name(), report.failed);
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn print_report(job: &Job, report: &Report) {
+    let status = if report.ok() { "ok" } else { "FAILED" };
+    println!(
+        "{status:<6} {:<9} {}  ({} passed, {} failed, {} skipped)",
+        job.mode.name(),
+        job.name,
+        report.passed,
+        report.failed,
+        report.skipped
+    );
+    if let Some(error) = &report.setup_error {
+        println!("    setup: {error}");
+    }
+    for failure in report.failures.iter().take(FAILURES_SHOWN_MAX) {
+        for line in failure.trim_end().lines() {
+            println!("    {line}");
+        }
+        println!();
+    }
+    if report.failures.len() > FAILURES_SHOWN_MAX {
+        println!("    ... and {} more failure(s)", report.failures.len() - FAILURES_SHOWN_MAX);
+    }
+}
+
+async fn run_corpus(options: Options) -> ExitCode {
+    let mut files = Vec::new();
+    for path in &options.paths {
+        if path.exists() {
+            files.push(path.clone());
+        } else {
+            // The corpus lives outside the repository; without it there is nothing to measure.
+            println!("slt: SQLite corpus file {} not found; skipped", path.display());
+        }
+    }
+    if files.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let jobs = jobs_for(&files, &options.modes, Flavor::SqliteCorpus);
+    let mut results = run_jobs(jobs, options.jobs, |job, report| {
+        // Corpus failures are expected for now: show only the first few of each run.
+        let status = if report.ok() { "ok" } else { "partial" };
+        println!(
+            "{status:<7} {:<9} {}  {}/{} records passed ({} skipped)",
+            job.mode.name(),
+            job.name,
+            report.passed,
+            report.passed + report.failed,
+            report.skipped
+        );
+        if let Some(error) = &report.setup_error {
+            println!("    setup: {error}");
+        }
+        for failure in report.failures.iter().take(3) {
+            for line in failure.trim_end().lines() {
+                println!("    {line}");
+            }
+            println!();
+        }
+    })
+    .await;
+    results.sort_by(|(a, _), (b, _)| (&a.name, a.mode).cmp(&(&b.name, b.mode)));
+    println!("\nSQLite corpus (records passed / run, per file and mode):");
+    for (job, report) in &results {
+        println!(
+            "  {} [{}]: {}/{}",
+            job.name,
+            job.mode.name(),
+            report.passed,
+            report.passed + report.failed
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The labels a file run is evaluated with (the engine name `watershed` is added by the
+/// sqllogictest crate from `AsyncDB::engine_name`).
+fn labels(job: &Job) -> Vec<&'static str> {
+    let mut labels = vec![job.mode.name()];
+    if job.flavor == Flavor::SqliteCorpus {
+        labels.push("postgresql");
+    }
+    labels
+}
+
+/// Adapts a script in memory to the sqllogictest crate's parser (files on disk are never
+/// changed):
+/// - `skipif`/`onlyif` lines lose their trailing `# comment`, which the parser rejects;
+/// - `halt` is resolved here: the crate parses it unconditionally and would attach the
+///   conditions before it to the next record, so a `halt` whose conditions hold for
+///   `labels` ends the script, and one whose conditions do not is dropped with them;
+/// - corpus files get `control resultmode valuewise` (one value per result line) and
+///   `hash-threshold 8` (their results of more than 8 values are MD5 hashes).
+fn adapt_script(script: &str, flavor: Flavor, labels: &[&str]) -> String {
+    let mut out = String::with_capacity(script.len() + 64);
+    if flavor == Flavor::SqliteCorpus {
+        out.push_str("control resultmode valuewise\nhash-threshold 8\n");
+    }
+    // Condition lines seen since the last other line, held back until we know whether a
+    // `halt` follows them.
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for line in script.lines() {
+        let mut tokens = line.split_whitespace();
+        let first = tokens.next();
+        if let Some(keyword @ ("skipif" | "onlyif")) = first {
+            let label = tokens.next().unwrap_or_default().to_string();
+            pending.push((keyword.to_string(), label));
+            continue;
+        }
+        if first == Some("halt") && tokens.next().is_none() {
+            let holds = pending.iter().all(|(keyword, label)| {
+                let present = labels.contains(&label.as_str()) || label == "watershed";
+                if keyword == "onlyif" { present } else { !present }
+            });
+            pending.clear();
+            if holds {
+                break;
+            }
+            continue;
+        }
+        for (keyword, label) in pending.drain(..) {
+            out.push_str(&format!("{keyword} {label}\n"));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for (keyword, label) in pending.drain(..) {
+        out.push_str(&format!("{keyword} {label}\n"));
+    }
+    out
+}
+
+/// Runs one file in one mode against a fresh engine rooted in a temporary directory.
+async fn run_job(job: Job) -> Report {
+    let mut report = Report::default();
+    if let Err(error) = run_job_inner(&job, &mut report).await {
+        report.setup_error = Some(error);
+    }
+    report
+}
+
+async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
+    let script = std::fs::read_to_string(&job.path).map_err(|error| format!("read {}: {error}", job.name))?;
+    let labels = labels(job);
+    let script = adapt_script(&script, job.flavor, &labels);
+    let records = sqllogictest::parse_with_name::<DefaultColumnType>(&script, job.name.as_str())
+        .map_err(|error| error.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("watershed-slt-")
+        .tempdir()
+        .map_err(|error| format!("temporary directory: {error}"))?;
+    let engine = Engine::open(Config::rooted_at(dir.path()))
+        .await
+        .map_err(|error| format!("engine: {error}"))?;
+    match job.mode {
+        Mode::InProcess => {
+            let mut runner = Runner::new(move || {
+                let engine = engine.clone();
+                async move { Ok::<_, SqlError>(InProcess::new(&engine)) }
+            });
+            run_records(&mut runner, records, &labels, report).await;
+        }
+        Mode::Simple | Mode::Extended => {
+            let protocol = if job.mode == Mode::Simple { Protocol::Simple } else { Protocol::Extended };
+            let server = TestServer::start(engine).await?;
+            let address = server.address;
+            let mut runner = Runner::new(move || Wire::connect(address, protocol));
+            run_records(&mut runner, records, &labels, report).await;
+            server.stop().await?;
+        }
+    }
+    // Delete the directory now and report a failure to do so, instead of on drop silently.
+    dir.close().map_err(|error| format!("removing the temporary directory: {error}"))
+}
+
+/// Runs every record, counting instead of stopping at the first failure.
+async fn run_records<D, M>(
+    runner: &mut Runner<D, M>,
+    records: Vec<Record<DefaultColumnType>>,
+    labels: &[&str],
+    report: &mut Report,
+) where
+    D: AsyncDB<ColumnType = DefaultColumnType>,
+    M: MakeConnection<Conn = D>,
+{
+    for label in labels {
+        runner.add_label(label);
+    }
+    for record in records {
+        let counted = matches!(record, Record::Statement { .. } | Record::Query { .. });
+        match runner.run_async(record).await {
+            Ok(RecordOutput::Nothing) if counted => report.skipped += 1,
+            Ok(_) if counted => report.passed += 1,
+            Ok(_) => {}
+            Err(error) => {
+                report.failed += 1;
+                report.failures.push(error.display(false).to_string());
+            }
+        }
+    }
+    runner.shutdown_async().await;
+}
+
+/// A watershed server on an ephemeral loopback port, in this runtime.
+struct TestServer {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), WsError>>,
+}
+
+impl TestServer {
+    async fn start(engine: Engine) -> Result<TestServer, String> {
+        // Bound before serve() starts, so the port is known and connections queue up.
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|error| format!("bind: {error}"))?;
+        let address = listener.local_addr().map_err(|error| format!("local address: {error}"))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // Either a stop message or a dropped sender means: shut down.
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(watershed::server::serve(engine, listener, shutdown));
+        Ok(TestServer { address, stop, task })
+    }
+
+    async fn stop(self) -> Result<(), String> {
+        // The receiver is gone only if the server already ended; its result says why.
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("server: {error}")),
+            Err(error) => Err(format!("server task: {error}")),
+        }
+    }
+}

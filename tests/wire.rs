@@ -1,0 +1,322 @@
+//! Wire-protocol behaviour that .slt files cannot express: bad input of every kind gets
+//! its SQLSTATE or closes only its own connection, cancel, portals with row limits,
+//! session isolation, the connection limit and graceful shutdown. Each test starts its
+//! own server on an ephemeral loopback port.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+use watershed::config::Config;
+use watershed::session::Engine;
+
+struct Server {
+    port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::rooted_at(dir.path());
+    adjust(&mut config);
+    let engine = Engine::open(config).await.expect("engine opens");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        watershed::server::serve(engine, listener, shutdown).await.expect("server runs");
+    });
+    Server { port, stop: Some(stop), done, _dir: dir }
+}
+
+async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+impl Server {
+    async fn connect(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port),
+            NoTls,
+        )
+        .await
+        .expect("connects");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// The server still answers a fresh connection.
+    async fn assert_alive(&self) {
+        let client = self.connect().await;
+        let row = client.query_one("SELECT 41 + 1", &[]).await.expect("still serving");
+        assert_eq!(row.get::<_, i64>(0), 42);
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        tokio::time::timeout(Duration::from_secs(30), self.done)
+            .await
+            .expect("server stops within its grace")
+            .expect("server task ends cleanly");
+    }
+}
+
+fn code_of(error: &tokio_postgres::Error) -> SqlState {
+    error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_session_goes_on() {
+    let server = start().await;
+    let client = server.connect().await;
+    let cases = [
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT * FROM no_such_table", SqlState::UNDEFINED_TABLE),
+        ("SELECT no_such_column FROM (VALUES (1)) AS t(a)", SqlState::UNDEFINED_COLUMN),
+        ("SELECT 1 / 0", SqlState::DIVISION_BY_ZERO),
+        ("UPDATE nothing SET a = 1", SqlState::FEATURE_NOT_SUPPORTED),
+    ];
+    for (sql, expected) in cases {
+        let simple = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code_of(&simple), expected, "simple protocol: {sql}");
+        let extended = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(code_of(&extended), expected, "extended protocol: {sql}");
+        // The same session keeps working after each error.
+        let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("session goes on");
+        assert_eq!(row.get::<_, i64>(0), 1);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn several_statements_in_one_message_run_in_order_and_stop_at_error() {
+    let server = start().await;
+    let client = server.connect().await;
+    let messages = client
+        .simple_query("CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1), (2); SELECT count(*) FROM t")
+        .await
+        .expect("three statements");
+    let tags: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, vec![0, 2, 1], "CREATE TABLE, INSERT 0 2, SELECT 1");
+    let error = client
+        .simple_query("INSERT INTO t VALUES (3); SELECT 1/0; INSERT INTO t VALUES (4)")
+        .await
+        .expect_err("second statement fails");
+    assert_eq!(code_of(&error), SqlState::DIVISION_BY_ZERO);
+    let row = client.query_one("SELECT count(*) FROM t", &[]).await.expect("count");
+    assert_eq!(row.get::<_, i64>(0), 3, "the statement after the error did not run");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn parameters_infer_types_and_portals_suspend() {
+    let server = start().await;
+    let mut client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE p (id BIGINT, name TEXT); INSERT INTO p VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await
+        .expect("setup");
+    // $1 typed by the column it is compared with.
+    let row = client.query_one("SELECT name FROM p WHERE id = $1", &[&2i64]).await.expect("typed");
+    assert_eq!(row.get::<_, String>(0), "b");
+    // A bare $1 is text, as in PostgreSQL.
+    let row = client.query_one("SELECT $1", &[&"hello"]).await.expect("bare");
+    assert_eq!(row.get::<_, String>(0), "hello");
+    // A cast $1.
+    let row = client.query_one("SELECT $1::BIGINT + 1", &[&41i64]).await.expect("cast");
+    assert_eq!(row.get::<_, i64>(0), 42);
+    // Execute with a row limit: the portal is suspended and resumed.
+    let transaction = client.transaction().await.expect("begin");
+    let portal = transaction.bind("SELECT id FROM p ORDER BY id", &[]).await.expect("bind");
+    let first = transaction.query_portal(&portal, 2).await.expect("first two");
+    assert_eq!(first.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 2]);
+    let rest = transaction.query_portal(&portal, 2).await.expect("the rest");
+    assert_eq!(rest.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![3]);
+    transaction.commit().await.expect("commit");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn set_in_one_session_never_changes_another() {
+    let server = start().await;
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute("SET application_name = 'alpha'").await.expect("set");
+    let show = |client: &Client| {
+        let client = client;
+        async move {
+            match &client.simple_query("SHOW application_name").await.expect("show")[..] {
+                [tokio_postgres::SimpleQueryMessage::RowDescription(_), tokio_postgres::SimpleQueryMessage::Row(row), ..] => {
+                    row.get(0).unwrap_or_default().to_string()
+                }
+                other => panic!("unexpected SHOW reply: {} messages", other.len()),
+            }
+        }
+    };
+    assert_eq!(show(&a).await, "alpha");
+    assert_eq!(show(&b).await, "");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_request_cancels_the_running_query() {
+    let server = start().await;
+    let client = server.connect().await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.expect("cancel request sent");
+    });
+    // Long enough that it cannot finish before the cancel arrives.
+    let error = client
+        .simple_query("SELECT count(*) FROM range(0, 100000000000) a")
+        .await
+        .expect_err("canceled");
+    assert_eq!(code_of(&error), SqlState::QUERY_CANCELED);
+    canceller.await.expect("canceller");
+    let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("session goes on");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_leaving_mid_result_does_not_hurt_the_server() {
+    let server = start().await;
+    {
+        let mut socket = raw_startup(server.port).await;
+        // A large result; read a little of it, then vanish.
+        send_query(&mut socket, "SELECT * FROM range(0, 50000000) a").await;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let read = socket.read(&mut buffer).await.expect("some rows arrive");
+        assert!(read > 0);
+    }
+    server.assert_alive().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_message_closes_only_that_connection() {
+    let server = start().await;
+    let bystander = server.connect().await;
+    let mut socket = raw_startup(server.port).await;
+    // A Bind message whose body is garbage: parameter counts past the end of the message.
+    socket.write_all(&[b'B', 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff]).await.expect("write");
+    let reply = read_until_close(&mut socket).await;
+    assert!(reply.contains(&b'E'), "an ErrorResponse comes back");
+    let row = bystander.query_one("SELECT 2::BIGINT", &[]).await.expect("others unaffected");
+    assert_eq!(row.get::<_, i64>(0), 2);
+    server.assert_alive().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused() {
+    let server = start().await;
+    let mut socket = raw_startup(server.port).await;
+    // Declares a 2 GiB query; the server must refuse it without reading it.
+    socket.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.expect("write");
+    let reply = read_until_close(&mut socket).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("08P01"), "protocol violation reported: {text:?}");
+    server.assert_alive().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn long_statement_text_gets_54000() {
+    let server = start_with(|config| config.limits.query_text_bytes_max = 1024).await;
+    let client = server.connect().await;
+    let sql = format!("SELECT '{}'", "x".repeat(2048));
+    let error = client.simple_query(&sql).await.expect_err("over the limit");
+    assert_eq!(code_of(&error), SqlState::PROGRAM_LIMIT_EXCEEDED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_53300() {
+    let server = start_with(|config| config.limits.connections_max = 2).await;
+    let _a = server.connect().await;
+    let _b = server.connect().await;
+    let error = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={} user=watershed dbname=watershed", server.port),
+        NoTls,
+    )
+    .await
+    .err()
+    .expect("third connection refused");
+    assert_eq!(code_of(&error), SqlState::TOO_MANY_CONNECTIONS);
+    drop(_a);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_statements_finish() {
+    let server = start().await;
+    let client = server.connect().await;
+    let running = tokio::spawn(async move {
+        client.query_one("SELECT count(*) FROM range(0, 30000000) a", &[]).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop().await;
+    let row = running.await.expect("task").expect("the statement completed during the grace period");
+    assert_eq!(row.get::<_, i64>(0), 30_000_000);
+}
+
+async fn raw_startup(port: u16) -> TcpStream {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes());
+    for part in ["user", "watershed", "database", "watershed"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    socket.write_all(&message).await.expect("startup");
+    // Read up to ReadyForQuery ('Z', length 5, status).
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.windows(2).any(|w| w == [b'Z', 0]) || seen.len() < 6 {
+        let n = socket.read(&mut buffer).await.expect("startup reply");
+        assert!(n > 0, "server closed during startup");
+        seen.extend_from_slice(&buffer[..n]);
+        if seen.ends_with(&[b'Z', 0, 0, 0, 5, b'I']) {
+            break;
+        }
+    }
+    socket
+}
+
+async fn send_query(socket: &mut TcpStream, sql: &str) {
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    message.push(0);
+    socket.write_all(&message).await.expect("query");
+}
+
+async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return all,
+            Ok(Ok(n)) => all.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
