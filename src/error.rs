@@ -133,7 +133,6 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
             SchemaError::AmbiguousReference { .. } => sqlstate::AMBIGUOUS_COLUMN,
             SchemaError::DuplicateQualifiedField { .. }
             | SchemaError::DuplicateUnqualifiedField { .. } => sqlstate::DUPLICATE_COLUMN,
-            _ => sqlstate::SYNTAX_ERROR,
         },
         DataFusionError::ArrowError(arrow_error, _) => arrow_sqlstate(arrow_error),
         DataFusionError::NotImplemented(_) => sqlstate::FEATURE_NOT_SUPPORTED,

@@ -69,6 +69,17 @@ impl Server {
     }
 }
 
+async fn show(client: &Client, name: &str) -> String {
+    let messages = client.simple_query(&format!("SHOW {name}")).await.expect("show");
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
+            _ => None,
+        })
+        .expect("SHOW returns a row")
+}
+
 fn code_of(error: &tokio_postgres::Error) -> SqlState {
     error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
 }
@@ -156,19 +167,8 @@ async fn set_in_one_session_never_changes_another() {
     let a = server.connect().await;
     let b = server.connect().await;
     a.batch_execute("SET application_name = 'alpha'").await.expect("set");
-    let show = |client: &Client| {
-        let client = client;
-        async move {
-            match &client.simple_query("SHOW application_name").await.expect("show")[..] {
-                [tokio_postgres::SimpleQueryMessage::RowDescription(_), tokio_postgres::SimpleQueryMessage::Row(row), ..] => {
-                    row.get(0).unwrap_or_default().to_string()
-                }
-                other => panic!("unexpected SHOW reply: {} messages", other.len()),
-            }
-        }
-    };
-    assert_eq!(show(&a).await, "alpha");
-    assert_eq!(show(&b).await, "");
+    assert_eq!(show(&a, "application_name").await, "alpha");
+    assert_eq!(show(&b, "application_name").await, "");
     server.stop().await;
 }
 

@@ -9,7 +9,6 @@
 
 mod scan;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ struct Loaded {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
     files_total: usize,
-    version: i64,
+    version: u64,
     loaded_at: Instant,
 }
 
@@ -170,7 +169,7 @@ impl LakeTable {
     }
 
     /// Current Delta version (after a refresh if stale).
-    pub async fn version(&self) -> WsResult<i64> {
+    pub async fn version(&self) -> WsResult<u64> {
         Ok(self.current().await?.version)
     }
 
@@ -181,12 +180,12 @@ impl LakeTable {
 
     /// A fixed provider for `VERSION AS OF version`.
     pub async fn at_version(&self, version: i64) -> WsResult<Arc<dyn TableProvider>> {
-        if version < 0 {
+        let Ok(version) = u64::try_from(version) else {
             return Err(WsError::new(
                 crate::error::sqlstate::INVALID_PARAMETER_VALUE,
                 format!("table {}: version {version} is negative", self.name),
             ));
-        }
+        };
         let mut table = self.current().await?.table.clone();
         table.load_version(version).await.map_err(|error| self.context(error))?;
         self.pinned(table).await
@@ -228,10 +227,6 @@ async fn scan_loaded(
 
 #[async_trait]
 impl TableProvider for LakeTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         self.schema.read().expect("schema lock poisoned").clone()
     }
@@ -292,10 +287,6 @@ impl std::fmt::Debug for Loaded {
 
 #[async_trait]
 impl TableProvider for PinnedLake {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         self.loaded.provider.schema()
     }

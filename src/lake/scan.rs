@@ -22,7 +22,7 @@ use datafusion::physical_plan::{
 #[derive(Debug)]
 pub struct LakeScanExec {
     table: String,
-    version: i64,
+    version: u64,
     files_total: usize,
     input: Arc<dyn ExecutionPlan>,
 }
@@ -30,7 +30,7 @@ pub struct LakeScanExec {
 impl LakeScanExec {
     pub fn new(
         table: &str,
-        version: i64,
+        version: u64,
         files_total: usize,
         input: Arc<dyn ExecutionPlan>,
     ) -> LakeScanExec {

@@ -230,7 +230,15 @@ pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsR
     let def = TableDef {
         name,
         format: Format::parse(&create.file_type)?,
-        location: create.location.clone(),
+        location: match create.locations.as_slice() {
+            [one] => one.clone(),
+            many => {
+                return Err(WsError::unsupported(format!(
+                    "an external table has one location, got {}",
+                    many.len()
+                )));
+            }
+        },
         managed: false,
         options: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
