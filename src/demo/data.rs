@@ -16,7 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// First day of the order history (inclusive, UTC); fixed rather than "now" for determinism.
-pub(super) const ORDERS_START: NaiveDate = NaiveDate::from_ymd_opt(2024, 11, 1).expect("valid date");
+pub(super) const ORDERS_START: NaiveDate =
+    NaiveDate::from_ymd_opt(2024, 11, 1).expect("valid date");
 /// Number of days of order history: [2024-11-01, 2026-11-01).
 pub(super) const ORDER_DAYS: u32 = 730;
 /// Targeted products sell this many times their usual rate while a campaign runs.
@@ -53,6 +54,7 @@ pub(super) fn rng_for(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
 }
 
 /// (name, price range in cents, product nouns).
+#[rustfmt::skip]
 const CATEGORIES: [(&str, i64, i64, [&str; 4]); 20] = [
     ("electronics", 1_999, 149_999, ["Headphones", "Bluetooth Speaker", "Smartwatch", "Power Bank"]),
     ("books", 799, 5_999, ["Novel", "Cookbook", "Travel Guide", "Biography"]),
@@ -75,31 +77,37 @@ const CATEGORIES: [(&str, i64, i64, [&str; 4]); 20] = [
     ("tools", 799, 69_999, ["Cordless Drill", "Socket Set", "Tape Measure", "Work Light"]),
     ("games", 1_499, 69_999, ["Board Game", "Game Controller", "Card Game", "Console Bundle"]),
 ];
+#[rustfmt::skip]
 const ADJECTIVES: [&str; 12] = [
     "Classic", "Pro", "Ultra", "Eco", "Compact", "Deluxe", "Urban", "Essential", "Premium",
     "Nordic", "Swift", "Everyday",
 ];
 const CHANNELS: [&str; 5] = ["search", "social", "email", "display", "video"];
+#[rustfmt::skip]
 const CAMPAIGN_THEMES: [&str; 8] = [
     "Spring Sale", "Summer Deals", "Back to School", "Autumn Picks", "Black Friday",
     "Holiday Gifts", "New Year Reset", "Flash Sale",
 ];
+#[rustfmt::skip]
 const FIRST_NAMES: [&str; 24] = [
     "Anna", "Ben", "Chloe", "David", "Elena", "Felix", "Grace", "Hugo", "Ines", "Jonas", "Kira",
     "Liam", "Maya", "Noah", "Olivia", "Paul", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera",
     "Wei", "Yuki",
 ];
+#[rustfmt::skip]
 const LAST_NAMES: [&str; 24] = [
     "Schmidt", "Smith", "Garcia", "Rossi", "Dubois", "Novak", "Kowalski", "Jensen", "Silva",
     "Muller", "Brown", "Tanaka", "Kim", "Nguyen", "Larsen", "Moreau", "Weber", "Costa", "Hansen",
     "Fischer", "Lopez", "Meyer", "Wagner", "Okafor",
 ];
 /// ISO-2 country codes with relative weights (a European shop that also ships abroad).
+#[rustfmt::skip]
 const COUNTRIES: [(&str, u32); 12] = [
     ("DE", 30), ("FR", 14), ("GB", 12), ("NL", 8), ("IT", 7), ("ES", 7), ("PL", 6), ("AT", 5),
     ("SE", 4), ("US", 4), ("CH", 2), ("DK", 1),
 ];
 /// Relative order rate per UTC hour: quiet nights, evening peak.
+#[rustfmt::skip]
 const HOUR_WEIGHTS: [f64; 24] = [
     0.4, 0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.6, 0.9, 1.1, 1.2, 1.3, 1.4, 1.3, 1.2, 1.2, 1.3, 1.5,
     1.8, 2.1, 2.3, 2.0, 1.4, 0.8,
@@ -125,7 +133,11 @@ pub(super) fn sizes(scale: f64) -> Sizes {
 }
 
 fn timestamp_field(name: &str, nullable: bool) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        nullable,
+    )
 }
 
 pub(super) fn products_schema() -> SchemaRef {
@@ -173,7 +185,9 @@ pub(super) fn orders_schema() -> SchemaRef {
 }
 
 fn decimal(cents: Vec<i128>, precision: u8) -> Result<ArrayRef, ArrowError> {
-    Ok(Arc::new(Decimal128Array::from(cents).with_precision_and_scale(precision, 2)?))
+    Ok(Arc::new(
+        Decimal128Array::from(cents).with_precision_and_scale(precision, 2)?,
+    ))
 }
 
 fn timestamps(micros: Vec<i64>) -> ArrayRef {
@@ -211,14 +225,30 @@ pub(super) fn products(seed: u64, count: usize) -> Result<(Products, RecordBatch
         names.push(format!("{adjective} {noun} {id:04}"));
         categories.push(category);
     }
-    let popularity = ranks.iter().map(|rank| ((rank + 1) as f64).powf(-POPULARITY_EXPONENT)).collect();
-    let batch = RecordBatch::try_new(products_schema(), vec![
-        Arc::new(Int64Array::from_iter_values(1..=count as i64)),
-        Arc::new(StringArray::from(names)),
-        Arc::new(StringArray::from_iter_values(categories.iter().map(|c| CATEGORIES[*c].0))),
-        decimal(price_cents.iter().map(|c| *c as i128).collect(), 10)?,
-    ])?;
-    Ok((Products { price_cents, category: categories, popularity, by_popularity }, batch))
+    let popularity = ranks
+        .iter()
+        .map(|rank| ((rank + 1) as f64).powf(-POPULARITY_EXPONENT))
+        .collect();
+    let batch = RecordBatch::try_new(
+        products_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=count as i64)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from_iter_values(
+                categories.iter().map(|c| CATEGORIES[*c].0),
+            )),
+            decimal(price_cents.iter().map(|c| *c as i128).collect(), 10)?,
+        ],
+    )?;
+    Ok((
+        Products {
+            price_cents,
+            category: categories,
+            popularity,
+            by_popularity,
+        },
+        batch,
+    ))
 }
 
 /// What a campaign targets: one product (index) or a whole category (index).
@@ -242,10 +272,16 @@ impl Campaign {
     }
 }
 
-pub(super) fn campaigns(seed: u64, count: usize, products: &Products) -> Result<(Vec<Campaign>, RecordBatch), ArrowError> {
+pub(super) fn campaigns(
+    seed: u64,
+    count: usize,
+    products: &Products,
+) -> Result<(Vec<Campaign>, RecordBatch), ArrowError> {
     let mut rng = rng_for(seed, Stream::Campaigns, 0);
     // Shops advertise what already sells: product campaigns pick from the top tenth.
-    let head_len = (products.by_popularity.len() / 10).max(5).min(products.by_popularity.len());
+    let head_len = (products.by_popularity.len() / 10)
+        .max(5)
+        .min(products.by_popularity.len());
     let mut out = Vec::with_capacity(count);
     let (mut names, mut channels, mut starts, mut ends, mut budgets, mut product_ids, mut cats) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -271,18 +307,25 @@ pub(super) fn campaigns(seed: u64, count: usize, products: &Products) -> Result<
         budgets.push(rng.random_range(1_000..50_000) as i128 * 100);
         product_ids.push(product_id);
         cats.push(category);
-        out.push(Campaign { start_day, length_days, target });
+        out.push(Campaign {
+            start_day,
+            length_days,
+            target,
+        });
     }
-    let batch = RecordBatch::try_new(campaigns_schema(), vec![
-        Arc::new(Int64Array::from_iter_values(1..=count as i64)),
-        Arc::new(StringArray::from(names)),
-        Arc::new(StringArray::from(channels)),
-        timestamps(starts),
-        timestamps(ends),
-        decimal(budgets, 12)?,
-        Arc::new(Int64Array::from(product_ids)),
-        Arc::new(StringArray::from(cats)),
-    ])?;
+    let batch = RecordBatch::try_new(
+        campaigns_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=count as i64)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(channels)),
+            timestamps(starts),
+            timestamps(ends),
+            decimal(budgets, 12)?,
+            Arc::new(Int64Array::from(product_ids)),
+            Arc::new(StringArray::from(cats)),
+        ],
+    )?;
     Ok((out, batch))
 }
 
@@ -303,7 +346,11 @@ pub(super) fn customers(seed: u64, count: usize) -> Result<(Vec<i64>, RecordBatc
         let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
         let last = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
         names.push(format!("{first} {last}"));
-        emails.push(format!("{}.{}.{id}@example.com", first.to_lowercase(), last.to_lowercase()));
+        emails.push(format!(
+            "{}.{}.{id}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        ));
         let mut pick = rng.random_range(0..country_total);
         let mut country = COUNTRIES[0].0;
         for (code, weight) in COUNTRIES {
@@ -315,13 +362,16 @@ pub(super) fn customers(seed: u64, count: usize) -> Result<(Vec<i64>, RecordBatc
         }
         countries.push(country);
     }
-    let batch = RecordBatch::try_new(customers_schema(), vec![
-        Arc::new(Int64Array::from_iter_values(1..=count as i64)),
-        Arc::new(StringArray::from(names)),
-        Arc::new(StringArray::from(emails)),
-        Arc::new(StringArray::from(countries)),
-        timestamps(signups.clone()),
-    ])?;
+    let batch = RecordBatch::try_new(
+        customers_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=count as i64)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(emails)),
+            Arc::new(StringArray::from(countries)),
+            timestamps(signups.clone()),
+        ],
+    )?;
     Ok((signups, batch))
 }
 
@@ -334,8 +384,13 @@ pub(super) fn order_date(day: u32) -> NaiveDate {
 fn day_factor(day: u32, noise: f64) -> f64 {
     let date = order_date(day);
     let weekly = match date.weekday() {
-        Weekday::Mon => 0.92, Weekday::Tue => 0.95, Weekday::Wed => 0.97, Weekday::Thu => 1.0,
-        Weekday::Fri => 1.05, Weekday::Sat => 1.12, Weekday::Sun => 1.08,
+        Weekday::Mon => 0.92,
+        Weekday::Tue => 0.95,
+        Weekday::Wed => 0.97,
+        Weekday::Thu => 1.0,
+        Weekday::Fri => 1.05,
+        Weekday::Sat => 1.12,
+        Weekday::Sun => 1.08,
     };
     let seasonal = match (date.month(), date.day()) {
         (11, 22..=30) => 1.7, // Black Friday week
@@ -352,9 +407,14 @@ fn day_factor(day: u32, noise: f64) -> f64 {
 /// Orders per day before lift, summing to at least `orders_min` (ceil per day).
 pub(super) fn base_day_counts(seed: u64, orders_min: u64) -> Vec<u64> {
     let mut rng = rng_for(seed, Stream::DayFactors, 0);
-    let factors: Vec<f64> = (0..ORDER_DAYS).map(|d| day_factor(d, rng.random_range(0.9..1.1))).collect();
+    let factors: Vec<f64> = (0..ORDER_DAYS)
+        .map(|d| day_factor(d, rng.random_range(0.9..1.1)))
+        .collect();
     let total: f64 = factors.iter().sum();
-    let counts: Vec<u64> = factors.iter().map(|f| (orders_min as f64 * f / total).ceil() as u64).collect();
+    let counts: Vec<u64> = factors
+        .iter()
+        .map(|f| (orders_min as f64 * f / total).ceil() as u64)
+        .collect();
     assert!(counts.iter().sum::<u64>() >= orders_min);
     counts
 }
@@ -369,7 +429,10 @@ pub(super) struct DayMix {
 pub(super) fn day_mix(day: u32, products: &Products, campaigns: &[Campaign]) -> DayMix {
     let mut weights = products.popularity.clone();
     let base_total: f64 = weights.iter().sum();
-    let active: Vec<&Campaign> = campaigns.iter().filter(|c| c.is_active(day as i64)).collect();
+    let active: Vec<&Campaign> = campaigns
+        .iter()
+        .filter(|c| c.is_active(day as i64))
+        .collect();
     let mut lifted = vec![false; weights.len()];
     for campaign in active {
         match campaign.target {
@@ -388,20 +451,37 @@ pub(super) fn day_mix(day: u32, products: &Products, campaigns: &[Campaign]) -> 
         }
     }
     let mut running = 0.0;
-    let cumulative: Vec<f64> = weights.iter().map(|w| { running += w; running }).collect();
-    DayMix { lift_ratio: running / base_total, cumulative }
+    let cumulative: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            running += w;
+            running
+        })
+        .collect();
+    DayMix {
+        lift_ratio: running / base_total,
+        cumulative,
+    }
 }
 
 fn pick_weighted(cumulative: &[f64], rng: &mut ChaCha8Rng) -> usize {
     let total = *cumulative.last().expect("non-empty weights");
     let target = rng.random::<f64>() * total;
-    cumulative.partition_point(|c| *c <= target).min(cumulative.len() - 1)
+    cumulative
+        .partition_point(|c| *c <= target)
+        .min(cumulative.len() - 1)
 }
 
 /// Generates one day of orders with ids `first_order_id..first_order_id + count`,
 /// ordered by timestamp (so ids increase with time across days too).
 pub(super) fn order_day(
-    seed: u64, day: u32, count: usize, first_order_id: i64, mix: &DayMix, products: &Products, signups: &[i64],
+    seed: u64,
+    day: u32,
+    count: usize,
+    first_order_id: i64,
+    mix: &DayMix,
+    products: &Products,
+    signups: &[i64],
 ) -> Result<RecordBatch, ArrowError> {
     let mut rng = rng_for(seed, Stream::Orders, day as u64);
     let mut hour_cumulative = [0.0; 24];
@@ -418,8 +498,12 @@ pub(super) fn order_day(
         })
         .collect();
     ts.sort_unstable();
-    let (mut customers, mut product_ids, mut quantities, mut amounts) =
-        (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut customers, mut product_ids, mut quantities, mut amounts) = (
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+        Vec::with_capacity(count),
+    );
     for at in &ts {
         // Only customers signed up by now; earlier (loyal) customers order more often.
         let existing = signups.partition_point(|s| s <= at).max(1);
@@ -437,15 +521,20 @@ pub(super) fn order_day(
         amounts.push(products.price_cents[product] as i128 * quantity as i128);
     }
     let epoch_day = (ORDERS_START_EPOCH_DAYS + day as i64) as i32;
-    RecordBatch::try_new(orders_schema(), vec![
-        Arc::new(Int64Array::from_iter_values(first_order_id..first_order_id + count as i64)),
-        Arc::new(Int64Array::from(customers)),
-        Arc::new(Int64Array::from(product_ids)),
-        Arc::new(Int32Array::from(quantities)),
-        decimal(amounts, 12)?,
-        timestamps(ts),
-        Arc::new(Date32Array::from(vec![epoch_day; count])),
-    ])
+    RecordBatch::try_new(
+        orders_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                first_order_id..first_order_id + count as i64,
+            )),
+            Arc::new(Int64Array::from(customers)),
+            Arc::new(Int64Array::from(product_ids)),
+            Arc::new(Int32Array::from(quantities)),
+            decimal(amounts, 12)?,
+            timestamps(ts),
+            Arc::new(Date32Array::from(vec![epoch_day; count])),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -457,8 +546,17 @@ mod tests {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
         let days = |d: NaiveDate| (d - epoch).num_days();
         assert_eq!(days(ORDERS_START), ORDERS_START_EPOCH_DAYS);
-        assert_eq!(days(NaiveDate::from_ymd_opt(2022, 1, 1).expect("valid")), SIGNUP_START_EPOCH_DAYS);
-        assert_eq!(days(NaiveDate::from_ymd_opt(2026, 10, 15).expect("valid")), SIGNUP_END_EPOCH_DAYS);
-        assert_eq!(order_date(ORDER_DAYS), NaiveDate::from_ymd_opt(2026, 11, 1).expect("valid"));
+        assert_eq!(
+            days(NaiveDate::from_ymd_opt(2022, 1, 1).expect("valid")),
+            SIGNUP_START_EPOCH_DAYS
+        );
+        assert_eq!(
+            days(NaiveDate::from_ymd_opt(2026, 10, 15).expect("valid")),
+            SIGNUP_END_EPOCH_DAYS
+        );
+        assert_eq!(
+            order_date(ORDER_DAYS),
+            NaiveDate::from_ymd_opt(2026, 11, 1).expect("valid")
+        );
     }
 }

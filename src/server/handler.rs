@@ -82,14 +82,6 @@ impl CancelRegistry {
             slot.cancel();
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.slots.lock().expect("registry poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A statement prepared through Parse, with the parameter types the client declared.

@@ -647,9 +647,39 @@ pub struct Collected {
     pub tag: CommandTag,
 }
 
+/// Types of placeholders that appear directly under a cast (`$1::BIGINT`): PostgreSQL
+/// gives such a parameter the cast's type, DataFusion's inference leaves it open.
+fn cast_parameter_types(plan: &LogicalPlan) -> WsResult<HashMap<String, DataType>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut found = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let (inner, data_type) = match e {
+                    Expr::Cast(Cast { expr, field }) => (expr.as_ref(), field.data_type()),
+                    Expr::TryCast(TryCast { expr, field }) => (expr.as_ref(), field.data_type()),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if let Expr::Placeholder(placeholder) = inner {
+                    found.entry(placeholder.id.clone()).or_insert_with(|| data_type.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
+}
+
 /// `$n` types of a plan in order; DataFusion names them `$1`, `$2`, ...
 fn parameter_types(plan: &LogicalPlan) -> WsResult<Vec<Option<DataType>>> {
-    let types = plan.get_parameter_types()?;
+    let mut types = plan.get_parameter_types()?;
+    for (id, data_type) in cast_parameter_types(plan)? {
+        let slot = types.entry(id).or_insert(None);
+        if slot.is_none() {
+            *slot = Some(data_type);
+        }
+    }
     let mut numbered = Vec::with_capacity(types.len());
     for (name, data_type) in types {
         let index = name
