@@ -7,7 +7,10 @@
 //! Orders are generated day by day and committed about once per month of history, so
 //! memory stays bounded at any scale. Campaigns lift the order rate of the products they
 //! target (by product or category) `CAMPAIGN_LIFT` times while they run, which is what the
-//! ad-campaign scenario (DESIGN.md section 1) measures.
+//! ad-campaign scenario (DESIGN.md section 1) measures. Campaigns span whole UTC days
+//! (midnight to midnight), so `ts >= starts_at AND ts < ends_at` matches the lifted days.
+//! `orders_history` is written before the three small tables, so an interrupted run never
+//! looks complete to `is_present`.
 
 mod data;
 #[cfg(test)]
