@@ -30,6 +30,8 @@ use datafusion::sql::sqlparser::ast::{self as sqlast, Expr as SqlExpr, Set, Valu
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
@@ -138,10 +140,15 @@ impl Engine {
             .with_relation_planners(vec![time_travel.clone()])
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = SessionContext::new_with_state(state);
+        // pg_catalog tables and the functions clients call (pg_table_is_visible,
+        // format_type, current_schema...): what psql's \dt and drivers' metadata need.
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+            .expect("pg_catalog registers into the watershed catalog, which always exists");
         Session {
             engine: self.clone(),
             id,
-            ctx: SessionContext::new_with_state(state),
+            ctx,
             time_travel,
             settings: settings::defaults(),
             in_transaction: false,

@@ -3,6 +3,9 @@
 //! DataFusion's relation planner extension point.
 //!
 //! Parsing never prints SQL back to text: the session plans the AST it gets from here.
+//! PostgreSQL-isms that clients' metadata queries use (`OPERATOR(pg_catalog.~)`,
+//! `'t'::regclass`, unqualified `pg_class`...) are rewritten on the AST by
+//! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
 
 mod dialect;
 mod time_travel;
@@ -32,7 +35,18 @@ pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
         }
         error
     })?;
-    Ok(statements.into_iter().collect())
+    Ok(statements.into_iter().map(pg_compat_rewrite).collect())
+}
+
+/// AST rewrites from datafusion-pg-catalog, built once (the constructor parses its rules).
+static PG_COMPAT: std::sync::LazyLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
+    std::sync::LazyLock::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
+
+fn pg_compat_rewrite(statement: Statement) -> Statement {
+    match statement {
+        Statement::Statement(inner) => Statement::Statement(Box::new(PG_COMPAT.rewrite(*inner))),
+        other => other,
+    }
 }
 
 #[cfg(test)]
