@@ -43,6 +43,8 @@ pub struct LakeTable {
     name: String,
     url: Url,
     staleness: Duration,
+    /// A time-travel snapshot: never refreshed, refuses writes.
+    pinned: bool,
     /// Async lock: refreshing reads the Delta log. Readers hold it only to clone the Arc.
     loaded: tokio::sync::RwLock<Arc<Loaded>>,
     /// `TableProvider::schema` is synchronous, so the current schema is mirrored here.
@@ -117,6 +119,7 @@ impl LakeTable {
             name: name.to_string(),
             url,
             staleness: Duration::from_millis(staleness_ms),
+            pinned: false,
             loaded: tokio::sync::RwLock::new(Arc::new(loaded)),
             schema: std::sync::RwLock::new(schema),
         })
@@ -130,7 +133,7 @@ impl LakeTable {
     async fn current(&self) -> WsResult<Arc<Loaded>> {
         {
             let loaded = self.loaded.read().await;
-            if loaded.loaded_at.elapsed() < self.staleness {
+            if self.pinned || loaded.loaded_at.elapsed() < self.staleness {
                 return Ok(loaded.clone());
             }
         }
@@ -144,6 +147,7 @@ impl LakeTable {
     }
 
     async fn reload(&self, force: bool) -> WsResult<Arc<Loaded>> {
+        assert!(!self.pinned, "a pinned snapshot is never reloaded");
         let mut guard = self.loaded.write().await;
         // Another session may have reloaded while this one waited for the lock.
         if !force && guard.loaded_at.elapsed() < self.staleness {
@@ -168,16 +172,6 @@ impl LakeTable {
         Ok(guard.clone())
     }
 
-    /// Current Delta version (after a refresh if stale).
-    pub async fn version(&self) -> WsResult<u64> {
-        Ok(self.current().await?.version)
-    }
-
-    /// The current DeltaTable handle, for operations (writes) that need it.
-    pub async fn delta_table(&self) -> WsResult<DeltaTable> {
-        Ok(self.reload(true).await?.table.clone())
-    }
-
     /// A fixed provider for `VERSION AS OF version`.
     pub async fn at_version(&self, version: i64) -> WsResult<Arc<dyn TableProvider>> {
         let Ok(version) = u64::try_from(version) else {
@@ -198,9 +192,18 @@ impl LakeTable {
         self.pinned(table).await
     }
 
+    /// The same table fixed at one snapshot: never refreshed, read-only.
     async fn pinned(&self, table: DeltaTable) -> WsResult<Arc<dyn TableProvider>> {
         let loaded = build_loaded(table).await?;
-        Ok(Arc::new(PinnedLake { name: self.name.clone(), loaded: Arc::new(loaded) }))
+        let schema = loaded.provider.schema();
+        Ok(Arc::new(LakeTable {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            staleness: Duration::MAX,
+            pinned: true,
+            loaded: tokio::sync::RwLock::new(Arc::new(loaded)),
+            schema: std::sync::RwLock::new(schema),
+        }))
     }
 
     fn context(&self, error: deltalake::DeltaTableError) -> WsError {
@@ -265,6 +268,12 @@ impl TableProvider for LakeTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.pinned {
+            return Err(to_df(WsError::new(
+                crate::error::sqlstate::READ_ONLY_SQL_TRANSACTION,
+                format!("table {} at an older version is read-only", self.name),
+            )));
+        }
         // Append onto the newest snapshot; the Delta commit itself resolves conflicts with
         // concurrent writers. The session refreshes this table once the insert completes.
         let loaded = self.reload(true).await.map_err(to_df)?;
@@ -272,43 +281,8 @@ impl TableProvider for LakeTable {
     }
 }
 
-/// A Delta table fixed at one version (time travel). Read-only.
-#[derive(Debug)]
-struct PinnedLake {
-    name: String,
-    loaded: Arc<Loaded>,
-}
-
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loaded").field("version", &self.version).finish()
-    }
-}
-
-#[async_trait]
-impl TableProvider for PinnedLake {
-    fn schema(&self) -> SchemaRef {
-        self.loaded.provider.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        session: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        scan_loaded(&self.name, &self.loaded, session, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.loaded.provider.supports_filters_pushdown(filters)
     }
 }

@@ -36,10 +36,6 @@ impl LakeScanExec {
     ) -> LakeScanExec {
         LakeScanExec { table: table.to_string(), version, files_total, input }
     }
-
-    pub fn files_total(&self) -> usize {
-        self.files_total
-    }
 }
 
 impl DisplayAs for LakeScanExec {
