@@ -21,20 +21,23 @@ use crate::catalog::{Format, TableDef};
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
 
-/// Partition columns of a `CREATE TABLE ... PARTITIONED BY (a, b)` (or PostgreSQL's
-/// `PARTITION BY (a, b)`), in order; empty for any other statement.
-pub fn partition_columns(statement: &Statement) -> WsResult<Vec<String>> {
+/// Takes the partition columns out of a `CREATE TABLE ... PARTITIONED BY (a, b)` (or
+/// PostgreSQL's `PARTITION BY (a, b)`), in order; empty for any other statement. They
+/// are removed from the AST because DataFusion's planner refuses them: partitioning is
+/// ours to apply when the Delta table is created.
+pub fn take_partition_columns(statement: &mut Statement) -> WsResult<Vec<String>> {
     let Statement::Statement(inner) = statement else {
         return Ok(Vec::new());
     };
-    let sqlast::Statement::CreateTable(create) = inner.as_ref() else {
+    let sqlast::Statement::CreateTable(create) = inner.as_mut() else {
         return Ok(Vec::new());
     };
     let mut columns = Vec::new();
-    if let HiveDistributionStyle::PARTITIONED { columns: defs } = &create.hive_distribution {
+    let hive = std::mem::replace(&mut create.hive_distribution, HiveDistributionStyle::NONE);
+    if let HiveDistributionStyle::PARTITIONED { columns: defs } = &hive {
         columns.extend(defs.iter().map(|def| fold(&def.name)));
     }
-    if let Some(expr) = &create.partition_by {
+    if let Some(expr) = create.partition_by.take() {
         let exprs: Vec<&SqlExpr> = match expr.as_ref() {
             SqlExpr::Tuple(items) => items.iter().collect(),
             SqlExpr::Nested(item) => vec![item.as_ref()],

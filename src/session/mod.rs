@@ -274,7 +274,7 @@ impl Session {
     }
 
     /// Classifies and plans one statement.
-    pub async fn prepare(&mut self, statement: Statement) -> WsResult<Prepared> {
+    pub async fn prepare(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
                 Kind::Show { name } => {
@@ -284,7 +284,7 @@ impl Session {
             };
             return Ok(Prepared { kind, param_types: Vec::new(), schema });
         }
-        let partition_by = ddl::partition_columns(&statement)?;
+        let partition_by = ddl::take_partition_columns(&mut statement)?;
         self.pin_time_travel(&statement).await?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;

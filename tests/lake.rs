@@ -1,0 +1,122 @@
+//! Lake tables across processes and restarts: commits by other writers become visible
+//! within the staleness bound, own writes at once; the catalog survives a restart; a
+//! broken catalog file stops start-up naming the file and line.
+
+use std::path::Path;
+
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use std::sync::Arc;
+use watershed::config::Config;
+use watershed::session::{Engine, Session};
+
+async fn engine(root: &Path, staleness_ms: u64) -> Engine {
+    let mut config = Config::rooted_at(root);
+    config.limits.lake_staleness_ms = staleness_ms;
+    Engine::open(config).await.expect("engine opens")
+}
+
+async fn count(session: &mut Session, table: &str) -> i64 {
+    let results = session.run_collect(&format!("SELECT count(*) FROM {table}")).await.expect("count");
+    let batch = &results[0].batches[0];
+    batch.column(0).as_any().downcast_ref::<Int64Array>().expect("count is int8").value(0)
+}
+
+/// Appends rows to a Delta table the way another process would: through its own
+/// deltalake handle, not through watershed.
+async fn append_elsewhere(table_dir: &Path, values: &[i64]) {
+    let url = url::Url::from_directory_path(table_dir).expect("absolute path");
+    let table = deltalake::open_table(url).await.expect("open from outside");
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))])
+        .expect("batch");
+    table
+        .write(vec![batch])
+        .with_save_mode(deltalake::protocol::SaveMode::Append)
+        .await
+        .expect("outside commit");
+}
+
+#[tokio::test]
+async fn other_writers_are_seen_within_the_staleness_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table_dir = dir.path().join("data/tables/t");
+
+    // A bound of an hour: the outside commit stays invisible, our own writes do not.
+    let slow = engine(dir.path(), 3_600_000).await;
+    let mut session = slow.session();
+    session.run_collect("CREATE TABLE t (id BIGINT); INSERT INTO t VALUES (1), (2)").await.expect("setup");
+    assert_eq!(count(&mut session, "t").await, 2, "own writes are visible at once");
+    append_elsewhere(&table_dir, &[10, 11, 12]).await;
+    assert_eq!(count(&mut session, "t").await, 2, "within the bound the snapshot may be stale");
+    session.run_collect("INSERT INTO t VALUES (3)").await.expect("own insert");
+    assert_eq!(count(&mut session, "t").await, 6, "an own write refreshes: it sees everything committed");
+    drop(session);
+    drop(slow);
+
+    // A bound of zero: every query sees the latest commit.
+    let fresh = engine(dir.path(), 0).await;
+    let mut session = fresh.session();
+    assert_eq!(count(&mut session, "t").await, 6);
+    append_elsewhere(&table_dir, &[20]).await;
+    assert_eq!(count(&mut session, "t").await, 7, "the outside commit is visible");
+    // Time travel still sees the old versions: 0 create, 1 insert, 2 outside, 3 insert.
+    let v1 = session.run_collect("SELECT count(*) FROM t VERSION AS OF 1").await.expect("v1");
+    let v1 = v1[0].batches[0].column(0).as_any().downcast_ref::<Int64Array>().expect("int8").value(0);
+    assert_eq!(v1, 2);
+}
+
+#[tokio::test]
+async fn catalog_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let first = engine(dir.path(), 5_000).await;
+        let mut session = first.session();
+        session
+            .run_collect(
+                "CREATE TABLE kept (id BIGINT, day DATE) PARTITIONED BY (day);
+                 INSERT INTO kept VALUES (1, DATE '2026-01-01'), (2, DATE '2026-01-02');
+                 CREATE TABLE gone AS SELECT 1 AS x;
+                 CREATE EXTERNAL TABLE kept_again STORED AS DELTA LOCATION 'tables/kept';
+                 DROP TABLE gone",
+            )
+            .await
+            .expect("ddl");
+    }
+    assert!(dir.path().join("catalog/kept.toml").exists());
+    assert!(!dir.path().join("catalog/gone.toml").exists(), "dropped tables leave the catalog");
+    assert!(!dir.path().join("data/tables/gone").exists(), "managed data is deleted on drop");
+    let second = engine(dir.path(), 5_000).await;
+    let mut session = second.session();
+    assert_eq!(count(&mut session, "kept").await, 2);
+    assert_eq!(count(&mut session, "kept_again").await, 2);
+    let missing = session.run_collect("SELECT * FROM gone").await.err().expect("gone is gone");
+    assert_eq!(missing.code, "42P01");
+    // Dropping an external table keeps the data it points at.
+    session.run_collect("DROP TABLE kept_again").await.expect("drop external");
+    assert_eq!(count(&mut session, "kept").await, 2);
+}
+
+#[tokio::test]
+async fn broken_catalog_file_names_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let catalog = dir.path().join("catalog");
+    std::fs::create_dir_all(&catalog).expect("catalog dir");
+    std::fs::write(
+        catalog.join("broken.toml"),
+        "[[table]]\nname = \"a\"\nformat = \"delta\"\nlocation = \"nowhere\"\n\n[[table]]\nname = \"b\"\nformat = delta\n",
+    )
+    .expect("write");
+    let error = Engine::open(Config::rooted_at(dir.path())).await.err().expect("refuses to start");
+    assert_eq!(error.code, "F0000");
+    assert!(error.message.contains("broken.toml:8"), "{}", error.message);
+
+    // A well-formed file whose table cannot be opened also names its file and line.
+    std::fs::write(
+        catalog.join("broken.toml"),
+        "[[table]]\nname = \"a\"\nformat = \"delta\"\nlocation = \"nowhere\"\n",
+    )
+    .expect("write");
+    let error = Engine::open(Config::rooted_at(dir.path())).await.err().expect("refuses to start");
+    assert!(error.message.contains("broken.toml:2"), "{}", error.message);
+}
