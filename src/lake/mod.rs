@@ -180,7 +180,18 @@ impl LakeTable {
                 format!("table {}: version {version} is negative", self.name),
             ));
         };
-        let mut table = self.current().await?.table.clone();
+        let current = self.current().await?;
+        if version > current.version {
+            // Another writer may have committed it since our snapshot: look once more.
+            let latest = if self.pinned { current.version } else { self.reload(true).await?.version };
+            if version > latest {
+                return Err(WsError::new(
+                    crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("table {} has no version {version}; the latest is {latest}", self.name),
+                ));
+            }
+        }
+        let mut table = current.table.clone();
         table.load_version(version).await.map_err(|error| self.context(error))?;
         self.pinned(table).await
     }

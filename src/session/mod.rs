@@ -367,11 +367,17 @@ impl Session {
                 other => return Err(WsError::unsupported(format!("{other} is not supported yet"))),
             },
             sqlast::Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-                let name = match name.as_str() {
+                // The parser splits `SHOW time zone` into words and `SHOW a.b` at the dot.
+                let words: Vec<String> = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .filter(|word| word != ".")
+                    .collect();
+                let name = match words.join(" ").as_str() {
                     "time zone" => "timezone".to_string(),
                     "transaction isolation level" => "transaction_isolation".to_string(),
-                    _ => name,
+                    "session authorization" => "session_authorization".to_string(),
+                    _ => words.join("."),
                 };
                 Kind::Show { name }
             }
@@ -396,6 +402,11 @@ impl Session {
         let refs = time_travel_refs(statement)?;
         let mut pinned = HashMap::with_capacity(refs.len());
         for (name, version) in refs {
+            if !crate::sql::names_our_schema(&name) {
+                return Err(WsError::unsupported(format!(
+                    "time travel needs a Delta lake table; {name} is not one"
+                )));
+            }
             let table = crate::sql::normalized_table_name(&name);
             let key = PinKey { table: table.clone(), version: version.clone() };
             if pinned.contains_key(&key) {

@@ -13,7 +13,7 @@ mod time_travel;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 
 pub use dialect::WatershedDialect;
-pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, normalized_table_name, time_travel_refs};
+pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
 use crate::error::{WsError, WsResult, sqlstate};
 

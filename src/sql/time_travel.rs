@@ -49,6 +49,25 @@ pub fn normalized_table_name(name: &ObjectName) -> String {
         .unwrap_or_default()
 }
 
+/// True when a relation name can only mean a table of our one schema: bare, or
+/// qualified with `public` / `watershed.public`.
+pub fn names_our_schema(name: &ObjectName) -> bool {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(|ident| ident.value.to_lowercase())
+        .collect();
+    match parts.as_slice() {
+        [_] => true,
+        [schema, _] => schema == crate::catalog::SCHEMA_NAME,
+        [catalog, schema, _] => {
+            catalog == crate::catalog::CATALOG_NAME && schema == crate::catalog::SCHEMA_NAME
+        }
+        _ => false,
+    }
+}
+
 fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
@@ -167,7 +186,19 @@ impl RelationPlanner for TimeTravelPlanner {
             )))));
         };
         let reference = context.object_name_to_table_reference(name.clone())?;
-        let plan = LogicalPlanBuilder::scan(reference, provider_as_source(provider), None)?.build()?;
+        // The scan gets a name of its own per version: DataFusion compares table scans by
+        // name, and two versions of one table must never be taken for the same relation
+        // (common subexpression elimination would merge them). Without an alias, the
+        // relation is still known by the table's name.
+        let pinned_name = match &key.version {
+            VersionSpec::Version(v) => format!("{}@v{v}", key.table),
+            VersionSpec::Timestamp(at) => format!("{}@{}", key.table, at.to_rfc3339()),
+        };
+        let mut builder = LogicalPlanBuilder::scan(pinned_name, provider_as_source(provider), None)?;
+        if alias.is_none() {
+            builder = builder.alias(reference)?;
+        }
+        let plan = builder.build()?;
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(plan, alias.clone()))))
     }
 }
