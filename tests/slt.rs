@@ -23,6 +23,7 @@
 //! - `SLT_FILE=path[,path...]`: run only these files or directories (default `sql-tests`);
 //! - `SLT_MODE=inprocess,simple,extended`: run only these modes;
 //! - `SLT_JOBS=n`: file runs at a time (default: available cores, at most 4);
+//! - `SLT_FAILURES=n`: failure messages printed per file run (default 10, corpus 3);
 //! - `SLT_SQLITE=1` (or the argument `--sqlite`): run the SQLite corpus instead
 //!   (`../shared/conformance/sqlite/select1.test` by default; `SLT_SQLITE=a.test,b.test`
 //!   names corpus files), in-process and extended, and print records passed per file and
@@ -41,9 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use futures::StreamExt;
-use sqllogictest::{
-    AsyncDB, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner,
-};
+use sqllogictest::{AsyncDB, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -53,8 +52,11 @@ use watershed::session::Engine;
 
 use db::{InProcess, Protocol, SqlError, Wire};
 
-/// How many failure messages of one file run are printed; the rest are counted.
-const FAILURES_SHOWN_MAX: usize = 10;
+/// How many failure messages of one file run are printed by default (`SLT_FAILURES`
+/// overrides); the rest are counted.
+const FAILURES_SHOWN_DEFAULT: usize = 10;
+/// The same for the SQLite corpus, whose failures are expected for now.
+const CORPUS_FAILURES_SHOWN_DEFAULT: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Mode {
@@ -120,6 +122,8 @@ struct Options {
     modes: Vec<Mode>,
     jobs: usize,
     flavor: Flavor,
+    /// Failure messages printed per file run.
+    failures_shown: usize,
 }
 
 fn manifest_dir() -> PathBuf {
@@ -133,10 +137,25 @@ fn env_list(name: &str) -> Option<Vec<String>> {
     Some(items)
 }
 
+/// The SQLite corpus files to run, or `None` for the project's own files: `--sqlite` or
+/// `SLT_SQLITE=1` selects select1.test, `SLT_SQLITE=a.test,b.test` names files (relative
+/// to the corpus directory), and an unset, empty or `0` variable means off.
+fn sqlite_selection() -> Option<Vec<String>> {
+    let default = || vec!["select1.test".to_string()];
+    let names = env_list("SLT_SQLITE").unwrap_or_default();
+    let switch = |values: &[&str]| names.len() == 1 && values.contains(&names[0].as_str());
+    if switch(&["1", "true", "yes"]) {
+        return Some(default());
+    }
+    if !names.is_empty() && !switch(&["0", "false", "no"]) {
+        return Some(names);
+    }
+    std::env::args().skip(1).any(|arg| arg == "--sqlite").then(default)
+}
+
 fn options() -> Result<Options, String> {
-    let sqlite_arg = std::env::args().skip(1).any(|arg| arg == "--sqlite");
-    let sqlite = env_list("SLT_SQLITE");
-    let flavor = if sqlite_arg || sqlite.is_some() { Flavor::SqliteCorpus } else { Flavor::Project };
+    let sqlite = sqlite_selection();
+    let flavor = if sqlite.is_some() { Flavor::SqliteCorpus } else { Flavor::Project };
     let modes = match env_list("SLT_MODE") {
         Some(names) => names
             .iter()
@@ -147,7 +166,9 @@ fn options() -> Result<Options, String> {
         None => Mode::ALL.to_vec(),
     };
     let jobs = match std::env::var("SLT_JOBS") {
-        Ok(value) => value.parse::<usize>().map_err(|_| format!("SLT_JOBS: not a number: {value:?}"))?.max(1),
+        Ok(value) => {
+            value.parse::<usize>().map_err(|_| format!("SLT_JOBS: not a number: {value:?}"))?.max(1)
+        }
         // Each job holds an engine and DataFusion runs its own partitions in parallel, so
         // more jobs than cores only adds memory.
         Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -159,19 +180,24 @@ fn options() -> Result<Options, String> {
         },
         Flavor::SqliteCorpus => {
             let corpus = manifest_dir().join("../shared/conformance/sqlite");
-            let names = sqlite
-                .filter(|names| !(names.len() == 1 && matches!(names[0].as_str(), "1" | "true" | "yes")))
-                .unwrap_or_else(|| vec!["select1.test".to_string()]);
-            names.into_iter().map(|name| corpus.join(name)).collect()
+            sqlite.unwrap_or_default().into_iter().map(|name| corpus.join(name)).collect()
         }
     };
-    Ok(Options { paths, modes, jobs, flavor })
+    let failures_shown = match std::env::var("SLT_FAILURES") {
+        Ok(value) => {
+            value.parse::<usize>().map_err(|_| format!("SLT_FAILURES: not a number: {value:?}"))?
+        }
+        Err(_) if flavor == Flavor::SqliteCorpus => CORPUS_FAILURES_SHOWN_DEFAULT,
+        Err(_) => FAILURES_SHOWN_DEFAULT,
+    };
+    Ok(Options { paths, modes, jobs, flavor, failures_shown })
 }
 
 /// The files under `paths` (files as given, directories searched for `extension`), sorted.
 fn collect_files(paths: &[PathBuf], extension: &str) -> Result<Vec<PathBuf>, String> {
     fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let entries = std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
         for entry in entries {
             let path = entry.map_err(|error| format!("{}: {error}", dir.display()))?.path();
             if path.is_dir() {
@@ -228,14 +254,23 @@ fn jobs_for(files: &[PathBuf], modes: &[Mode], flavor: Flavor) -> Vec<Job> {
     files
         .iter()
         .flat_map(|path| {
-            modes.iter().map(move |&mode| Job { path: path.clone(), name: display_name(path), mode, flavor })
+            modes.iter().map(move |&mode| Job {
+                path: path.clone(),
+                name: display_name(path),
+                mode,
+                flavor,
+            })
         })
         .collect()
 }
 
 /// Runs the jobs `parallel` at a time, each on its own task (so on its own worker thread
 /// when one is free), and hands each finished one to `done` in completion order.
-async fn run_jobs(jobs: Vec<Job>, parallel: usize, mut done: impl FnMut(&Job, &Report)) -> Vec<(Job, Report)> {
+async fn run_jobs(
+    jobs: Vec<Job>,
+    parallel: usize,
+    mut done: impl FnMut(&Job, &Report),
+) -> Vec<(Job, Report)> {
     let mut results = Vec::with_capacity(jobs.len());
     let mut stream = futures::stream::iter(jobs)
         .map(|job| async move {
@@ -275,7 +310,9 @@ async fn run_project(options: Options) -> ExitCode {
         options.jobs
     );
     let jobs = jobs_for(&files, &options.modes, Flavor::Project);
-    let results = run_jobs(jobs, options.jobs, |job, report| print_report(job, report)).await;
+    let shown = options.failures_shown;
+    let results =
+        run_jobs(jobs, options.jobs, |job, report| print_report(job, report, shown)).await;
 
     let failed = results.iter().filter(|(_, report)| !report.ok()).count();
     let passed = results.len() - failed;
@@ -291,7 +328,7 @@ async fn run_project(options: Options) -> ExitCode {
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn print_report(job: &Job, report: &Report) {
+fn print_report(job: &Job, report: &Report, failures_shown: usize) {
     let status = if report.ok() { "ok" } else { "FAILED" };
     println!(
         "{status:<6} {:<9} {}  ({} passed, {} failed, {} skipped)",
@@ -304,14 +341,18 @@ fn print_report(job: &Job, report: &Report) {
     if let Some(error) = &report.setup_error {
         println!("    setup: {error}");
     }
-    for failure in report.failures.iter().take(FAILURES_SHOWN_MAX) {
+    print_failures(report, failures_shown);
+}
+
+fn print_failures(report: &Report, shown: usize) {
+    for failure in report.failures.iter().take(shown) {
         for line in failure.trim_end().lines() {
             println!("    {line}");
         }
         println!();
     }
-    if report.failures.len() > FAILURES_SHOWN_MAX {
-        println!("    ... and {} more failure(s)", report.failures.len() - FAILURES_SHOWN_MAX);
+    if report.failures.len() > shown {
+        println!("    ... and {} more failure(s)", report.failures.len() - shown);
     }
 }
 
@@ -329,8 +370,8 @@ async fn run_corpus(options: Options) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let jobs = jobs_for(&files, &options.modes, Flavor::SqliteCorpus);
+    let shown = options.failures_shown;
     let mut results = run_jobs(jobs, options.jobs, |job, report| {
-        // Corpus failures are expected for now: show only the first few of each run.
         let status = if report.ok() { "ok" } else { "partial" };
         println!(
             "{status:<7} {:<9} {}  {}/{} records passed ({} skipped)",
@@ -343,12 +384,7 @@ async fn run_corpus(options: Options) -> ExitCode {
         if let Some(error) = &report.setup_error {
             println!("    setup: {error}");
         }
-        for failure in report.failures.iter().take(3) {
-            for line in failure.trim_end().lines() {
-                println!("    {line}");
-            }
-            println!();
-        }
+        print_failures(report, shown);
     })
     .await;
     results.sort_by(|(a, _), (b, _)| (&a.name, a.mode).cmp(&(&b.name, b.mode)));
@@ -432,7 +468,8 @@ async fn run_job(job: Job) -> Report {
 }
 
 async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
-    let script = std::fs::read_to_string(&job.path).map_err(|error| format!("read {}: {error}", job.name))?;
+    let script = std::fs::read_to_string(&job.path)
+        .map_err(|error| format!("read {}: {error}", job.name))?;
     let labels = labels(job);
     let script = adapt_script(&script, job.flavor, &labels);
     let records = sqllogictest::parse_with_name::<DefaultColumnType>(&script, job.name.as_str())
@@ -453,7 +490,8 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
             run_records(&mut runner, records, &labels, report).await;
         }
         Mode::Simple | Mode::Extended => {
-            let protocol = if job.mode == Mode::Simple { Protocol::Simple } else { Protocol::Extended };
+            let protocol =
+                if job.mode == Mode::Simple { Protocol::Simple } else { Protocol::Extended };
             let server = TestServer::start(engine).await?;
             let address = server.address;
             let mut runner = Runner::new(move || Wire::connect(address, protocol));
@@ -503,7 +541,8 @@ struct TestServer {
 impl TestServer {
     async fn start(engine: Engine) -> Result<TestServer, String> {
         // Bound before serve() starts, so the port is known and connections queue up.
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|error| format!("bind: {error}"))?;
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.map_err(|error| format!("bind: {error}"))?;
         let address = listener.local_addr().map_err(|error| format!("local address: {error}"))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {

@@ -277,6 +277,11 @@ impl Session {
     pub async fn prepare(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
+                Kind::Show { name } if name == "all" => Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("setting", DataType::Utf8, true),
+                    Field::new("description", DataType::Utf8, true),
+                ])),
                 Kind::Show { name } => {
                     Arc::new(Schema::new(vec![Field::new(name.clone(), DataType::Utf8, true)]))
                 }
@@ -512,12 +517,20 @@ impl Session {
                 Ok(Outcome::Done(CommandTag::new(if value.is_some() { "SET" } else { "RESET" })))
             }
             Kind::Show { name } => {
-                let value = self.show(name)?;
-                let batch = RecordBatch::try_new(
-                    prepared.schema.clone(),
-                    vec![Arc::new(StringArray::from(vec![value])) as ArrayRef],
-                )
-                .map_err(|error| WsError::internal(error.to_string()))?;
+                let columns: Vec<ArrayRef> = if name == "all" {
+                    let names: Vec<&str> = self.settings.keys().map(String::as_str).collect();
+                    let values: Vec<&str> = self.settings.values().map(String::as_str).collect();
+                    let descriptions = vec![""; names.len()];
+                    vec![
+                        Arc::new(StringArray::from(names)),
+                        Arc::new(StringArray::from(values)),
+                        Arc::new(StringArray::from(descriptions)),
+                    ]
+                } else {
+                    vec![Arc::new(StringArray::from(vec![self.show(name)?]))]
+                };
+                let batch = RecordBatch::try_new(prepared.schema.clone(), columns)
+                    .map_err(|error| WsError::internal(error.to_string()))?;
                 let stream = futures::stream::iter([Ok(batch)]);
                 Ok(Outcome::Rows {
                     tag: "SHOW",

@@ -64,7 +64,8 @@ pub fn render(ty: &Type, raw: &[u8]) -> Result<String, BoxError> {
         }
         Type::FLOAT8 => {
             let value = f64::from_be_bytes(exact(raw)?);
-            special_float(value).unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT8_FIXED_MAX))
+            special_float(value)
+                .unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT8_FIXED_MAX))
         }
         Type::NUMERIC => numeric_text(raw)?,
         Type::DATE => date_text(i32::from_be_bytes(exact(raw)?))?,
@@ -167,7 +168,8 @@ fn shortest(scientific: &str, fixed_max: i32) -> String {
 /// numeric_send's layout: ndigits, weight, sign, dscale (i16/u16 each), then base-10000
 /// digits; rendered as numeric_out does, with exactly `dscale` fractional digits.
 fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
-    let header = |at: usize| -> Result<[u8; 2], BoxError> { exact(raw.get(at..at + 2).unwrap_or_default()) };
+    let header =
+        |at: usize| -> Result<[u8; 2], BoxError> { exact(raw.get(at..at + 2).unwrap_or_default()) };
     let ndigits = i16::from_be_bytes(header(0)?) as i64;
     let weight = i16::from_be_bytes(header(2)?) as i64;
     let sign = u16::from_be_bytes(header(4)?);
@@ -413,7 +415,9 @@ fn write_dimension(
 fn quote_array_element(value: &str) -> String {
     let needs_quotes = value.is_empty()
         || value.eq_ignore_ascii_case("null")
-        || value.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        || value
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
     if !needs_quotes {
         return value.to_string();
     }
