@@ -29,6 +29,9 @@
 //!   names corpus files), in-process and extended, and print records passed per file and
 //!   mode; failures there do not fail the run (full conformance is tracked separately).
 //!
+//! Command-line arguments that do not start with `-` select files whose name contains one
+//! of them (so `cargo test some_unit_test` runs no .slt file); `--list` lists the files.
+//!
 //! The last line of output is `N passed, N failed` (file runs, i.e. file x mode), and the
 //! exit status is non-zero when any file run failed.
 
@@ -42,7 +45,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use futures::StreamExt;
-use sqllogictest::{AsyncDB, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner};
+use sqllogictest::{
+    AsyncDB, Control, DefaultColumnType, MakeConnection, Record, RecordOutput, ResultMode, Runner,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -81,7 +86,8 @@ impl Mode {
     }
 }
 
-/// Which kind of file: ours, or one of the SQLite corpus (see [`adapt_script`]).
+/// Which kind of file: ours, or one of the SQLite corpus (see [`adapt_script`] and
+/// [`run_records`] for how the corpus is adapted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavor {
     Project,
@@ -124,6 +130,11 @@ struct Options {
     flavor: Flavor,
     /// Failure messages printed per file run.
     failures_shown: usize,
+    /// Substrings of file names given on the command line (`cargo test --test slt --
+    /// time_travel`); a file runs when it matches one, or when there are none.
+    filters: Vec<String>,
+    /// `--list`: print the files that would run, as libtest does, and run nothing.
+    list: bool,
 }
 
 fn manifest_dir() -> PathBuf {
@@ -190,7 +201,12 @@ fn options() -> Result<Options, String> {
         Err(_) if flavor == Flavor::SqliteCorpus => CORPUS_FAILURES_SHOWN_DEFAULT,
         Err(_) => FAILURES_SHOWN_DEFAULT,
     };
-    Ok(Options { paths, modes, jobs, flavor, failures_shown })
+    // cargo passes its own test filters and libtest flags to every test binary; flags are
+    // ignored, positional arguments select files by name.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters = args.iter().filter(|arg| !arg.starts_with('-')).cloned().collect();
+    let list = args.iter().any(|arg| arg == "--list");
+    Ok(Options { paths, modes, jobs, flavor, failures_shown, filters, list })
 }
 
 /// The files under `paths` (files as given, directories searched for `extension`), sorted.
@@ -300,6 +316,19 @@ async fn run_project(options: Options) -> ExitCode {
     if files.is_empty() {
         eprintln!("slt: no .slt files found");
         return ExitCode::FAILURE;
+    }
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|path| {
+            let name = display_name(path);
+            options.filters.is_empty() || options.filters.iter().any(|f| name.contains(f.as_str()))
+        })
+        .collect();
+    if options.list {
+        for path in &files {
+            println!("{}: test", display_name(path));
+        }
+        return ExitCode::SUCCESS;
     }
     let modes: Vec<&str> = options.modes.iter().map(|mode| mode.name()).collect();
     println!(
@@ -412,18 +441,16 @@ fn labels(job: &Job) -> Vec<&'static str> {
 }
 
 /// Adapts a script in memory to the sqllogictest crate's parser (files on disk are never
-/// changed):
+/// changed), keeping every line where it was so that failures point at the right line:
 /// - `skipif`/`onlyif` lines lose their trailing `# comment`, which the parser rejects;
 /// - `halt` is resolved here: the crate parses it unconditionally and would attach the
 ///   conditions before it to the next record, so a `halt` whose conditions hold for
-///   `labels` ends the script, and one whose conditions do not is dropped with them;
-/// - corpus files get `control resultmode valuewise` (one value per result line) and
-///   `hash-threshold 8` (their results of more than 8 values are MD5 hashes).
-fn adapt_script(script: &str, flavor: Flavor, labels: &[&str]) -> String {
-    let mut out = String::with_capacity(script.len() + 64);
-    if flavor == Flavor::SqliteCorpus {
-        out.push_str("control resultmode valuewise\nhash-threshold 8\n");
-    }
+///   `labels` ends the script, and one whose conditions do not is blanked out with them.
+///
+/// The corpus' other two adaptations (valuewise results, hash threshold 8) are made on the
+/// runner and the parsed records, see [`run_records`].
+fn adapt_script(script: &str, labels: &[&str]) -> String {
+    let mut out = String::with_capacity(script.len());
     // Condition lines seen since the last other line, held back until we know whether a
     // `halt` follows them.
     let mut pending: Vec<(String, String)> = Vec::new();
@@ -440,10 +467,13 @@ fn adapt_script(script: &str, flavor: Flavor, labels: &[&str]) -> String {
                 let present = labels.contains(&label.as_str()) || label == "watershed";
                 if keyword == "onlyif" { present } else { !present }
             });
-            pending.clear();
             if holds {
                 break;
             }
+            // Blank lines in place of the conditions and the halt (blank lines only
+            // separate records).
+            out.push_str(&"\n".repeat(pending.len() + 1));
+            pending.clear();
             continue;
         }
         for (keyword, label) in pending.drain(..) {
@@ -471,7 +501,7 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
     let script = std::fs::read_to_string(&job.path)
         .map_err(|error| format!("read {}: {error}", job.name))?;
     let labels = labels(job);
-    let script = adapt_script(&script, job.flavor, &labels);
+    let script = adapt_script(&script, &labels);
     let records = sqllogictest::parse_with_name::<DefaultColumnType>(&script, job.name.as_str())
         .map_err(|error| error.to_string())?;
     let dir = tempfile::Builder::new()
@@ -487,7 +517,7 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
                 let engine = engine.clone();
                 async move { Ok::<_, SqlError>(InProcess::new(&engine)) }
             });
-            run_records(&mut runner, records, &labels, report).await;
+            run_records(&mut runner, records, job, report).await;
         }
         Mode::Simple | Mode::Extended => {
             let protocol =
@@ -495,7 +525,7 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
             let server = TestServer::start(engine).await?;
             let address = server.address;
             let mut runner = Runner::new(move || Wire::connect(address, protocol));
-            run_records(&mut runner, records, &labels, report).await;
+            run_records(&mut runner, records, job, report).await;
             server.stop().await?;
         }
     }
@@ -506,15 +536,21 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
 /// Runs every record, counting instead of stopping at the first failure.
 async fn run_records<D, M>(
     runner: &mut Runner<D, M>,
-    records: Vec<Record<DefaultColumnType>>,
-    labels: &[&str],
+    mut records: Vec<Record<DefaultColumnType>>,
+    job: &Job,
     report: &mut Report,
 ) where
     D: AsyncDB<ColumnType = DefaultColumnType>,
     M: MakeConnection<Conn = D>,
 {
-    for label in labels {
+    for label in labels(job) {
         runner.add_label(label);
+    }
+    if job.flavor == Flavor::SqliteCorpus {
+        // The corpus lists results one value per line (`control resultmode valuewise`) and
+        // gives results of more than 8 values as an MD5 hash (`hash-threshold 8`).
+        records.insert(0, Record::Control(Control::ResultMode(ResultMode::ValueWise)));
+        runner.with_hash_threshold(8);
     }
     for record in records {
         let counted = matches!(record, Record::Statement { .. } | Record::Query { .. });

@@ -11,6 +11,7 @@ mod dialect;
 mod time_travel;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
@@ -38,13 +39,32 @@ pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
     Ok(statements.into_iter().map(pg_compat_rewrite).collect())
 }
 
-/// AST rewrites from datafusion-pg-catalog, built once (the constructor parses its rules).
-static PG_COMPAT: std::sync::LazyLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
-    std::sync::LazyLock::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
+/// AST rewrites from datafusion-pg-catalog that make PostgreSQL clients' catalog
+/// queries plannable by DataFusion. Two of its default rules are left out because
+/// they change results: `RemoveSubqueryFromProjection` replaces correlated scalar
+/// subqueries with NULL, and `AliasDuplicatedProjectionRewrite` renames columns.
+static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> =
+    std::sync::LazyLock::new(|| {
+        vec![
+            Box::new(rules::ResolveUnqualifiedIdentifier),
+            Box::new(rules::RewriteArrayAnyAllOperation),
+            Box::new(rules::PrependUnqualifiedPgTableName),
+            Box::new(rules::StripCallableQualifier),
+            Box::new(rules::FixArrayLiteral),
+            Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+            Box::new(rules::StripCollate),
+            Box::new(rules::RewritePgCatalogOperator),
+            Box::new(rules::RewriteRegCastToSubquery::new()),
+            Box::new(rules::FixVersionColumnName),
+        ]
+    });
 
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
-        Statement::Statement(inner) => Statement::Statement(Box::new(PG_COMPAT.rewrite(*inner))),
+        Statement::Statement(inner) => {
+            let rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            Statement::Statement(Box::new(rewritten))
+        }
         other => other,
     }
 }

@@ -69,11 +69,11 @@ pub fn render(ty: &Type, raw: &[u8]) -> Result<String, BoxError> {
         }
         Type::NUMERIC => numeric_text(raw)?,
         Type::DATE => date_text(i32::from_be_bytes(exact(raw)?))?,
-        Type::TIME => time_text(i64::from_be_bytes(exact(raw)?)),
+        Type::TIME => clock_text(i64::from_be_bytes(exact(raw)?)),
         Type::TIMETZ => {
             let micros = i64::from_be_bytes(exact(raw.get(..8).unwrap_or_default())?);
             let zone_west = i32::from_be_bytes(exact(raw.get(8..).unwrap_or_default())?);
-            format!("{}{}", time_text(micros), offset_text(-zone_west))
+            format!("{}{}", clock_text(micros), offset_text(-zone_west))
         }
         Type::TIMESTAMP => timestamp_text(i64::from_be_bytes(exact(raw)?))?,
         Type::TIMESTAMPTZ => {
@@ -262,10 +262,6 @@ fn clock_text(micros: i64) -> String {
         micros % MICROS_PER_MINUTE / MICROS_PER_SECOND,
         fraction_text(micros % MICROS_PER_SECOND)
     )
-}
-
-fn time_text(micros: i64) -> String {
-    clock_text(micros)
 }
 
 fn timestamp_text(micros: i64) -> Result<String, BoxError> {
