@@ -574,6 +574,12 @@ impl Session {
             let state = self.ctx.state_ref();
             let mut state = state.write();
             let options = state.config_mut().options_mut();
+            // PostgreSQL spells booleans on/off; DataFusion's options parse true/false.
+            let value = value.map(|v| match v {
+                "on" => "true",
+                "off" => "false",
+                other => other,
+            });
             return match value {
                 Some(value) => Ok(options.set(name, value)?),
                 None => Err(WsError::unsupported("RESET of datafusion.* options is not supported")),
