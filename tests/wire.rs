@@ -268,12 +268,17 @@ async fn shutdown_lets_running_statements_finish() {
     let server = start().await;
     let client = server.connect().await;
     let running = tokio::spawn(async move {
-        client.query_one("SELECT count(*) FROM range(0, 30000000) a", &[]).await
+        client.simple_query("SELECT count(*) FROM range(0, 30000000) a").await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Let the statement reach the server; one message, so it is running from then on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     server.stop().await;
-    let row = running.await.expect("task").expect("the statement completed during the grace period");
-    assert_eq!(row.get::<_, i64>(0), 30_000_000);
+    let messages = running.await.expect("task").expect("the statement completed during the grace period");
+    let count = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("30000000"));
 }
 
 async fn raw_startup(port: u16) -> TcpStream {
@@ -321,4 +326,14 @@ async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
             Err(_) => panic!("the server kept the connection open"),
         }
     }
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_without_waiting_for_the_grace() {
+    // A grace of an hour: the stop below can only finish if idle clients are closed.
+    let server = start_with(|config| config.limits.shutdown_grace_ms = 3_600_000).await;
+    let idle = server.connect().await;
+    idle.query_one("SELECT 1::BIGINT", &[]).await.expect("used once, then idle");
+    server.stop().await;
+    assert!(idle.query_one("SELECT 1::BIGINT", &[]).await.is_err(), "the idle connection was closed");
 }

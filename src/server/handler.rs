@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
@@ -149,9 +151,25 @@ pub struct Shared {
     pub cancels: CancelRegistry,
 }
 
+/// Whether a connection is between receiving a statement and finishing its reply; an
+/// idle connection can be closed at once on shutdown, a busy one gets the grace period.
+#[derive(Debug, Default)]
+pub struct Busy(AtomicBool);
+
+impl Busy {
+    pub fn is_busy(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, busy: bool) {
+        self.0.store(busy, Ordering::Release);
+    }
+}
+
 /// The handlers of one connection.
 pub struct Connection {
     shared: Arc<Shared>,
+    busy: Arc<Busy>,
     session: Arc<Mutex<Session>>,
     cancel: Arc<CancelSlot>,
     parser: Arc<StatementParser>,
@@ -160,7 +178,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>) -> Arc<Connection> {
+    pub fn new(shared: Arc<Shared>, busy: Arc<Busy>) -> Arc<Connection> {
         let session = shared.engine.session();
         let pid = i32::try_from(session.id()).expect("fewer than 2^31 sessions per process");
         let secret: i32 = rand::random();
@@ -170,6 +188,7 @@ impl Connection {
         Arc::new(Connection {
             parser: Arc::new(StatementParser { session: session.clone() }),
             shared,
+            busy,
             session,
             cancel,
             pid,
@@ -274,6 +293,32 @@ impl SimpleQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.busy.set(true);
+        let result = self.run_simple_query(client, query).await;
+        self.busy.set(false);
+        result
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.collect_simple_query(query).await
+    }
+}
+
+impl Connection {
+    /// The simple query protocol: statements in order, each streamed before the next.
+    async fn run_simple_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
@@ -313,13 +358,7 @@ impl SimpleQueryHandler for Connection {
         Ok(())
     }
 
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
+    async fn collect_simple_query(&self, query: &str) -> PgWireResult<Vec<Response>> {
         // Only reached through pgwire's default `on_query`, which this type replaces;
         // kept correct for completeness: runs statements in order, stops at an error.
         let statements = self.session.lock().await.parse(query).map_err(user_error)?;
@@ -349,6 +388,34 @@ impl ExtendedQueryHandler for Connection {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Busy from Execute until the Sync that ends the exchange with ReadyForQuery.
+        self.busy.set(true);
+        self._on_execute(client, message).await
+    }
+
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // As pgwire's default: the unnamed portal ends with the exchange.
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        let status = client.transaction_status();
+        send_ready_for_query(client, status).await?;
+        client.flush().await?;
+        self.busy.set(false);
+        Ok(())
     }
 
     async fn do_query<C>(

@@ -2,8 +2,9 @@
 //!
 //! Accepts connections up to `connections_max` (one more gets SQLSTATE 53300 and is
 //! closed), runs each on its own task with its own session, and shuts down gracefully:
-//! on the shutdown signal it stops accepting, gives running statements
-//! `shutdown_grace_ms` to finish, then closes what is left.
+//! on the shutdown signal it stops accepting, closes idle connections, gives running
+//! statements `shutdown_grace_ms` to finish (closing each connection once its statement
+//! is done), then closes what is left.
 
 pub mod encode;
 mod handler;
@@ -21,10 +22,12 @@ use crate::error::{WsResult, sqlstate};
 use crate::session::Engine;
 
 pub use encode::text_rows;
-use handler::{Connection, ConnectionHandlers, Shared};
+use handler::{Busy, Connection, ConnectionHandlers, Shared};
 
 /// Longest a refused client may take to send its startup packet before we hang up.
 const REFUSE_READ_TIMEOUT_MS: u64 = 2_000;
+/// How often shutdown looks for connections that have become idle.
+const SHUTDOWN_SWEEP_MS: u64 = 20;
 /// Largest startup packet we read from a client we are about to refuse.
 const REFUSE_STARTUP_BYTES_MAX: usize = 10_000;
 
@@ -38,6 +41,8 @@ pub async fn serve(
     let shared = Arc::new(Shared { engine, cancels: Default::default() });
     let permits = Arc::new(Semaphore::new(limits.connections_max));
     let mut connections = JoinSet::new();
+    // Busy flags of open connections, to close idle ones at once on shutdown.
+    let mut open: Vec<(tokio::task::AbortHandle, Arc<Busy>)> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -63,14 +68,18 @@ pub async fn serve(
                     continue;
                 };
                 let shared = shared.clone();
-                connections.spawn(async move {
-                    let connection = Connection::new(shared);
+                let busy = Arc::new(Busy::default());
+                let task_busy = busy.clone();
+                open.retain(|(handle, _)| !handle.is_finished());
+                let handle = connections.spawn(async move {
+                    let connection = Connection::new(shared, task_busy);
                     let handlers = Arc::new(ConnectionHandlers(connection));
                     if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                     drop(permit);
                 });
+                open.push((handle, busy));
             }
         }
     }
@@ -78,10 +87,20 @@ pub async fn serve(
     tracing::info!(open = connections.len(), grace_ms = limits.shutdown_grace_ms, "shutting down");
     let grace = tokio::time::sleep(Duration::from_millis(limits.shutdown_grace_ms));
     tokio::pin!(grace);
+    let mut sweep = tokio::time::interval(Duration::from_millis(SHUTDOWN_SWEEP_MS));
     loop {
         tokio::select! {
             _ = &mut grace => break,
             next = connections.join_next() => if next.is_none() { break },
+            // Idle connections have nothing to finish: close them now, and a busy one as
+            // soon as its statement is done.
+            _ = sweep.tick() => {
+                for (handle, busy) in &open {
+                    if !busy.is_busy() {
+                        handle.abort();
+                    }
+                }
+            }
         }
     }
     connections.shutdown().await;
