@@ -37,9 +37,9 @@ serve_once warm
 wait_ready
 for run in 1 2 3; do
   psql_ms=$( { echo '\timing on'; cat benches/weekly_campaign.sql; echo ';'; } \
-    | psql -h 127.0.0.1 -p "$PORT" -U watershed -d watershed -q 2>&1 | awk '/^Time:/ {print $2}')
+    | psql -h 127.0.0.1 -p "$PORT" -U watershed -d watershed 2>&1 | awk '/^Time:/ {print $2}')
   start=$(now_ms)
-  "$BIN" --data-dir "$DATA" sql "$(cat benches/weekly_campaign.sql)" >/dev/null 2>&1
+  "$BIN" --data-dir "$DATA" sql -- "$(cat benches/weekly_campaign.sql)" >/dev/null 2>&1
   sql_ms=$(( $(now_ms) - start ))
   echo "weekly campaign query, run $run: psql ${psql_ms} ms (query only) | watershed sql ${sql_ms} ms (whole process: open catalog + query)"
 done

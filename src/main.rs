@@ -52,7 +52,11 @@ enum Command {
     /// Serve the PostgreSQL wire protocol (what a bare `watershed` does).
     Serve,
     /// Run one or more statements embedded, through the server's session code, and print tables.
-    Sql { statement: String },
+    Sql {
+        /// SQL text; may start with a `--` comment.
+        #[arg(allow_hyphen_values = true)]
+        statement: String,
+    },
     /// (Re)generate the demo lake declared in the catalog at another size.
     Demo {
         /// 1.0 = 10k products, 100k customers, 5M+ orders over two years.
