@@ -42,13 +42,12 @@ async fn start() -> Server {
 }
 
 impl Server {
+    fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port)
+    }
+
     async fn connect(&self) -> Client {
-        let (client, connection) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port),
-            NoTls,
-        )
-        .await
-        .expect("connects");
+        let (client, connection) = tokio_postgres::connect(&self.url(), NoTls).await.expect("connects");
         tokio::spawn(connection);
         client
     }
@@ -177,17 +176,23 @@ async fn cancel_request_cancels_the_running_query() {
     let server = start().await;
     let client = server.connect().await;
     let token = client.cancel_token();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel_query(NoTls).await.expect("cancel request sent");
-    });
-    // Long enough that it cannot finish before the cancel arrives.
-    let error = client
-        .simple_query("SELECT count(*) FROM range(0, 100000000000) a")
-        .await
-        .expect_err("canceled");
+    // Long enough that it cannot finish on its own. A cancel that arrives before the
+    // statement starts is a no-op, so keep asking until the statement ends.
+    let query = client.simple_query("SELECT count(*) FROM range(0, 100000000000) a");
+    tokio::pin!(query);
+    let mut retry = tokio::time::interval(Duration::from_millis(50));
+    let outcome = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            tokio::select! {
+                outcome = &mut query => break outcome,
+                _ = retry.tick() => token.cancel_query(NoTls).await.expect("cancel request sent"),
+            }
+        }
+    })
+    .await
+    .expect("the statement ends once canceled");
+    let error = outcome.expect_err("canceled");
     assert_eq!(code_of(&error), SqlState::QUERY_CANCELED);
-    canceller.await.expect("canceller");
     let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("session goes on");
     assert_eq!(row.get::<_, i64>(0), 1);
     server.stop().await;
@@ -251,13 +256,7 @@ async fn connections_beyond_the_limit_get_53300() {
     let server = start_with(|config| config.limits.connections_max = 2).await;
     let _a = server.connect().await;
     let _b = server.connect().await;
-    let error = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={} user=watershed dbname=watershed", server.port),
-        NoTls,
-    )
-    .await
-    .err()
-    .expect("third connection refused");
+    let error = tokio_postgres::connect(&server.url(), NoTls).await.err().expect("third connection refused");
     assert_eq!(code_of(&error), SqlState::TOO_MANY_CONNECTIONS);
     drop(_a);
     server.stop().await;
@@ -265,20 +264,39 @@ async fn connections_beyond_the_limit_get_53300() {
 
 #[tokio::test]
 async fn shutdown_lets_running_statements_finish() {
-    let server = start().await;
-    let client = server.connect().await;
-    let running = tokio::spawn(async move {
-        client.simple_query("SELECT count(*) FROM range(0, 30000000) a").await
-    });
-    // Let the statement reach the server; one message, so it is running from then on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    server.stop().await;
-    let messages = running.await.expect("task").expect("the statement completed during the grace period");
-    let count = messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-        _ => None,
-    });
-    assert_eq!(count.as_deref(), Some("30000000"));
+    const ROWS: usize = 2_000_000;
+    // A grace long enough for any machine: the test is about finishing, not speed.
+    let server = start_with(|config| config.limits.shutdown_grace_ms = 600_000).await;
+    let socket = raw_startup(server.port).await;
+    let mut socket = tokio::io::BufReader::new(socket);
+    send_query(socket.get_mut(), &format!("SELECT * FROM range(0, {ROWS}) a")).await;
+    // The first row proves the statement is running; only then does shutdown begin.
+    let (mut kind, _) = read_message(&mut socket).await;
+    while kind != b'D' {
+        kind = read_message(&mut socket).await.0;
+    }
+    let stopping = tokio::spawn(server.stop());
+    let mut rows = 1usize;
+    let tag = loop {
+        match read_message(&mut socket).await {
+            (b'D', _) => rows += 1,
+            (b'C', body) => break String::from_utf8_lossy(&body).trim_end_matches('\0').to_string(),
+            (other, body) => panic!("unexpected message {:?}: {:?}", other as char, String::from_utf8_lossy(&body)),
+        }
+    };
+    assert_eq!(rows, ROWS, "every row arrived during the grace period");
+    assert_eq!(tag, format!("SELECT {ROWS}"));
+    stopping.await.expect("server stops after the statement");
+}
+
+/// Reads one backend message: its type byte and body.
+async fn read_message(socket: &mut tokio::io::BufReader<TcpStream>) -> (u8, Vec<u8>) {
+    let kind = socket.read_u8().await.expect("message type");
+    let length = socket.read_i32().await.expect("message length");
+    assert!(length >= 4, "a message length counts itself");
+    let mut body = vec![0u8; length as usize - 4];
+    socket.read_exact(&mut body).await.expect("message body");
+    (kind, body)
 }
 
 async fn raw_startup(port: u16) -> TcpStream {
