@@ -18,6 +18,8 @@ pub mod sqlstate {
     pub const DUPLICATE_COLUMN: &str = "42701";
     pub const AMBIGUOUS_COLUMN: &str = "42702";
     pub const DATATYPE_MISMATCH: &str = "42804";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
+    pub const DUPLICATE_OBJECT: &str = "42710";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const DIVISION_BY_ZERO: &str = "22012";
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
@@ -80,6 +82,12 @@ impl std::fmt::Display for WsError {
 }
 
 impl std::error::Error for WsError {}
+
+impl From<ArrowError> for WsError {
+    fn from(error: ArrowError) -> WsError {
+        WsError::from(DataFusionError::ArrowError(Box::new(error), None))
+    }
+}
 
 impl From<DataFusionError> for WsError {
     fn from(error: DataFusionError) -> WsError {

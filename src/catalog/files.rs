@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::TableDef;
+use crate::stream::SourceDef;
 use crate::error::{WsError, WsResult, sqlstate};
 
 /// `[demo]`: this catalog declares the built-in demo lake, generated when missing.
@@ -25,6 +26,8 @@ struct FileToml {
     demo: Option<DemoDecl>,
     #[serde(default, rename = "table", skip_serializing_if = "Vec::is_empty")]
     tables: Vec<TableDef>,
+    #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceDef>,
 }
 
 /// One parsed catalog file.
@@ -33,12 +36,22 @@ pub struct CatalogFile {
     pub path: PathBuf,
     pub demo: Option<DemoDecl>,
     pub tables: Vec<TableDef>,
+    pub sources: Vec<SourceDef>,
     text: String,
 }
 
 impl CatalogFile {
     pub fn single(def: TableDef) -> CatalogFile {
-        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], text: String::new() }
+        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], sources: Vec::new(), text: String::new() }
+    }
+
+    pub fn single_source(def: SourceDef) -> CatalogFile {
+        CatalogFile { path: PathBuf::new(), demo: None, tables: Vec::new(), sources: vec![def], text: String::new() }
+    }
+
+    /// Names of every relation this file declares.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|t| t.name.as_str()).chain(self.sources.iter().map(|s| s.name.as_str()))
     }
 
     /// 1-based line of the `name = "..."` entry of a table, for error messages.
@@ -55,7 +68,7 @@ impl CatalogFile {
     }
 
     fn render(&self) -> WsResult<String> {
-        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone() };
+        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone(), sources: self.sources.clone() };
         let text = toml::to_string_pretty(&body)
             .map_err(|error| WsError::internal(format!("catalog serialization: {error}")))?;
         Ok(format!("# Written by watershed; edit while the server is stopped.\n{text}"))
@@ -79,17 +92,18 @@ pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
         path: path.to_path_buf(),
         demo: parsed.demo,
         tables: parsed.tables,
+        sources: parsed.sources,
         text: text.to_string(),
     };
-    for def in &file.tables {
-        if def.name.is_empty() || def.name != def.name.to_lowercase() {
+    for name in file.names() {
+        if name.is_empty() || name != name.to_lowercase() {
             return Err(WsError::new(
                 sqlstate::CONFIG_FILE_ERROR,
                 format!(
-                    "{}:{}: table name {:?} must be non-empty and lower case",
+                    "{}:{}: name {:?} must be non-empty and lower case",
                     path.display(),
-                    file.line_of_table(&def.name),
-                    def.name
+                    file.line_of_table(name),
+                    name
                 ),
             ));
         }
@@ -125,15 +139,15 @@ pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
             WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
         })?;
         let file = parse_file(&path, &text)?;
-        for def in &file.tables {
-            if let Some(first) = seen.insert(def.name.clone(), path.clone()) {
+        for name in file.names() {
+            if let Some(first) = seen.insert(name.to_string(), path.clone()) {
                 return Err(WsError::new(
                     sqlstate::CONFIG_FILE_ERROR,
                     format!(
-                        "{}:{}: table {} is already declared in {}",
+                        "{}:{}: {} is already declared in {}",
                         path.display(),
-                        file.line_of_table(&def.name),
-                        def.name,
+                        file.line_of_table(name),
+                        name,
                         first.display()
                     ),
                 ));
@@ -173,10 +187,11 @@ pub fn write_atomic(path: &Path, file: &CatalogFile) -> WsResult<()> {
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     let text = std::fs::read_to_string(path)?;
     let mut file = parse_file(path, &text)?;
-    let before = file.tables.len();
+    let before = file.tables.len() + file.sources.len();
     file.tables.retain(|def| def.name != name);
-    assert_eq!(before, file.tables.len() + 1, "the declaration was in this file");
-    if file.tables.is_empty() && file.demo.is_none() {
+    file.sources.retain(|def| def.name != name);
+    assert_eq!(before, file.tables.len() + file.sources.len() + 1, "the declaration was in this file");
+    if file.tables.is_empty() && file.sources.is_empty() && file.demo.is_none() {
         std::fs::remove_file(path)?;
         let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
         std::fs::File::open(dir)?.sync_all()?;

@@ -313,3 +313,57 @@ async fn write_table(
     append(table, name, vec![batch]).await?;
     Ok(())
 }
+
+/// What the live event generator (connectors/datagen) needs to stay consistent with the
+/// lake: the same products (prices, popularity, categories), customers and campaigns,
+/// derived from the same seed and scale.
+pub struct ShopModel {
+    pub customers: usize,
+    /// Price of product `i + 1` in cents.
+    pub price_cents: Vec<i64>,
+    /// Running sum of popularity weights, for weighted picks of a product index.
+    pub popularity_cumulative: Vec<f64>,
+    /// For campaign `i + 1`: the product indexes it advertises.
+    pub campaign_products: Vec<Vec<usize>>,
+}
+
+impl ShopModel {
+    pub fn new(spec: &DemoSpec) -> Result<ShopModel, DemoError> {
+        let sizes = data::sizes(spec.scale);
+        let (products, _) = data::products(spec.seed, sizes.products).map_err(arrow_error("products"))?;
+        let (campaigns, _) =
+            data::campaigns(spec.seed, sizes.campaigns, &products).map_err(arrow_error("campaigns"))?;
+        let campaign_products = campaigns
+            .iter()
+            .map(|campaign| match campaign.target {
+                data::Target::Product(p) => vec![p],
+                data::Target::Category(c) => {
+                    (0..products.category.len()).filter(|p| products.category[*p] == c).collect()
+                }
+            })
+            .collect();
+        let mut running = 0.0;
+        let popularity_cumulative = products
+            .popularity
+            .iter()
+            .map(|w| {
+                running += w;
+                running
+            })
+            .collect();
+        Ok(ShopModel {
+            customers: sizes.customers,
+            price_cents: products.price_cents,
+            popularity_cumulative,
+            campaign_products,
+        })
+    }
+
+    /// A product index picked by popularity, from a uniform draw in [0, 1).
+    pub fn popular_product(&self, uniform: f64) -> usize {
+        let total = *self.popularity_cumulative.last().expect("a shop has products");
+        self.popularity_cumulative
+            .partition_point(|c| *c <= uniform * total)
+            .min(self.popularity_cumulative.len() - 1)
+    }
+}

@@ -35,7 +35,7 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
-use crate::sql::{PinKey, TimeTravelPlanner, VersionSpec, time_travel_refs};
+use crate::sql::{PinKey, StreamStatement, TimeTravelPlanner, VersionSpec, WsStatement, time_travel_refs};
 
 /// The process-wide engine: catalog, shared object stores, configuration.
 #[derive(Clone)]
@@ -84,11 +84,18 @@ impl Engine {
                 }
             }
         }
+        let demo = files.iter().find_map(|file| file.demo.as_ref()).map(|demo| crate::demo::DemoSpec {
+            seed: demo.seed,
+            scale: demo.scale,
+        });
+        let connectors = crate::connectors::ConnectorContext { data_dir: config.data_dir.clone(), demo };
         let catalog = Arc::new(Catalog::new(
             &config.catalog_dir,
             &config.data_dir,
             config.limits.lake_staleness_ms,
+            connectors,
         ));
+        catalog.start_upkeep();
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
@@ -169,6 +176,8 @@ enum Kind {
     /// CREATE EXTERNAL TABLE.
     CreateExternal(LogicalPlan),
     DropTable { names: Vec<String>, if_exists: bool },
+    CreateSource { def: crate::stream::SourceDef, if_not_exists: bool },
+    DropSource { names: Vec<String>, if_exists: bool },
     Set { name: String, value: Option<String> },
     Show { name: String },
     /// BEGIN/COMMIT/ROLLBACK: accepted; every statement is atomic on its own.
@@ -262,7 +271,7 @@ impl Session {
     }
 
     /// Parses SQL text into statements (several per message in the simple protocol).
-    pub fn parse(&self, sql: &str) -> WsResult<Vec<Statement>> {
+    pub fn parse(&self, sql: &str) -> WsResult<Vec<WsStatement>> {
         let limit = self.engine.config().limits.query_text_bytes_max;
         if sql.len() > limit {
             return Err(WsError::new(
@@ -274,7 +283,36 @@ impl Session {
     }
 
     /// Classifies and plans one statement.
-    pub async fn prepare(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+    pub async fn prepare(&mut self, statement: WsStatement) -> WsResult<Prepared> {
+        match statement {
+            WsStatement::Sql(statement) => self.prepare_sql(statement).await,
+            WsStatement::Stream(statement) => self.prepare_stream(statement).await,
+        }
+    }
+
+    async fn prepare_stream(&mut self, statement: StreamStatement) -> WsResult<Prepared> {
+        let kind = match statement {
+            StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
+            StreamStatement::DropSource { names, if_exists } => Kind::DropSource { names, if_exists },
+            StreamStatement::ShowSources => {
+                let view = datafusion::common::TableReference::partial(
+                    crate::stream::system::SYSTEM_SCHEMA,
+                    crate::stream::system::SOURCES_VIEW,
+                );
+                let plan = self
+                    .ctx
+                    .table(view)
+                    .await?
+                    .sort(vec![datafusion::prelude::col("name").sort(true, false)])?
+                    .into_unoptimized_plan();
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                return Ok(Prepared { kind: Kind::Rows(plan), param_types: Vec::new(), schema });
+            }
+        };
+        Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() })
+    }
+
+    async fn prepare_sql(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
                 Kind::Show { name } if name == "all" => Arc::new(Schema::new(vec![
@@ -511,6 +549,25 @@ impl Session {
                     }
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
+            }
+            Kind::CreateSource { def, if_not_exists } => {
+                let created = self.engine.catalog().create_source(def.clone(), *if_not_exists).await?;
+                if !created {
+                    tracing::info!(source = def.name, "CREATE SOURCE IF NOT EXISTS: already exists, skipping");
+                }
+                Ok(Outcome::Done(CommandTag::new("CREATE SOURCE")))
+            }
+            Kind::DropSource { names, if_exists } => {
+                for name in names {
+                    let dropped = self.engine.catalog().drop_source(name).await?;
+                    if !dropped && !if_exists {
+                        return Err(WsError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("source \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP SOURCE")))
             }
             Kind::Set { name, value } => {
                 self.set(name, value.as_deref())?;

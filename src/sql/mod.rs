@@ -8,12 +8,15 @@
 //! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
 
 mod dialect;
+mod source;
 mod time_travel;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
+pub use source::StreamStatement;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
 use crate::error::{WsError, WsResult, sqlstate};
@@ -21,22 +24,53 @@ use crate::error::{WsError, WsResult, sqlstate};
 /// Nesting depth the parser accepts before refusing a statement (54001 beyond it).
 pub const PARSER_RECURSION_LIMIT: usize = 256;
 
+/// One parsed statement: DataFusion's, or one of ours about streams.
+#[derive(Debug, Clone)]
+pub enum WsStatement {
+    Sql(Statement),
+    Stream(StreamStatement),
+}
+
 /// Parses one message's SQL text into statements, in order.
-pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
+pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
     let dialect = WatershedDialect::default();
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()
         .map_err(WsError::from)?;
-    let statements = parser.parse_statements().map_err(|error| {
+    let parse_error = |error: datafusion::error::DataFusionError| {
         let mut error = WsError::from(error);
         if error.message.contains("recursion limit") {
             error.code = sqlstate::STATEMENT_TOO_COMPLEX;
         }
         error
-    })?;
-    Ok(statements.into_iter().map(pg_compat_rewrite).collect())
+    };
+    // DFParser::parse_statements' loop, with our statements tried first.
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if parser.parser.peek_token().token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            let found = parser.parser.peek_token();
+            return Err(WsError::syntax(format!("expected end of statement, found: {found}")));
+        }
+        let statement = if source::starts_stream_statement(&parser.parser) {
+            let parsed = source::parse_stream_statement(&mut parser.parser)
+                .map_err(|error| parse_error(error.into()))?;
+            WsStatement::Stream(parsed)
+        } else {
+            WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+    Ok(statements)
 }
 
 /// AST rewrites from datafusion-pg-catalog that make PostgreSQL clients' catalog
@@ -80,6 +114,15 @@ mod tests {
     }
 
     #[test]
+    fn stream_statements_mix_with_sql() {
+        let statements = parse("SHOW SOURCES; SELECT 1; DROP SOURCE s").unwrap();
+        assert!(matches!(statements[0], WsStatement::Stream(StreamStatement::ShowSources)));
+        assert!(matches!(statements[1], WsStatement::Sql(_)));
+        assert!(matches!(statements[2], WsStatement::Stream(StreamStatement::DropSource { .. })));
+        assert_eq!(parse("SHOW SOURCES SELECT 1").unwrap_err().code, sqlstate::SYNTAX_ERROR);
+    }
+
+    #[test]
     fn syntax_error_is_42601() {
         let error = parse("SELEC 1").unwrap_err();
         assert_eq!(error.code, sqlstate::SYNTAX_ERROR);
@@ -88,7 +131,8 @@ mod tests {
     #[test]
     fn version_as_of_parses() {
         let statements = parse("SELECT * FROM t VERSION AS OF 3 WHERE x = 1").unwrap();
-        let refs = time_travel_refs(&statements[0]).unwrap();
+        let WsStatement::Sql(statement) = &statements[0] else { panic!("a DataFusion statement") };
+        let refs = time_travel_refs(statement).unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].1, VersionSpec::Version(3));
     }
@@ -96,7 +140,8 @@ mod tests {
     #[test]
     fn timestamp_as_of_parses() {
         let statements = parse("SELECT * FROM t TIMESTAMP AS OF '2026-01-01 00:00:00' x").unwrap();
-        let refs = time_travel_refs(&statements[0]).unwrap();
+        let WsStatement::Sql(statement) = &statements[0] else { panic!("a DataFusion statement") };
+        let refs = time_travel_refs(statement).unwrap();
         assert_eq!(refs.len(), 1);
         assert!(matches!(refs[0].1, VersionSpec::Timestamp(_)));
     }
