@@ -200,7 +200,7 @@ async fn datagen_fills_a_source_and_the_view_reports_it() {
         .batch_execute(
             "CREATE SOURCE clicks (user_id BIGINT, campaign_id BIGINT, product_id BIGINT, ts TIMESTAMPTZ, \
              WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
-             WITH (connector = 'datagen', kind = 'clicks', rate = '200/s', backfill = '1 minute', scale = '0.01')",
+             WITH (connector = 'datagen', kind = 'clicks', rate = '200/s', backfill = '1 minute', scale = '0.01', batch_interval = '1ms')",
         )
         .await
         .unwrap();
@@ -229,6 +229,14 @@ async fn datagen_fills_a_source_and_the_view_reports_it() {
     assert!(row.get::<_, i64>(0) > 0);
     assert!(row.get::<_, i64>(1) <= 10, "scale 0.01 has 10 campaigns");
     assert!(row.get::<_, i64>(2) >= 1);
+    // One statement sees one snapshot: two scans of the source agree while it grows.
+    for _ in 0..20 {
+        let row = client
+            .query_one("SELECT (SELECT count(*) FROM clicks) - (SELECT count(*) FROM clicks)", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0);
+    }
     let shown = client.query("SHOW SOURCES", &[]).await.unwrap();
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].get::<_, String>("name"), "clicks");

@@ -133,6 +133,9 @@ impl Engine {
         // PostgreSQL folds unquoted identifiers to lower case; so does DataFusion's
         // normalization, which must stay on.
         options.sql_parser.enable_ident_normalization = true;
+        // One snapshot per source per statement (see StatementSnapshots).
+        let snapshots = Arc::new(crate::stream::StatementSnapshots::default());
+        let config = config.with_extension(snapshots.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.inner.object_stores.clone())
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.query_memory_bytes_max)))
@@ -157,6 +160,7 @@ impl Engine {
             id,
             ctx,
             time_travel,
+            snapshots,
             settings: settings::defaults(),
             in_transaction: false,
         }
@@ -235,6 +239,7 @@ pub struct Session {
     id: u32,
     ctx: SessionContext,
     time_travel: Arc<TimeTravelPlanner>,
+    snapshots: Arc<crate::stream::StatementSnapshots>,
     settings: BTreeMap<String, String>,
     in_transaction: bool,
 }
@@ -604,9 +609,13 @@ impl Session {
     }
 
     async fn stream(&self, plan: LogicalPlan) -> WsResult<SendableRecordBatchStream> {
+        // A new statement: sources give it fresh snapshots, shared by all its scans.
+        self.snapshots.clear();
         let state = self.ctx.state();
-        let physical = state.create_physical_plan(&plan).await?;
-        Ok(execute_stream(physical, self.ctx.task_ctx())?)
+        let physical = state.create_physical_plan(&plan).await;
+        // The plan holds what it reads; the snapshots need not outlive planning.
+        self.snapshots.clear();
+        Ok(execute_stream(physical?, self.ctx.task_ctx())?)
     }
 
     /// Runs a DML plan and returns the row count it reports.

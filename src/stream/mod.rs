@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use log::{Chunk, LogStats, RetainedLog};
 pub use spec::{ColumnDef, SourceDef, SourceSpec, WatermarkDef};
-pub use table::SourceTable;
+pub use table::{SourceTable, StatementSnapshots};
 
 use crate::error::{WsError, WsResult, sqlstate};
 

@@ -35,6 +35,25 @@ use crate::scan_info::ScanInfoExec;
 /// until they are durable. Beyond it: 54000, nothing written.
 pub const INSERT_ROWS_MAX: usize = 10_000_000;
 
+/// The snapshot each source gave the statement being planned, so that every scan of one
+/// source in one statement (a self-join, a subquery) reads the same events. A session
+/// keeps one in its DataFusion config and clears it before planning each statement.
+#[derive(Debug, Default)]
+pub struct StatementSnapshots {
+    taken: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<Chunk>>>>,
+}
+
+impl StatementSnapshots {
+    pub fn clear(&self) {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn get_or_take(&self, source: &Source) -> Vec<Arc<Chunk>> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.entry(source.name().to_string()).or_insert_with(|| source.log.snapshot()).clone()
+    }
+}
+
 #[derive(Debug)]
 pub struct SourceTable {
     source: Arc<Source>,
@@ -144,7 +163,10 @@ impl TableProvider for SourceTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let retained = self.source.log.snapshot();
+        let retained = match state.config().get_extension::<StatementSnapshots>() {
+            Some(snapshots) => snapshots.get_or_take(&self.source),
+            None => self.source.log.snapshot(),
+        };
         let retained_count = retained.len();
         let chunks = self.prune(state, retained, filters)?;
         let scanned_count = chunks.len();
