@@ -89,6 +89,19 @@ const ORDER_ROWS_PER_COMMIT_MAX: usize = 500_000;
 /// Largest accepted scale: 100 = 500M orders, beyond what a demo should ever need.
 const SCALE_MAX: f64 = 100.0;
 
+/// Written last into the lake dir: the seed and scale the lake was generated with, so
+/// that the live generator follows the lake actually on disk.
+const SPEC_FILE: &str = "demo_spec.toml";
+
+/// The spec the demo lake under `lake_dir` was generated with, when it says.
+pub fn read_spec(lake_dir: &Path) -> Option<DemoSpec> {
+    let text = std::fs::read_to_string(lake_dir.join(SPEC_FILE)).ok()?;
+    let value: toml::Table = text.parse().ok()?;
+    let seed = value.get("seed")?.as_integer()?;
+    let scale = value.get("scale").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))?;
+    Some(DemoSpec { seed: u64::try_from(seed).ok()?, scale })
+}
+
 /// True when all four Delta tables exist under lake_dir (each has a _delta_log with a commit).
 pub fn is_present(lake_dir: &Path) -> bool {
     DEMO_TABLES.iter().all(|table| {
@@ -193,6 +206,9 @@ pub async fn generate(
         bar.inc(1);
     }
     bar.finish_with_message(format!("demo lake ready: {orders} orders"));
+    let spec_path = lake_dir.join(SPEC_FILE);
+    std::fs::write(&spec_path, format!("seed = {}\nscale = {}\n", spec.seed, spec.scale))
+        .map_err(io_error("write", &spec_path))?;
 
     Ok(DemoReport {
         products: sizes.products as u64,

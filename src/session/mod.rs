@@ -84,9 +84,11 @@ impl Engine {
                 }
             }
         }
-        let demo = files.iter().find_map(|file| file.demo.as_ref()).map(|demo| crate::demo::DemoSpec {
-            seed: demo.seed,
-            scale: demo.scale,
+        // The live generator follows the lake on disk (`watershed demo --scale` may have
+        // regenerated it at another scale than the catalog declares).
+        let demo = files.iter().find_map(|file| file.demo.as_ref()).map(|demo| {
+            crate::demo::read_spec(&config.data_dir.join(&demo.location))
+                .unwrap_or(crate::demo::DemoSpec { seed: demo.seed, scale: demo.scale })
         });
         let connectors = crate::connectors::ConnectorContext { data_dir: config.data_dir.clone(), demo };
         let catalog = Arc::new(Catalog::new(
