@@ -29,7 +29,7 @@ use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-pub use files::{CatalogFile, DemoDecl, load_dir};
+pub use files::{CatalogFile, DemoDecl, load_dir, toml_error, write_text_atomic};
 
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};

@@ -1,0 +1,49 @@
+//! What the wire-level test files share: a watershed server on an ephemeral loopback
+//! port with its own temporary directory, stopped through its shutdown future, and the
+//! SQLSTATE of a client error.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_postgres::error::SqlState;
+use watershed::config::Config;
+use watershed::session::Engine;
+
+pub struct Server {
+    pub port: u16,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Serves `Config::rooted_at(dir)`, changed by `adjust`.
+    pub async fn start(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config::rooted_at(dir.path());
+        adjust(&mut config);
+        let engine = Engine::open(config).await.expect("engine opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            watershed::server::serve(engine, listener, shutdown).await.expect("server runs");
+        });
+        Server { port, stop: Some(stop), done, _dir: dir }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        tokio::time::timeout(Duration::from_secs(30), self.done)
+            .await
+            .expect("server stops within its grace")
+            .expect("server task ends cleanly");
+    }
+}
+
+pub fn code_of(error: &tokio_postgres::Error) -> SqlState {
+    error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
+}
