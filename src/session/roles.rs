@@ -19,7 +19,8 @@ use crate::error::{WsError, WsResult, sqlstate};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// SELECT (and SUBSCRIBE), SHOW, SET, transaction statements.
+    /// SELECT (and SUBSCRIBE), SHOW, SET (except of `datafusion.*` options), transaction
+    /// statements.
     Read,
     /// read, plus INSERT and COPY into sources and tables.
     Write,
@@ -69,6 +70,8 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::CreateTable { .. } => (Role::Admin, "CREATE TABLE"),
         Kind::CreateExternal(_) => (Role::Admin, "CREATE EXTERNAL TABLE"),
         Kind::DropTable { .. } => (Role::Admin, "DROP TABLE"),
+        // DataFusion's options can undo server limits (batch size, partitions, spilling).
+        Kind::Set { name, .. } if name.starts_with("datafusion.") => (Role::Admin, "SET of datafusion.* options"),
         Kind::Set { .. } | Kind::Show { .. } | Kind::Transaction { .. } => (Role::Read, "SET/SHOW"),
     }
 }
@@ -134,6 +137,8 @@ mod tests {
     fn session_statements_need_only_read_and_nothing_runs_unauthenticated() {
         let set = Kind::Set { name: "x.y".into(), value: None };
         assert!(authorize(Some(Role::Read), &set).is_ok());
+        let engine_option = Kind::Set { name: "datafusion.execution.batch_size".into(), value: Some("1".into()) };
+        assert_eq!(authorize(Some(Role::Write), &engine_option).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
         let drop = Kind::DropTable { names: vec!["t".into()], if_exists: true };
         assert_eq!(authorize(Some(Role::Write), &drop).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
         assert!(authorize(Some(Role::Admin), &drop).is_ok());
