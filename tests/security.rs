@@ -21,6 +21,10 @@ mod support;
 use support::{Server, code_of};
 
 impl Server {
+    fn users_file(&self) -> PathBuf {
+        self.dir().join("users.toml")
+    }
+
     fn url(&self, user: &str, password: Option<&str>) -> String {
         let mut url = format!("host=127.0.0.1 port={} user={user} dbname=watershed", self.port);
         if let Some(password) = password {
@@ -114,6 +118,15 @@ async fn passwords_are_checked_with_scram_and_md5() {
     // No password: the server asks for one and the client cannot give it.
     let error = server.login("reader", None).await.err().expect("no password refused");
     assert!(error.code().is_none() && format!("{error:?}").contains("password missing"), "{error:?}");
+    // A user added while the server runs can log in at once; a broken file keeps the
+    // users read before.
+    let file = server.users_file();
+    let error = server.login("late", Some("late-pw")).await.err().expect("not yet a user");
+    assert_eq!(code_of(&error), SqlState::INVALID_PASSWORD);
+    assert!(user_add(&file, "late", "read", "scram-sha-256", "late-pw").await.status.success());
+    server.login("late", Some("late-pw")).await.expect("added while running");
+    std::fs::write(&file, "[[user]]\nname = 1\n").unwrap();
+    server.login("late", Some("late-pw")).await.expect("a broken file changes nothing");
     // Every refusal ended only its own connection.
     reader.simple_query("SELECT 1").await.expect("reader still connected");
     server.stop().await;

@@ -10,7 +10,9 @@
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -34,7 +36,7 @@ const SERVER_NONCE_BYTES: usize = 18;
 pub struct Security {
     pub(super) tls: Option<TlsAcceptor>,
     tls_required: bool,
-    users: Option<Users>,
+    users: Option<UsersSource>,
     insecure_no_auth: bool,
     /// Per-process key of the mock verifiers of unknown users.
     mock_secret: [u8; 32],
@@ -62,13 +64,7 @@ impl Security {
             ));
         }
         let users = match &settings.users_file {
-            Some(path) => {
-                let users = Users::load(path)?;
-                if users.is_empty() {
-                    tracing::warn!(file = %path.display(), "the users file has no users: nobody can connect");
-                }
-                Some(users)
-            }
+            Some(path) => Some(UsersSource::open(path)?),
             None => None,
         };
         Ok(Security {
@@ -102,6 +98,71 @@ impl Security {
 
     pub fn authenticates(&self) -> bool {
         self.users.is_some()
+    }
+}
+
+/// What identifies one version of the users file: `user add` replaces it by rename, so
+/// the inode changes even within one mtime tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let metadata = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(FileStamp { len: metadata.len(), modified: metadata.modified().ok(), inode })
+    }
+}
+
+/// The users file, re-read when it changes so that `watershed user add` applies to the
+/// next connection without a restart.
+struct UsersSource {
+    path: PathBuf,
+    current: Mutex<(FileStamp, Arc<Users>)>,
+}
+
+impl UsersSource {
+    fn open(path: &Path) -> WsResult<UsersSource> {
+        let stamp = FileStamp::of(path).map_err(|error| {
+            WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("users file {}: {error}", path.display()))
+        })?;
+        let users = Users::load(path)?;
+        if users.is_empty() {
+            tracing::warn!(file = %path.display(), "the users file has no users: nobody can connect");
+        }
+        Ok(UsersSource { path: path.to_path_buf(), current: Mutex::new((stamp, Arc::new(users))) })
+    }
+
+    /// The users as the file says now. A file that has become unreadable or broken keeps
+    /// the last good list (and says so in the log): a bad edit must not open the server
+    /// nor lock everybody out.
+    fn current(&self) -> Arc<Users> {
+        let mut current = self.current.lock().expect("users lock poisoned");
+        let Ok(stamp) = FileStamp::of(&self.path) else {
+            tracing::error!(file = %self.path.display(), "users file unreadable; keeping the users read before");
+            return current.1.clone();
+        };
+        if stamp != current.0 {
+            match Users::load(&self.path) {
+                Ok(users) => {
+                    tracing::info!(file = %self.path.display(), users = users.len(), "users file re-read");
+                    *current = (stamp, Arc::new(users));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "users file broken; keeping the users read before");
+                    // Report it once per change, not on every connection.
+                    current.0 = stamp;
+                }
+            }
+        }
+        current.1.clone()
     }
 }
 
@@ -181,10 +242,11 @@ impl Authenticator {
                 "no PostgreSQL user name specified in startup packet",
             ));
         };
-        let Some(users) = &security.users else {
+        let Some(source) = &security.users else {
             self.replace(Stage::Done);
             return Ok(Step::Done(Role::Admin));
         };
+        let users = source.current();
         client.set_state(PgWireConnectionState::AuthenticationInProgress);
         let entry = users.get(user);
         let challenge = match entry {

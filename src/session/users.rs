@@ -362,7 +362,7 @@ impl Users {
             .map_err(|error| WsError::internal(format!("users file serialization: {error}")))?;
         Ok(format!(
             "# Users of a watershed server: salted password hashes, never passwords.\n\
-             # Written by `watershed user add`; the server reads it at start.\n{text}"
+             # Written by `watershed user add`; a running server re-reads it when it changes.\n{text}"
         ))
     }
 

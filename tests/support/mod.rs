@@ -14,7 +14,7 @@ pub struct Server {
     pub port: u16,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -32,7 +32,13 @@ impl Server {
             };
             watershed::server::serve(engine, listener, shutdown).await.expect("server runs");
         });
-        Server { port, stop: Some(stop), done, _dir: dir }
+        Server { port, stop: Some(stop), done, dir }
+    }
+
+    /// The server's root directory (data, catalog, and whatever a test puts there).
+    #[allow(dead_code)] // not every test file needs it
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub async fn stop(mut self) {
