@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
@@ -18,7 +18,7 @@ use watershed::error::sqlstate;
 const BIN: &str = env!("CARGO_BIN_EXE_watershed");
 
 mod support;
-use support::{Server, code_of};
+use support::{Server, code_of, read_until_close, send_query};
 
 impl Server {
     fn users_file(&self) -> PathBuf {
@@ -129,6 +129,36 @@ async fn passwords_are_checked_with_scram_and_md5() {
     server.login("late", Some("late-pw")).await.expect("a broken file changes nothing");
     // Every refusal ended only its own connection.
     reader.simple_query("SELECT 1").await.expect("reader still connected");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_instead_of_a_password_is_refused_and_runs_nothing() {
+    let server = server_with_users(|_| {}).await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.expect("connects");
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
+    for part in ["user", "writer", "database", "watershed", ""] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    socket.write_all(&message).await.expect("startup");
+    // writer is an md5 user: AuthenticationMD5Password ('R', code 5) comes back.
+    assert_eq!(socket.read_u8().await.expect("a message"), b'R');
+    let length = socket.read_i32().await.expect("length");
+    assert_eq!(socket.read_i32().await.expect("code"), 5, "md5 challenge");
+    let mut salt = vec![0u8; length as usize - 8];
+    socket.read_exact(&mut salt).await.expect("salt");
+    send_query(&mut socket, "CREATE TABLE hacked (a BIGINT)").await;
+    let reply = read_until_close(&mut socket).await;
+    assert_eq!(reply.first(), Some(&b'E'), "an ErrorResponse, then the connection closes");
+    let fields = String::from_utf8_lossy(&reply);
+    assert!(fields.contains("C08P01") && fields.contains("FATAL"), "{fields:?}");
+    let boss = server.login("boss", Some("boss-pw")).await.expect("admin login");
+    let error = boss.query("SELECT * FROM hacked", &[]).await.expect_err("no such table");
+    assert_eq!(code_of(&error), SqlState::UNDEFINED_TABLE);
     server.stop().await;
 }
 

@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
 
 mod support;
-use support::{Server, code_of};
+use support::{Server, code_of, read_until_close, send_query};
 
 async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
     Server::start(tempfile::tempdir().expect("temp dir"), adjust).await
@@ -292,27 +292,6 @@ async fn raw_startup(port: u16) -> TcpStream {
         }
     }
     socket
-}
-
-async fn send_query(socket: &mut TcpStream, sql: &str) {
-    let mut message = vec![b'Q'];
-    message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
-    message.extend_from_slice(sql.as_bytes());
-    message.push(0);
-    socket.write_all(&message).await.expect("query");
-}
-
-/// Reads until the server closes the connection; fails if it stays open.
-async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), socket.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return all,
-            Ok(Ok(n)) => all.extend_from_slice(&buffer[..n]),
-            Err(_) => panic!("the server kept the connection open"),
-        }
-    }
 }
 
 #[tokio::test]

@@ -307,8 +307,9 @@ impl Session {
     /// Classifies and plans one statement, and refuses it (42501) when the session's
     /// role may not run it.
     pub async fn prepare(&mut self, statement: Statement) -> WsResult<Prepared> {
+        let role = roles::authenticated(self.role)?;
         let prepared = self.plan_statement(statement).await?;
-        roles::authorize(self.role, &prepared.kind)?;
+        roles::authorize(role, &prepared.kind)?;
         Ok(prepared)
     }
 

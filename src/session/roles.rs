@@ -101,15 +101,19 @@ fn plan_requirement(plan: &LogicalPlan) -> (Role, &'static str) {
     }
 }
 
-/// Refuses, with 42501, a statement the session's role may not run; `None` is a session
-/// that has not authenticated (yet), which may run nothing.
-pub(super) fn authorize(role: Option<Role>, kind: &Kind) -> WsResult<()> {
-    let Some(role) = role else {
-        return Err(WsError::new(
+/// The session's role, or 28000 for a session that has not authenticated (yet), which
+/// may run nothing, not even the planning of a statement.
+pub(super) fn authenticated(role: Option<Role>) -> WsResult<Role> {
+    role.ok_or_else(|| {
+        WsError::new(
             sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
             "not authenticated: statements run only after authentication has succeeded",
-        ));
-    };
+        )
+    })
+}
+
+/// Refuses, with 42501, a statement `role` may not run.
+pub(super) fn authorize(role: Role, kind: &Kind) -> WsResult<()> {
     let (needed, what) = required(kind);
     if role >= needed {
         return Ok(());
@@ -136,15 +140,12 @@ mod tests {
     #[test]
     fn session_statements_need_only_read_and_nothing_runs_unauthenticated() {
         let set = Kind::Set { name: "x.y".into(), value: None };
-        assert!(authorize(Some(Role::Read), &set).is_ok());
+        assert!(authorize(Role::Read, &set).is_ok());
         let engine_option = Kind::Set { name: "datafusion.execution.batch_size".into(), value: Some("1".into()) };
-        assert_eq!(authorize(Some(Role::Write), &engine_option).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
+        assert_eq!(authorize(Role::Write, &engine_option).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
         let drop = Kind::DropTable { names: vec!["t".into()], if_exists: true };
-        assert_eq!(authorize(Some(Role::Write), &drop).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
-        assert!(authorize(Some(Role::Admin), &drop).is_ok());
-        assert_eq!(
-            authorize(None, &set).unwrap_err().code,
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION
-        );
+        assert_eq!(authorize(Role::Write, &drop).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
+        assert!(authorize(Role::Admin, &drop).is_ok());
+        assert_eq!(authenticated(None).unwrap_err().code, sqlstate::INVALID_AUTHORIZATION_SPECIFICATION);
     }
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_postgres::error::SqlState;
 use watershed::config::Config;
@@ -52,4 +53,26 @@ impl Server {
 
 pub fn code_of(error: &tokio_postgres::Error) -> SqlState {
     error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
+}
+
+/// Sends a simple-protocol Query message on a raw socket.
+pub async fn send_query(socket: &mut TcpStream, sql: &str) {
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    message.push(0);
+    socket.write_all(&message).await.expect("query");
+}
+
+/// Reads until the server closes the connection; fails if it stays open.
+pub async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return all,
+            Ok(Ok(n)) => all.extend_from_slice(&buffer[..n]),
+            Err(_) => panic!("the server kept the connection open"),
+        }
+    }
 }
