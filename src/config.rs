@@ -21,6 +21,23 @@ pub struct Config {
     /// Show progress bars (demo generation) on stderr.
     pub progress: bool,
     pub limits: Limits,
+    pub security: SecurityConfig,
+}
+
+/// TLS and authentication. Without a users file every client is admin (trust), which
+/// the server allows only on a loopback address unless `insecure_no_auth` says otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// PEM certificate chain, server certificate first; TLS is offered when set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse (28000) clients that do not use TLS, like PostgreSQL's `hostssl`.
+    pub tls_required: bool,
+    /// TOML file of users with salted password hashes; enables authentication.
+    pub users_file: Option<PathBuf>,
+    /// Allow a non-loopback `listen` address without a users file.
+    pub insecure_no_auth: bool,
 }
 
 /// Every bound the server enforces. Defaults are chosen for one 2-core, 24 GiB machine.
@@ -40,6 +57,8 @@ pub struct Limits {
     pub batch_rows_max: usize,
     /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
     pub query_memory_bytes_max: usize,
+    /// Default `statement_timeout` of new sessions (0 = none); 57014 beyond it.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +70,7 @@ impl Default for Limits {
             query_text_bytes_max: 16 * 1024 * 1024,
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+            statement_timeout_ms: 0,
         }
     }
 }
@@ -66,6 +86,7 @@ impl Config {
             demo_autogenerate: false,
             progress: false,
             limits: Limits::default(),
+            security: SecurityConfig::default(),
         }
     }
 }

@@ -40,6 +40,9 @@ pub mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
@@ -72,6 +75,11 @@ impl WsError {
 
     pub fn canceled() -> WsError {
         WsError::new(sqlstate::QUERY_CANCELED, "canceling statement due to user request")
+    }
+
+    /// The session's `statement_timeout` elapsed (PostgreSQL's wording).
+    pub fn statement_timeout() -> WsError {
+        WsError::new(sqlstate::QUERY_CANCELED, "canceling statement due to statement timeout")
     }
 }
 
@@ -127,6 +135,17 @@ fn arrow_sqlstate(error: &ArrowError) -> &'static str {
             sqlstate::INVALID_TEXT_REPRESENTATION
         }
         ArrowError::MemoryError(_) => sqlstate::OUT_OF_MEMORY,
+        // Operators report their own errors (memory pool exhausted, cancel) through
+        // Arrow streams wrapped this way.
+        ArrowError::ExternalError(inner) => {
+            if let Some(ws) = inner.downcast_ref::<WsError>() {
+                ws.code
+            } else if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_sqlstate(df)
+            } else {
+                sqlstate::DATA_EXCEPTION
+            }
+        }
         ArrowError::IoError(..) => sqlstate::IO_ERROR,
         _ => sqlstate::DATA_EXCEPTION,
     }
@@ -228,6 +247,10 @@ fn clean_message(error: &DataFusionError) -> String {
         | DataFusionError::ResourcesExhausted(message)
         | DataFusionError::Configuration(message) => message.clone(),
         DataFusionError::ArrowError(arrow_error, _) => arrow_error.to_string(),
+        // Our own errors raised inside a plan (cancel, statement timeout) keep their words.
+        DataFusionError::External(inner) if inner.is::<WsError>() => {
+            inner.downcast_ref::<WsError>().map(|ws| ws.message.clone()).unwrap_or_default()
+        }
         other => other.strip_backtrace(),
     };
     let text = text.split("\n\nbacktrace").next().unwrap_or_default();
@@ -272,7 +295,8 @@ pub fn sqlstate_static(code: &str) -> &'static str {
         INVALID_TEXT_REPRESENTATION, DATA_EXCEPTION, INVALID_DATETIME_FORMAT, FEATURE_NOT_SUPPORTED,
         QUERY_CANCELED, READ_ONLY_SQL_TRANSACTION, ADMIN_SHUTDOWN, OUT_OF_MEMORY, TOO_MANY_CONNECTIONS, PROGRAM_LIMIT_EXCEEDED,
         STATEMENT_TOO_COMPLEX, IO_ERROR, CONFIG_FILE_ERROR, INVALID_SQL_STATEMENT_NAME,
-        INVALID_CURSOR_NAME, PROTOCOL_VIOLATION,
+        INVALID_CURSOR_NAME, PROTOCOL_VIOLATION, INSUFFICIENT_PRIVILEGE,
+        INVALID_AUTHORIZATION_SPECIFICATION, INVALID_PASSWORD,
     ];
     ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
 }

@@ -79,15 +79,15 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
+/// A TOML parse error of the file at `path` as F0000, naming the file and line.
+pub fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> WsError {
+    let line = error.span().map_or(1, |span| line_of_offset(text, span.start));
+    WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}:{line}: {}", path.display(), error.message()))
+}
+
 /// Parses one catalog file; errors name the file and line.
 pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
-    let parsed: FileToml = toml::from_str(text).map_err(|error| {
-        let line = error.span().map_or(1, |span| line_of_offset(text, span.start));
-        WsError::new(
-            sqlstate::CONFIG_FILE_ERROR,
-            format!("{}:{line}: {}", path.display(), error.message()),
-        )
-    })?;
+    let parsed: FileToml = toml::from_str(text).map_err(|error| toml_error(path, text, &error))?;
     let file = CatalogFile {
         path: path.to_path_buf(),
         demo: parsed.demo,
@@ -169,12 +169,41 @@ pub fn file_stem(name: &str) -> String {
 /// Writes `file` to `path` so that a crash leaves either the old or the new contents:
 /// temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, file: &CatalogFile) -> WsResult<()> {
-    let text = file.render()?;
-    let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
+    write_text_atomic(path, &file.render()?, false)
+}
+
+/// Writes `text` to `path` so that a crash leaves either the old or the new contents:
+/// temporary file next to it, fsync, rename, fsync of the directory. A `private` file
+/// (secrets such as password hashes) is created readable by its owner only, before any
+/// byte is written, so it is never readable by others even for a moment.
+pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        Some(_) => Path::new("."),
+        None => return Err(WsError::internal(format!("{} has no directory", path.display()))),
+    };
     std::fs::create_dir_all(dir)?;
-    let temp = path.with_extension("toml.tmp");
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".tmp");
+    let temp = path.with_file_name(temp_name);
     {
-        let mut handle = std::fs::File::create(&temp)?;
+        if private {
+            // A stale temporary file would keep its old, possibly wider, permissions.
+            match std::fs::remove_file(&temp) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+                _ => {}
+            }
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut handle = options.open(&temp)?;
         handle.write_all(text.as_bytes())?;
         handle.sync_all()?;
     }

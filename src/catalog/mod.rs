@@ -29,7 +29,7 @@ use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-pub use files::{CatalogFile, DemoDecl, file_stem, load_dir};
+pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_text_atomic};
 
 use crate::connectors::ConnectorContext;
 use crate::error::{WsError, WsResult, sqlstate};

@@ -27,7 +27,7 @@ use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
 use pgwire::messages::response::EmptyQueryResponse;
@@ -37,9 +37,10 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{Authenticator, Step};
 use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
-use crate::session::{CommandTag, Engine, Outcome, Prepared, Session, settings};
+use crate::session::{CommandTag, Engine, Outcome, Prepared, Role, Session, settings};
 
 /// The token of the statement a connection is running; replaced per statement.
 #[derive(Debug, Default)]
@@ -149,6 +150,7 @@ impl QueryParser for StatementParser {
 pub struct Shared {
     pub engine: Engine,
     pub cancels: CancelRegistry,
+    pub security: super::Security,
 }
 
 /// Whether a connection is between receiving a statement and finishing its reply; an
@@ -175,11 +177,14 @@ pub struct Connection {
     parser: Arc<StatementParser>,
     pid: i32,
     secret: i32,
+    auth: Authenticator,
 }
 
 impl Connection {
     pub fn new(shared: Arc<Shared>, busy: Arc<Busy>) -> Arc<Connection> {
-        let session = shared.engine.session();
+        let mut session = shared.engine.session();
+        // Nothing runs until authentication has succeeded and set the user's role.
+        session.set_role(None);
         let pid = i32::try_from(session.id()).expect("fewer than 2^31 sessions per process");
         let secret: i32 = rand::random();
         let cancel = Arc::new(CancelSlot::default());
@@ -193,6 +198,7 @@ impl Connection {
             cancel,
             pid,
             secret,
+            auth: Authenticator::default(),
         })
     }
 
@@ -228,6 +234,7 @@ fn outcome_response(outcome: Outcome, format: &Format) -> PgWireResult<Response>
 struct Parameters {
     user: String,
     application_name: String,
+    role: Role,
 }
 
 impl ServerParameterProvider for Parameters {
@@ -244,7 +251,7 @@ impl ServerParameterProvider for Parameters {
             ("IntervalStyle", "postgres"),
             ("integer_datetimes", "on"),
             ("standard_conforming_strings", "on"),
-            ("is_superuser", "on"),
+            ("is_superuser", if self.role == Role::Admin { "on" } else { "off" }),
             ("default_transaction_read_only", "off"),
             ("in_hot_standby", "off"),
             ("application_name", self.application_name.as_str()),
@@ -262,23 +269,38 @@ impl StartupHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(startup) = message else {
+        let step = match message {
+            PgWireFrontendMessage::Startup(startup) => {
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
+                {
+                    let mut session = self.session.lock().await;
+                    for (name, value) in &startup.parameters {
+                        // Clients send what they would otherwise SET; unknown ones are ignored as
+                        // PostgreSQL ignores none but reports them, which no client relies on.
+                        session.apply_startup_parameter(name, value);
+                    }
+                }
+                let user = startup.parameters.get("user").map(String::as_str);
+                self.auth.start(client, &self.shared.security, user).await?
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => self.auth.respond(client, message).await?,
+            _ => {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    sqlstate::PROTOCOL_VIOLATION.into(),
+                    "expected a startup or password message".into(),
+                ))));
+            }
+        };
+        let Step::Done(role) = step else {
             return Ok(());
         };
-        protocol_negotiation(client, &startup).await?;
-        save_startup_parameters_to_metadata(client, &startup);
-        client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
-        let user = startup.parameters.get("user").cloned().unwrap_or_default();
-        let application_name = startup.parameters.get("application_name").cloned().unwrap_or_default();
-        {
-            let mut session = self.session.lock().await;
-            for (name, value) in &startup.parameters {
-                // Clients send what they would otherwise SET; unknown ones are ignored as
-                // PostgreSQL ignores none but reports them, which no client relies on.
-                session.apply_startup_parameter(name, value);
-            }
-        }
-        finish_authentication(client, &Parameters { user, application_name }).await?;
+        self.session.lock().await.set_role(Some(role));
+        let metadata = |key: &str| client.metadata().get(key).cloned().unwrap_or_default();
+        let parameters = Parameters { user: metadata("user"), application_name: metadata("application_name"), role };
+        finish_authentication(client, &parameters).await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
     }

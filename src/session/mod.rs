@@ -8,7 +8,9 @@
 //! in-process test runner drive the same code.
 
 mod ddl;
+mod roles;
 pub mod settings;
+pub mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +38,8 @@ use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::sql::{PinKey, StreamStatement, TimeTravelPlanner, VersionSpec, WsStatement, time_travel_refs};
+
+pub use roles::Role;
 
 /// The process-wide engine: catalog, shared object stores, configuration.
 #[derive(Clone)]
@@ -119,6 +123,15 @@ impl Engine {
         &self.inner.catalog
     }
 
+    /// Settings of a new session and what RESET returns to: PostgreSQL's defaults with
+    /// the server's own (`--statement-timeout-ms`).
+    fn setting_defaults(&self) -> BTreeMap<String, String> {
+        let mut defaults = settings::defaults();
+        let timeout_ms = self.inner.config.limits.statement_timeout_ms;
+        defaults.insert("statement_timeout".into(), settings::format_duration_ms(timeout_ms));
+        defaults
+    }
+
     /// A new session with default settings. Sessions share the catalog and object
     /// stores; each has its own DataFusion config and memory pool.
     pub fn session(&self) -> Session {
@@ -163,8 +176,10 @@ impl Engine {
             ctx,
             time_travel,
             snapshots,
-            settings: settings::defaults(),
+            settings: self.setting_defaults(),
             in_transaction: false,
+            role: Some(Role::Admin),
+            deadline: None,
         }
     }
 }
@@ -244,6 +259,10 @@ pub struct Session {
     snapshots: Arc<crate::stream::StatementSnapshots>,
     settings: BTreeMap<String, String>,
     in_transaction: bool,
+    /// What this session may run; `None` until authentication has succeeded.
+    role: Option<Role>,
+    /// When the running statement hits `statement_timeout`.
+    deadline: Option<tokio::time::Instant>,
 }
 
 fn empty_schema() -> SchemaRef {
@@ -289,14 +308,29 @@ impl Session {
         crate::sql::parse(sql)
     }
 
-    /// Classifies and plans one statement.
-    pub async fn prepare(&mut self, statement: WsStatement) -> WsResult<Prepared> {
-        match statement {
-            WsStatement::Sql(statement) => self.prepare_sql(statement).await,
-            WsStatement::Stream(statement) => self.prepare_stream(statement).await,
-        }
+    /// The role statements are checked against; `None` refuses every statement (a
+    /// connection that has not authenticated). Sessions start as admin.
+    pub fn set_role(&mut self, role: Option<Role>) {
+        self.role = role;
+        let superuser = if role == Some(Role::Admin) { "on" } else { "off" };
+        self.settings.insert("is_superuser".into(), superuser.into());
     }
 
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// Classifies and plans one statement, and refuses it (42501) when the session's
+    /// role may not run it.
+    pub async fn prepare(&mut self, statement: WsStatement) -> WsResult<Prepared> {
+        let role = roles::authenticated(self.role)?;
+        let prepared = match statement {
+            WsStatement::Sql(statement) => self.plan_statement(statement).await?,
+            WsStatement::Stream(statement) => self.prepare_stream(statement).await?,
+        };
+        roles::authorize(role, &prepared.kind)?;
+        Ok(prepared)
+    }
     async fn prepare_stream(&mut self, statement: StreamStatement) -> WsResult<Prepared> {
         let kind = match statement {
             StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
@@ -319,7 +353,7 @@ impl Session {
         Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() })
     }
 
-    async fn prepare_sql(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+    async fn plan_statement(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
                 Kind::Show { name } if name == "all" => Arc::new(Schema::new(vec![
@@ -491,14 +525,20 @@ impl Session {
         params: Option<ParamValues>,
         cancel: CancellationToken,
     ) -> WsResult<Outcome> {
+        let timeout_ms = self.settings.get("statement_timeout").and_then(|v| settings::parse_duration_ms(v));
+        let deadline = timeout_ms
+            .filter(|&ms| ms > 0)
+            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+        self.deadline = deadline;
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(WsError::canceled()),
+            _ = sleep_until(deadline) => return Err(WsError::statement_timeout()),
             outcome = work => outcome?,
         };
         Ok(match outcome {
-            Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel) },
+            Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
             done => done,
         })
     }
@@ -622,7 +662,7 @@ impl Session {
 
     /// Runs a DML plan and returns the row count it reports.
     async fn run_to_count(&self, plan: LogicalPlan, cancel: &CancellationToken) -> WsResult<usize> {
-        let mut stream = cancellable(self.stream(plan).await?, cancel.clone());
+        let mut stream = cancellable(self.stream(plan).await?, cancel.clone(), self.deadline);
         let mut rows = 0usize;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -659,7 +699,7 @@ impl Session {
                 format!("parameter \"{name}\" cannot be changed"),
             ));
         }
-        let defaults = settings::defaults();
+        let defaults = self.engine.setting_defaults();
         let known = defaults.contains_key(name);
         if !known && !name.contains('.') {
             return Err(WsError::new(
@@ -669,7 +709,9 @@ impl Session {
         }
         match value {
             Some(value) => {
-                self.settings.insert(name.to_string(), value.to_string());
+                let value = settings::normalize(name, value)
+                    .map_err(|reason| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason))?;
+                self.settings.insert(name.to_string(), value);
             }
             None => match defaults.get(name) {
                 Some(default) => {
@@ -803,19 +845,31 @@ fn parameter_types(plan: &LogicalPlan) -> WsResult<Vec<Option<DataType>>> {
     Ok(ordered)
 }
 
-/// Ends a stream with 57014 as soon as `cancel` fires, even while a batch is computed.
-fn cancellable(stream: SendableRecordBatchStream, cancel: CancellationToken) -> SendableRecordBatchStream {
+/// Waits until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ends a stream with 57014 as soon as `cancel` fires or `deadline` (statement_timeout)
+/// passes, even while a batch is computed.
+fn cancellable(
+    stream: SendableRecordBatchStream,
+    cancel: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+) -> SendableRecordBatchStream {
     let schema = stream.schema();
-    let unfolded = futures::stream::unfold((stream, cancel, false), |(mut inner, cancel, done)| async move {
+    let unfolded = futures::stream::unfold((stream, cancel, false), move |(mut inner, cancel, done)| async move {
         if done {
             return None;
         }
+        let stop = |error: WsError| datafusion::error::DataFusionError::External(Box::new(error));
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => {
-                let error = datafusion::error::DataFusionError::External(Box::new(WsError::canceled()));
-                Some((Err(error), (inner, cancel, true)))
-            }
+            _ = cancel.cancelled() => Some((Err(stop(WsError::canceled())), (inner, cancel, true))),
+            _ = sleep_until(deadline) => Some((Err(stop(WsError::statement_timeout())), (inner, cancel, true))),
             next = inner.next() => next.map(|item| (item, (inner, cancel, false))),
         }
     });
