@@ -309,9 +309,13 @@ impl Generator {
             let order_id = ORDER_ID_BASE + click.index as i64;
             self.pending.push(std::cmp::Reverse((at, order_id, click.user_id, click.product, amount)));
         }
+        // Clicks not walked yet can only lead to orders after their time plus the shortest
+        // delay: emitting beyond that horizon would put their orders out of order.
+        let next_click_us = self.start_us + (self.next_click as f64 * 1_000_000.0 / self.config.rate_per_s) as i64;
+        let horizon_us = now_us.min(next_click_us + ORDER_DELAY_US.0);
         let (mut ids, mut customers, mut products, mut amounts, mut times) = (vec![], vec![], vec![], vec![], vec![]);
         while let Some(std::cmp::Reverse((at, ..))) = self.pending.peek() {
-            if *at > now_us || ids.len() >= BATCH_ROWS_MAX {
+            if *at > horizon_us || ids.len() >= BATCH_ROWS_MAX {
                 break;
             }
             let std::cmp::Reverse((at, order_id, customer, product, amount)) = self.pending.pop().expect("peeked");
