@@ -40,6 +40,10 @@ pub struct Limits {
     pub batch_rows_max: usize,
     /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
     pub query_memory_bytes_max: usize,
+    /// COPY FROM STDIN hands a batch to the insert once it holds this much decoded text
+    /// (or `batch_rows_max` rows); one row longer than this is refused with 54000. At most
+    /// four such batches are held per COPY (decoding, two queued, writing).
+    pub copy_batch_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             query_text_bytes_max: 16 * 1024 * 1024,
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+            copy_batch_bytes_max: 32 * 1024 * 1024,
         }
     }
 }

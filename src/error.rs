@@ -38,6 +38,10 @@ pub mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const NOT_NULL_VIOLATION: &str = "23502";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
@@ -265,6 +269,7 @@ pub fn sqlstate_static(code: &str) -> &'static str {
         QUERY_CANCELED, READ_ONLY_SQL_TRANSACTION, ADMIN_SHUTDOWN, OUT_OF_MEMORY, TOO_MANY_CONNECTIONS, PROGRAM_LIMIT_EXCEEDED,
         STATEMENT_TOO_COMPLEX, IO_ERROR, CONFIG_FILE_ERROR, INVALID_SQL_STATEMENT_NAME,
         INVALID_CURSOR_NAME, PROTOCOL_VIOLATION,
+        BAD_COPY_FILE_FORMAT, CHARACTER_NOT_IN_REPERTOIRE, NOT_NULL_VIOLATION, WRONG_OBJECT_TYPE,
     ];
     ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
 }

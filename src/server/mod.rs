@@ -6,6 +6,7 @@
 //! statements `shutdown_grace_ms` to finish (closing each connection once its statement
 //! is done), then closes what is left.
 
+mod copy;
 pub mod encode;
 mod handler;
 

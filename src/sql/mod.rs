@@ -29,7 +29,7 @@ pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()
         .map_err(WsError::from)?;
-    let statements = parser.parse_statements().map_err(|error| {
+    let statements = parse_statements(&mut parser).map_err(|error| {
         let mut error = WsError::from(error);
         if error.message.contains("recursion limit") {
             error.code = sqlstate::STATEMENT_TOO_COMPLEX;
@@ -37,6 +37,45 @@ pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
         error
     })?;
     Ok(statements.into_iter().map(pg_compat_rewrite).collect())
+}
+
+/// DFParser's statement loop, except that `COPY` goes to sqlparser's PostgreSQL COPY
+/// (`TO STDOUT`, `FROM STDIN`, column lists, `WITH (FORMAT csv, ...)`): DFParser's own
+/// COPY is DataFusion's `COPY ... TO 'file' STORED AS`, which has neither.
+fn parse_statements(
+    parser: &mut datafusion::sql::parser::DFParser<'_>,
+) -> datafusion::error::Result<Vec<Statement>> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let mut statements = Vec::new();
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {}
+        if parser.parser.peek_token() == Token::EOF {
+            return Ok(statements);
+        }
+        let is_pg_copy = matches!(&parser.parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::COPY)
+            && !matches!(&parser.parser.peek_nth_token(1).token, Token::Word(w) if w.keyword == Keyword::INTO);
+        let statement = if is_pg_copy {
+            let copy = parser
+                .parser
+                .parse_statement()
+                .map_err(|error| datafusion::error::DataFusionError::SQL(Box::new(error), None))?;
+            Statement::Statement(Box::new(copy))
+        } else {
+            parser.parse_statement()?
+        };
+        statements.push(statement);
+        // Mirrors DFParser::parse_statements: the next token must end this statement.
+        if !matches!(parser.parser.peek_token().token, Token::SemiColon | Token::EOF) {
+            let found = parser.parser.peek_token();
+            return Err(datafusion::error::DataFusionError::SQL(
+                Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                    "Expected: end of statement, found: {found}"
+                ))),
+                None,
+            ));
+        }
+    }
 }
 
 /// AST rewrites from datafusion-pg-catalog that make PostgreSQL clients' catalog
@@ -83,6 +122,18 @@ mod tests {
     fn syntax_error_is_42601() {
         let error = parse("SELEC 1").unwrap_err();
         assert_eq!(error.code, sqlstate::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn postgres_copy_parses() {
+        // sqlparser reads what follows `FROM STDIN;` as inline data; the session refuses it.
+        let statements = parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER); SELECT 1").unwrap();
+        assert_eq!(statements.len(), 1);
+        let statements = parse("COPY (SELECT 1) TO STDOUT (FORMAT binary); COPY t TO STDOUT").unwrap();
+        assert_eq!(statements.len(), 2);
+        let statements = parse("COPY t FROM STDIN").unwrap();
+        assert!(matches!(&statements[0], Statement::Statement(s)
+            if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Copy { to: false, .. })));
     }
 
     #[test]
