@@ -50,13 +50,19 @@ impl Server {
         client
     }
 
-    /// Runs psql with one `-c` command; returns stdout, panics with stderr on failure.
-    fn psql(&self, command: &str) -> String {
-        let output = std::process::Command::new("psql")
+    /// Runs psql with one `-c` command (asynchronously: the server shares this runtime).
+    async fn psql_output(&self, command: &str) -> std::process::Output {
+        tokio::process::Command::new("psql")
             .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "watershed", "-d", "watershed", "-c", command])
             .output()
-            .expect("psql runs");
+            .await
+            .expect("psql runs")
+    }
+
+    /// Runs psql with one `-c` command; returns stdout, panics with stderr on failure.
+    async fn psql(&self, command: &str) -> String {
+        let output = self.psql_output(command).await;
         assert!(
             output.status.success(),
             "psql {command:?} failed: {}",
@@ -338,11 +344,7 @@ async fn malformed_input_writes_nothing_and_names_the_line() {
     // The simple protocol (psql) fails the same way and the session goes on.
     let file = server.dir.path().join("bad.csv");
     std::fs::write(&file, "7,fine\nnot a number,x\n").expect("write file");
-    let output = std::process::Command::new("psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "watershed", "-d", "watershed"])
-        .args(["-c", &format!("\\copy t from '{}' with (format csv)", file.display())])
-        .output()
-        .expect("psql runs");
+    let output = server.psql_output(&format!("\\copy t from '{}' with (format csv)", file.display())).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2") && stderr.contains("bigint"), "{stderr}");
@@ -397,19 +399,19 @@ async fn psql_copy_both_directions() {
     client.batch_execute(TRICKY).await.expect("setup");
     for (format, options) in [("csv", "with (format csv, header)"), ("text", "")] {
         let file = server.dir.path().join(format!("t.{format}"));
-        let out = server.psql(&format!("\\copy t to '{}' {options}", file.display()));
+        let out = server.psql(&format!("\\copy t to '{}' {options}", file.display())).await;
         assert_eq!(out.trim(), "COPY 6");
         let table = format!("back_{format}");
         client
             .batch_execute(&format!("CREATE TABLE {table} (id BIGINT, name TEXT, note TEXT)"))
             .await
             .expect("table");
-        let out = server.psql(&format!("\\copy {table} from '{}' {options}", file.display()));
+        let out = server.psql(&format!("\\copy {table} from '{}' {options}", file.display())).await;
         assert_eq!(out.trim(), "COPY 6");
         assert_eq!(rows(&client, &table).await, tricky_rows(), "psql {format}");
     }
     // psql's \copy of a query to its stdout.
-    let out = server.psql("\\copy (SELECT id, name FROM t WHERE id <= 2 ORDER BY id) to stdout with (format csv)");
+    let out = server.psql("\\copy (SELECT id, name FROM t WHERE id <= 2 ORDER BY id) to stdout with (format csv)").await;
     assert_eq!(out, "1,plain\n2,tab\there\n");
     server.stop().await;
 }

@@ -64,7 +64,8 @@ where
             out.put_slice(BINARY_SIGNATURE);
             out.put_i32(0); // flags: no OIDs
             out.put_i32(0); // header extension length
-            emit(client, &mut out).await?;
+            // Like PostgreSQL, the header goes out with the first tuple (or the trailer);
+            // tokio-postgres's BinaryCopyOutStream relies on it.
         }
         CopyFormat::Text | CopyFormat::Csv if options.header => {
             for (index, field) in schema.fields().iter().enumerate() {

@@ -343,12 +343,11 @@ impl Decoder {
             let field = self.schema.field(position);
             let array = convert(&strings, field.data_type()).map_err(|(row, mut error)| {
                 error.message = format!(
-                    "{} (COPY {}, line {}, column {}: \"{}\")",
+                    "{} (COPY {}, line {}, column {})",
                     error.message,
                     self.table,
                     self.row_lines[row],
                     field.name(),
-                    strings.value(row)
                 );
                 error
             })?;

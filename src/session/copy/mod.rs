@@ -324,7 +324,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
             }
             CopySource::Table { table_name, columns } => {
                 let table = object_name_to_table_reference(table_name.clone(), normalize)?;
-                let frame = session.ctx.table(table).await?;
+                let frame = session.ctx.table(table.clone()).await.map_err(|error| missing(&table, error))?;
                 let frame = if columns.is_empty() {
                     frame
                 } else {
@@ -346,7 +346,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
         unreachable!("sqlparser refuses COPY (query) FROM");
     };
     let table = object_name_to_table_reference(table_name.clone(), normalize)?;
-    let provider = session.ctx.table_provider(table.clone()).await?;
+    let provider = session.ctx.table_provider(table.clone()).await.map_err(|error| missing(&table, error))?;
     if provider.table_type() != TableType::Base {
         return Err(WsError::new(
             sqlstate::WRONG_OBJECT_TYPE,
@@ -392,6 +392,17 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
         return Err(WsError::unsupported("COPY FROM STDIN in binary format is not supported; use text or csv"));
     }
     Ok(Some(Kind::CopyFrom(CopyInTarget { table, provider, positions, options })))
+}
+
+/// DataFusion reports a missing table as a planning error; PostgreSQL's code is 42P01.
+fn missing(table: &TableReference, error: DataFusionError) -> WsError {
+    const MISSING: [&str; 3] = ["No table named", "not found", "failed to resolve schema"];
+    match error.find_root() {
+        DataFusionError::Plan(message) if MISSING.iter().any(|m| message.contains(m)) => {
+            WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist"))
+        }
+        _ => WsError::from(error),
+    }
 }
 
 /// What the insert plan reads: batches from the decoder, then either the end (CopyDone)
