@@ -453,3 +453,33 @@ async fn large_copy_streams_in_and_out() {
     assert!(messages >= ROWS, "one CopyData per row, as PostgreSQL sends them");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn cancel_ends_a_copy_out_midway() {
+    let server = start().await;
+    let client = server.connect().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(120), async {
+        // Far too long to finish on its own; rows flow while it runs.
+        let stream = client
+            .copy_out("COPY (SELECT * FROM range(0, 100000000000) a) TO STDOUT")
+            .await
+            .expect("copy starts");
+        pin_mut!(stream);
+        stream.try_next().await.expect("first row").expect("rows flow");
+        // The statement is running, so one cancel request reaches it.
+        client.cancel_token().cancel_query(NoTls).await.expect("cancel request sent");
+        loop {
+            match stream.try_next().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the copy ended without the cancel"),
+                Err(error) => break error,
+            }
+        }
+    })
+    .await
+    .expect("the copy ends once canceled");
+    assert_eq!(code_of(&outcome), SqlState::QUERY_CANCELED);
+    let row = client.query_one("SELECT 1::BIGINT", &[]).await.expect("session goes on");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    server.stop().await;
+}
