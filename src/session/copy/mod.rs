@@ -347,10 +347,10 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
     };
     let table = object_name_to_table_reference(table_name.clone(), normalize)?;
     let provider = session.ctx.table_provider(table.clone()).await.map_err(|error| missing(&table, error))?;
-    if provider.table_type() != TableType::Base {
+    if provider.table_type() == TableType::View {
         return Err(WsError::new(
             sqlstate::WRONG_OBJECT_TYPE,
-            format!("cannot copy to {} \"{table}\"", if provider.table_type() == TableType::View { "view" } else { "relation" }),
+            format!("cannot copy to view \"{table}\""),
         ));
     }
     let schema = provider.schema();
