@@ -59,6 +59,10 @@ pub struct Limits {
     pub query_memory_bytes_max: usize,
     /// Default `statement_timeout` of new sessions (0 = none); 57014 beyond it.
     pub statement_timeout_ms: u64,
+    /// COPY FROM STDIN hands a batch to the insert once it holds this much decoded text
+    /// (or `batch_rows_max` rows); one row longer than this is refused with 54000. At most
+    /// four such batches are held per COPY (decoding, two queued, writing).
+    pub copy_batch_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +75,7 @@ impl Default for Limits {
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
             statement_timeout_ms: 0,
+            copy_batch_bytes_max: 32 * 1024 * 1024,
         }
     }
 }

@@ -43,6 +43,9 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
     pub const INVALID_PASSWORD: &str = "28P01";
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const NOT_NULL_VIOLATION: &str = "23502";
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
@@ -297,6 +300,8 @@ pub fn sqlstate_static(code: &str) -> &'static str {
         STATEMENT_TOO_COMPLEX, IO_ERROR, CONFIG_FILE_ERROR, INVALID_SQL_STATEMENT_NAME,
         INVALID_CURSOR_NAME, PROTOCOL_VIOLATION, INSUFFICIENT_PRIVILEGE,
         INVALID_AUTHORIZATION_SPECIFICATION, INVALID_PASSWORD,
+        BAD_COPY_FILE_FORMAT, CHARACTER_NOT_IN_REPERTOIRE, NOT_NULL_VIOLATION, WRONG_OBJECT_TYPE,
+        DUPLICATE_OBJECT,
     ];
     ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
 }

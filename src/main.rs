@@ -65,6 +65,9 @@ struct Common {
     /// Allow --listen on a non-loopback address without a users file (everyone is admin).
     #[arg(long, env = "WATERSHED_INSECURE_NO_AUTH", global = true)]
     insecure_no_auth: bool,
+    /// Decoded bytes per COPY FROM batch; also the longest row COPY accepts (54000 beyond).
+    #[arg(long, env = "WATERSHED_COPY_BATCH_BYTES_MAX", default_value_t = Limits::default().copy_batch_bytes_max, global = true)]
+    copy_batch_bytes_max: usize,
 }
 
 #[derive(Subcommand)]
@@ -123,6 +126,7 @@ impl Common {
                 batch_rows_max: self.batch_rows_max,
                 query_memory_bytes_max: self.query_memory_bytes_max,
                 statement_timeout_ms: self.statement_timeout_ms,
+                copy_batch_bytes_max: self.copy_batch_bytes_max,
             },
             security: SecurityConfig {
                 tls_cert: self.tls_cert.clone(),

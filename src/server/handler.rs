@@ -18,17 +18,19 @@ use pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
     send_ready_for_query,
 };
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{CopyResponse, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
@@ -40,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{Authenticator, Step};
 use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
+use crate::session::copy::{CopyFormat, CopyIn};
 use crate::session::{CommandTag, Engine, Outcome, Prepared, Role, Session, settings};
 
 /// The token of the statement a connection is running; replaced per statement.
@@ -178,6 +181,8 @@ pub struct Connection {
     pid: i32,
     secret: i32,
     auth: Authenticator,
+    /// The COPY FROM STDIN in progress, fed by CopyData until CopyDone or CopyFail.
+    copy_in: Mutex<Option<CopyIn>>,
 }
 
 impl Connection {
@@ -199,6 +204,7 @@ impl Connection {
             pid,
             secret,
             auth: Authenticator::default(),
+            copy_in: Mutex::new(None),
         })
     }
 
@@ -228,7 +234,16 @@ fn outcome_response(outcome: Outcome, format: &Format) -> PgWireResult<Response>
     match outcome {
         Outcome::Rows { tag, stream } => Ok(Response::Query(query_response(tag, stream, format)?)),
         Outcome::Done(done) => Ok(execution_response(&done)),
+        // Both query paths start COPY themselves (Connection::start_copy); only pgwire's
+        // collect-then-send default, which this server replaces, could get here.
+        Outcome::CopyOut { .. } | Outcome::CopyIn(_) => {
+            Err(user_error(WsError::unsupported("COPY is not supported on this query path")))
+        }
     }
+}
+
+fn copy_tag(rows: usize) -> CommandTag {
+    CommandTag { command: "COPY", rows: Some(rows), oid: None }
 }
 
 struct Parameters {
@@ -317,7 +332,9 @@ impl SimpleQueryHandler for Connection {
     {
         self.busy.set(true);
         let result = self.run_simple_query(client, query).await;
-        self.busy.set(false);
+        // A COPY FROM STDIN keeps the connection busy until its CopyDone or CopyFail.
+        let copying = self.copy_in.lock().await.is_some();
+        self.busy.set(copying);
         result
     }
 
@@ -360,6 +377,19 @@ impl Connection {
                 let prepared = session.prepare(statement).await.map_err(user_error)?;
                 session.execute(&prepared, None, token).await.map_err(user_error)?
             };
+            let outcome = match self.start_copy(client, outcome).await? {
+                Started::NotCopy(outcome) => outcome,
+                Started::Out(done) => {
+                    send_execution_response(client, done).await?;
+                    continue;
+                }
+                Started::In => {
+                    // COPY FROM STDIN is always the last statement (the session refuses
+                    // more); ReadyForQuery follows its CopyDone or CopyFail.
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    return Ok(());
+                }
+            };
             match outcome_response(outcome, &Format::UnifiedText)? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
                 Response::TransactionStart(done) => {
@@ -378,6 +408,28 @@ impl Connection {
         client.set_state(PgWireConnectionState::ReadyForQuery);
         send_ready_for_query(client, status).await?;
         Ok(())
+    }
+
+    /// Starts a COPY outcome on the wire: COPY TO streams its rows now (the tag is left
+    /// to the caller), COPY FROM sends CopyInResponse and parks its state for CopyData.
+    async fn start_copy<C>(&self, client: &mut C, outcome: Outcome) -> PgWireResult<Started>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match outcome {
+            Outcome::CopyOut { options, stream } => {
+                let rows = super::copy::send_copy_out(client, &options, stream).await?;
+                Ok(Started::Out(tag(&copy_tag(rows))))
+            }
+            Outcome::CopyIn(copy) => {
+                super::copy::send_copy_in_response(client, &copy).await?;
+                *self.copy_in.lock().await = Some(copy);
+                Ok(Started::In)
+            }
+            other => Ok(Started::NotCopy(other)),
+        }
     }
 
     async fn collect_simple_query(&self, query: &str) -> PgWireResult<Vec<Response>> {
@@ -442,7 +494,7 @@ impl ExtendedQueryHandler for Connection {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -470,7 +522,85 @@ impl ExtendedQueryHandler for Connection {
             Some(values)
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
-        outcome_response(outcome, &portal.result_column_format)
+        match outcome {
+            Outcome::CopyOut { options, stream } => {
+                let rows = super::copy::send_copy_out(client, &options, stream).await?;
+                Ok(Response::Execution(tag(&copy_tag(rows))))
+            }
+            Outcome::CopyIn(copy) => {
+                // pgwire sends the CopyInResponse and enters copy-in mode.
+                let format = if copy.format() == CopyFormat::Binary { 1 } else { 0 };
+                let response = CopyResponse::new(format, copy.columns(), futures::stream::empty());
+                *self.copy_in.lock().await = Some(copy);
+                Ok(Response::CopyIn(response))
+            }
+            other => outcome_response(other, &portal.result_column_format),
+        }
+    }
+}
+
+/// What [`Connection::start_copy`] did with an outcome.
+enum Started {
+    NotCopy(Outcome),
+    /// COPY TO STDOUT has been sent; this is its tag.
+    Out(pgwire::api::results::Tag),
+    /// COPY FROM STDIN is waiting for the client's data.
+    In,
+}
+
+/// COPY FROM STDIN's data. An error ends the copy at once: its insert is dropped (nothing
+/// commits) and pgwire sends the ErrorResponse; like PostgreSQL, the connection then
+/// ignores the rest of the client's CopyData (until Sync in the extended protocol).
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut slot = self.copy_in.lock().await;
+        let Some(copy) = slot.as_mut() else {
+            return Err(user_error(WsError::new(sqlstate::PROTOCOL_VIOLATION, "CopyData outside COPY FROM STDIN")));
+        };
+        if let Err(error) = copy.data(&copy_data.data).await {
+            *slot = None;
+            self.busy.set(false);
+            return Err(user_error(error));
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = self.copy_in.lock().await.take();
+        let result = match copy {
+            Some(copy) => copy.finish().await,
+            None => Err(WsError::new(sqlstate::PROTOCOL_VIOLATION, "CopyDone outside COPY FROM STDIN")),
+        };
+        self.busy.set(false);
+        let done = result.map_err(user_error)?;
+        client.send(PgWireBackendMessage::CommandComplete(tag(&done).into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Dropping the CopyIn abandons its insert: nothing is written.
+        self.copy_in.lock().await.take();
+        self.busy.set(false);
+        user_error(WsError::new(
+            sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
     }
 }
 
@@ -507,6 +637,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.0.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.0.clone()
     }
 

@@ -7,6 +7,7 @@
 //! is done), then closes what is left. TLS and authentication: auth.rs and tls.rs.
 
 mod auth;
+mod copy;
 pub mod encode;
 mod handler;
 mod tls;

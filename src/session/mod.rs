@@ -7,6 +7,7 @@
 //! send them batch by batch. Nothing here knows pgwire: `watershed sql` and the
 //! in-process test runner drive the same code.
 
+pub mod copy;
 mod ddl;
 mod roles;
 pub mod settings;
@@ -203,6 +204,10 @@ enum Kind {
     Show { name: String },
     /// BEGIN/COMMIT/ROLLBACK: accepted; every statement is atomic on its own.
     Transaction { tag: &'static str, begins: Option<bool> },
+    /// COPY table|(query) TO STDOUT: the rows of `plan`, in a COPY format.
+    CopyTo { plan: LogicalPlan, options: copy::CopyOptions },
+    /// COPY table FROM STDIN: the client's data, inserted through the table's provider.
+    CopyFrom(copy::CopyInTarget),
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -221,6 +226,10 @@ pub enum Outcome {
     Rows { tag: &'static str, stream: SendableRecordBatchStream },
     /// A command with its completion tag.
     Done(CommandTag),
+    /// COPY TO STDOUT: rows for server/ to encode in the COPY format; the tag is `COPY n`.
+    CopyOut { options: copy::CopyOptions, stream: SendableRecordBatchStream },
+    /// COPY FROM STDIN: the connection feeds the client's data into this until CopyDone.
+    CopyIn(copy::CopyIn),
 }
 
 /// A completion tag such as `INSERT 0 5` or `CREATE TABLE`.
@@ -367,6 +376,9 @@ impl Session {
                 _ => empty_schema(),
             };
             return Ok(Prepared { kind, param_types: Vec::new(), schema });
+        }
+        if let Some(kind) = copy::classify(self, &statement).await? {
+            return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
         self.pin_time_travel(&statement).await?;
@@ -539,6 +551,9 @@ impl Session {
         };
         Ok(match outcome {
             Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
+            Outcome::CopyOut { options, stream } => {
+                Outcome::CopyOut { options, stream: cancellable(stream, cancel, deadline) }
+            }
             done => done,
         })
     }
@@ -647,6 +662,11 @@ impl Session {
                 }
                 Ok(Outcome::Done(CommandTag::new(tag)))
             }
+            Kind::CopyTo { plan, options } => {
+                let stream = self.stream(plan.clone()).await?;
+                Ok(Outcome::CopyOut { options: options.clone(), stream })
+            }
+            Kind::CopyFrom(target) => Ok(Outcome::CopyIn(copy::CopyIn::start(self, target, cancel).await?)),
         }
     }
 
@@ -662,19 +682,7 @@ impl Session {
 
     /// Runs a DML plan and returns the row count it reports.
     async fn run_to_count(&self, plan: LogicalPlan, cancel: &CancellationToken) -> WsResult<usize> {
-        let mut stream = cancellable(self.stream(plan).await?, cancel.clone(), self.deadline);
-        let mut rows = 0usize;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let counts = batch.column(0).as_any().downcast_ref::<UInt64Array>().ok_or_else(|| {
-                WsError::internal("DML plan did not report a count column")
-            })?;
-            rows += counts.iter().flatten().sum::<u64>() as usize;
-        }
-        Ok(rows)
+        count_rows(cancellable(self.stream(plan).await?, cancel.clone(), self.deadline)).await
     }
 
     fn set(&mut self, name: &str, value: Option<&str>) -> WsResult<()> {
@@ -777,6 +785,20 @@ impl Session {
                     });
                 }
                 Outcome::Done(tag) => results.push(Collected { schema, batches: Vec::new(), tag }),
+                Outcome::CopyOut { mut stream, .. } => {
+                    // Embedded: the rows themselves are the output.
+                    let schema = stream.schema();
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next().await {
+                        batches.push(batch?);
+                    }
+                    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                    let tag = CommandTag { command: "COPY", rows: Some(rows), oid: None };
+                    results.push(Collected { schema, batches, tag });
+                }
+                Outcome::CopyIn(_) => {
+                    return Err(WsError::unsupported("COPY FROM STDIN needs a client connection"));
+                }
             }
         }
         Ok(results)
@@ -785,6 +807,24 @@ impl Session {
     pub(crate) fn context(&self) -> &SessionContext {
         &self.ctx
     }
+}
+
+/// Sums the count column a DML plan reports.
+async fn count_rows(mut stream: SendableRecordBatchStream) -> WsResult<usize> {
+    let mut rows = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let counts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| WsError::internal("DML plan did not report a count column"))?;
+        rows += counts.iter().flatten().sum::<u64>() as usize;
+    }
+    Ok(rows)
 }
 
 /// A fully read result, for embedded use.

@@ -72,6 +72,8 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::DropTable { .. } => (Role::Admin, "DROP TABLE"),
         Kind::CreateSource { .. } => (Role::Admin, "CREATE SOURCE"),
         Kind::DropSource { .. } => (Role::Admin, "DROP SOURCE"),
+        Kind::CopyTo { plan, .. } => plan_requirement(plan),
+        Kind::CopyFrom(_) => (Role::Write, "COPY FROM"),
         // DataFusion's options can undo server limits (batch size, partitions, spilling).
         Kind::Set { name, .. } if name.starts_with("datafusion.") => (Role::Admin, "SET of datafusion.* options"),
         Kind::Set { .. } | Kind::Show { .. } | Kind::Transaction { .. } => (Role::Read, "SET/SHOW"),

@@ -64,6 +64,12 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let parsed = source::parse_stream_statement(&mut parser.parser)
                 .map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
+        } else if starts_pg_copy(&parser.parser) {
+            // sqlparser's PostgreSQL COPY (`TO STDOUT`, `FROM STDIN`, column lists,
+            // `WITH (FORMAT csv, ...)`): DFParser's own COPY is DataFusion's
+            // `COPY ... TO 'file' STORED AS`, which has neither.
+            let copy = parser.parser.parse_statement().map_err(|error| parse_error(error.into()))?;
+            WsStatement::Sql(Statement::Statement(Box::new(copy)))
         } else {
             WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
         };
@@ -71,6 +77,13 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// `COPY` other than DataFusion's `COPY INTO`.
+fn starts_pg_copy(parser: &datafusion::sql::sqlparser::parser::Parser<'_>) -> bool {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::COPY)
+        && !matches!(&parser.peek_nth_token(1).token, Token::Word(w) if w.keyword == Keyword::INTO)
 }
 
 /// AST rewrites from datafusion-pg-catalog that make PostgreSQL clients' catalog
@@ -126,6 +139,18 @@ mod tests {
     fn syntax_error_is_42601() {
         let error = parse("SELEC 1").unwrap_err();
         assert_eq!(error.code, sqlstate::SYNTAX_ERROR);
+    }
+
+    #[test]
+    fn postgres_copy_parses() {
+        // sqlparser reads what follows `FROM STDIN;` as inline data; the session refuses it.
+        let statements = parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER); SELECT 1").unwrap();
+        assert_eq!(statements.len(), 1);
+        let statements = parse("COPY (SELECT 1) TO STDOUT (FORMAT binary); COPY t TO STDOUT").unwrap();
+        assert_eq!(statements.len(), 2);
+        let statements = parse("COPY t FROM STDIN").unwrap();
+        assert!(matches!(&statements[0], WsStatement::Sql(Statement::Statement(s))
+            if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Copy { to: false, .. })));
     }
 
     #[test]
