@@ -40,6 +40,9 @@ pub struct Limits {
     pub batch_rows_max: usize,
     /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
     pub query_memory_bytes_max: usize,
+    /// Windows one event may fall in: size/slide for HOP, size/step for CUMULATE (54000
+    /// beyond it), as each window is a row.
+    pub windows_per_event_max: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             query_text_bytes_max: 16 * 1024 * 1024,
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+            windows_per_event_max: 10_000,
         }
     }
 }

@@ -45,6 +45,9 @@ struct Common {
     /// Memory one session's query may use, in bytes (53200 beyond, after spilling).
     #[arg(long, env = "WATERSHED_QUERY_MEMORY_BYTES_MAX", default_value_t = Limits::default().query_memory_bytes_max, global = true)]
     query_memory_bytes_max: usize,
+    /// Windows one event may fall in for HOP (size/slide) and CUMULATE (size/step); 54000 beyond.
+    #[arg(long, env = "WATERSHED_WINDOWS_PER_EVENT_MAX", default_value_t = Limits::default().windows_per_event_max, global = true)]
+    windows_per_event_max: usize,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +86,7 @@ impl Common {
                 query_text_bytes_max: self.query_text_bytes_max,
                 batch_rows_max: self.batch_rows_max,
                 query_memory_bytes_max: self.query_memory_bytes_max,
+                windows_per_event_max: self.windows_per_event_max,
             },
         }
     }
