@@ -67,11 +67,11 @@ async fn windows_over_the_demo_lake_agree_with_plain_sql() {
     assert_eq!(hop_rows, 4 * total);
     let mismatched = number(
         &mut session,
-        "SELECT count(*) FROM (
-           SELECT window_start, count(*) AS n FROM HOP(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY)
-           GROUP BY window_start) h
-         WHERE h.n <> (SELECT count(*) FROM orders_history o
-                       WHERE o.ts >= h.window_start AND o.ts < h.window_start + INTERVAL '1' DAY)",
+        "WITH h AS (SELECT window_start, count(*) AS n
+                    FROM HOP(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY) GROUP BY window_start),
+              d AS (SELECT h.window_start, count(*) AS n FROM h JOIN orders_history o
+                    ON o.ts >= h.window_start AND o.ts < h.window_start + INTERVAL '1' DAY GROUP BY h.window_start)
+         SELECT count(*) FROM h FULL JOIN d ON h.window_start = d.window_start WHERE h.n IS DISTINCT FROM d.n",
     )
     .await;
     assert_eq!(mismatched, 0);
@@ -87,10 +87,12 @@ async fn windows_over_the_demo_lake_agree_with_plain_sql() {
     assert_eq!(full_days, by_day);
     let mismatched = number(
         &mut session,
-        "SELECT count(*) FROM (
-           SELECT window_start, window_end, count(*) AS n
-           FROM CUMULATE(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY) GROUP BY 1, 2) c
-         WHERE c.n <> (SELECT count(*) FROM orders_history o WHERE o.ts >= c.window_start AND o.ts < c.window_end)",
+        "WITH c AS (SELECT window_start, window_end, count(*) AS n
+                    FROM CUMULATE(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY) GROUP BY 1, 2),
+              d AS (SELECT c.window_start, c.window_end, count(*) AS n FROM c JOIN orders_history o
+                    ON o.ts >= c.window_start AND o.ts < c.window_end GROUP BY 1, 2)
+         SELECT count(*) FROM c FULL JOIN d ON c.window_start = d.window_start AND c.window_end = d.window_end
+         WHERE c.n IS DISTINCT FROM d.n",
     )
     .await;
     assert_eq!(mismatched, 0);
@@ -125,7 +127,7 @@ async fn windows_over_the_demo_lake_agree_with_plain_sql() {
         &mut session,
         "SELECT count(*) FROM (
            SELECT ts, lag(ts) OVER (PARTITION BY customer_id ORDER BY ts) AS previous FROM orders_history)
-         WHERE previous IS NULL OR ts - previous >= INTERVAL '30' DAY",
+         WHERE previous IS NULL OR date_part('epoch', ts) - date_part('epoch', previous) >= 30 * 86400",
     )
     .await;
     assert_eq!(sessions, expected);
