@@ -12,8 +12,9 @@
 //! - HOP and CUMULATE project the list of windows an event falls in ([`assign`]) and unnest
 //!   it: one row per (event, window).
 //! - SESSION is a logical extension node ([`session`]) whose keys are the GROUP BY columns of
-//!   the aggregate above it, filled in by the [`SessionKeys`] analyzer rule; it runs as a
-//!   streaming gap scan over input sorted by (keys, time).
+//!   the aggregate above it, filled in by the [`SessionKeys`] analyzer rule, or given
+//!   explicitly as a fourth argument `DESCRIPTOR(key, ...)`; it runs as a streaming gap scan
+//!   over input sorted by (keys, time).
 //!
 //! Rows whose time is NULL fall in no window and are dropped by all four. Windows are
 //! aligned to the Unix epoch in UTC (TUMBLE's offset shifts that), whatever the column's
@@ -84,7 +85,7 @@ impl Kind {
             Kind::Tumble => "TUMBLE(table, time_column, size [, offset])",
             Kind::Hop => "HOP(table, time_column, slide, size)",
             Kind::Cumulate => "CUMULATE(table, time_column, step, size)",
-            Kind::Session => "SESSION(table, time_column, gap)",
+            Kind::Session => "SESSION(table, time_column, gap [, DESCRIPTOR(key, ...)])",
         }
     }
 
@@ -92,7 +93,7 @@ impl Kind {
         match self {
             Kind::Tumble => 3..=4,
             Kind::Hop | Kind::Cumulate => 4..=4,
-            Kind::Session => 3..=3,
+            Kind::Session => 3..=4,
         }
     }
 }
@@ -213,7 +214,9 @@ impl WindowPlanner {
             })
             .collect::<DfResult<Vec<&SqlExpr>>>()?;
         let call = plan_input(kind, args[0], args[1], context)?;
-        let durations = args[2..]
+        // SESSION's optional fourth argument names its keys; all others are intervals.
+        let intervals = if kind == Kind::Session { &args[2..3] } else { &args[2..] };
+        let durations = intervals
             .iter()
             .map(|arg| duration_argument(kind, arg, call.unit, context))
             .collect::<DfResult<Vec<i64>>>()?;
@@ -256,7 +259,10 @@ impl WindowPlanner {
             }
             Kind::Session => {
                 let gap = positive(kind, "gap", *first, args[2])?;
-                let node = SessionWindow::try_new(input, call.time.clone(), gap)?;
+                let mut node = SessionWindow::try_new(input, call.time.clone(), gap)?;
+                if let Some(keys) = args.get(3) {
+                    node = node.with_keys(session_keys_argument(keys, &call, context)?);
+                }
                 LogicalPlan::Extension(Extension { node: Arc::new(node) })
             }
         };
@@ -381,6 +387,41 @@ fn table_factor(name: ObjectName) -> TableFactor {
         sample: None,
         index_hints: Vec::new(),
     }
+}
+
+/// `DESCRIPTOR(k1, k2, ...)`: SESSION's explicit keys, columns of its input.
+fn session_keys_argument(
+    arg: &SqlExpr,
+    call: &Call,
+    context: &mut dyn RelationPlannerContext,
+) -> DfResult<Vec<Column>> {
+    let invalid = || {
+        fail(
+            sqlstate::SYNTAX_ERROR,
+            format!("SESSION's fourth argument names its keys as DESCRIPTOR(column, ...); got {arg}"),
+        )
+    };
+    let SqlExpr::Function(function) = arg else {
+        return Err(invalid());
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return Err(invalid());
+    };
+    if !function.name.to_string().eq_ignore_ascii_case("descriptor") || list.args.is_empty() {
+        return Err(invalid());
+    }
+    let mut keys = Vec::with_capacity(list.args.len());
+    for key in &list.args {
+        let FunctionArg::Unnamed(FunctionArgExpr::Expr(key)) = key else {
+            return Err(invalid());
+        };
+        match context.sql_to_expr(key.clone(), call.input.schema())? {
+            Expr::Column(column) if !keys.contains(&column) => keys.push(column),
+            Expr::Column(_) => {}
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(keys)
 }
 
 /// Flink spells the time column `DESCRIPTOR(ts)`; a bare `ts` is accepted as well.

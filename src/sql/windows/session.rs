@@ -7,6 +7,7 @@
 //! group columns down through projections, aliases, filters and joins to the node. Group
 //! columns that reach the node as input columns become its keys; `window_start` and
 //! `window_end` are not keys. Without an aggregate above, sessions span the whole relation.
+//! Keys given explicitly (`SESSION(t, ts, gap, DESCRIPTOR(k, ...))`) are kept as they are.
 //!
 //! [`SessionWindowExec`] asks DataFusion for input hash-partitioned by the keys and sorted
 //! by (keys, time) (DataFusion's sort spills under memory pressure), then scans gaps in one
@@ -68,6 +69,11 @@ impl SessionWindow {
     pub fn try_new(input: LogicalPlan, time: Column, gap: i64) -> DfResult<SessionWindow> {
         let schema = output_schema(&input, &time)?;
         Ok(SessionWindow { input, time, gap, keys: None, schema })
+    }
+
+    /// Sessions per these keys, whatever the query groups by.
+    pub fn with_keys(self, keys: Vec<Column>) -> SessionWindow {
+        SessionWindow { keys: Some(keys), ..self }
     }
 }
 
