@@ -63,6 +63,9 @@ pub struct Limits {
     /// (or `batch_rows_max` rows); one row longer than this is refused with 54000. At most
     /// four such batches are held per COPY (decoding, two queued, writing).
     pub copy_batch_bytes_max: usize,
+    /// Windows one event may fall in: size/slide for HOP, size/step for CUMULATE (54000
+    /// beyond it), as each window is a row.
+    pub windows_per_event_max: usize,
 }
 
 impl Default for Limits {
@@ -76,6 +79,7 @@ impl Default for Limits {
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
             statement_timeout_ms: 0,
             copy_batch_bytes_max: 32 * 1024 * 1024,
+            windows_per_event_max: 10_000,
         }
     }
 }

@@ -250,7 +250,8 @@ fn clean_message(error: &DataFusionError) -> String {
         | DataFusionError::ResourcesExhausted(message)
         | DataFusionError::Configuration(message) => message.clone(),
         DataFusionError::ArrowError(arrow_error, _) => arrow_error.to_string(),
-        // Our own errors raised inside a plan (cancel, statement timeout) keep their words.
+        // Our own errors raised inside a plan or its planning (cancel, statement timeout,
+        // relation planners, rules) already carry the client's message.
         DataFusionError::External(inner) if inner.is::<WsError>() => {
             inner.downcast_ref::<WsError>().map(|ws| ws.message.clone()).unwrap_or_default()
         }
@@ -277,6 +278,15 @@ mod tests {
     fn missing_table_is_42p01() {
         let error = DataFusionError::Plan("table 'datafusion.public.nope' not found".into());
         assert_eq!(WsError::from(error).code, sqlstate::UNDEFINED_TABLE);
+    }
+
+    #[test]
+    fn own_errors_inside_datafusion_keep_code_and_message() {
+        let inner = WsError::new(sqlstate::DATATYPE_MISMATCH, "TUMBLE needs a timestamp");
+        let error = DataFusionError::Context("planning".into(), Box::new(DataFusionError::External(Box::new(inner))));
+        let error = WsError::from(error);
+        assert_eq!(error.code, sqlstate::DATATYPE_MISMATCH);
+        assert_eq!(error.message, "TUMBLE needs a timestamp");
     }
 
     #[test]

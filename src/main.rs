@@ -68,6 +68,9 @@ struct Common {
     /// Decoded bytes per COPY FROM batch; also the longest row COPY accepts (54000 beyond).
     #[arg(long, env = "WATERSHED_COPY_BATCH_BYTES_MAX", default_value_t = Limits::default().copy_batch_bytes_max, global = true)]
     copy_batch_bytes_max: usize,
+    /// Windows one event may fall in for HOP (size/slide) and CUMULATE (size/step); 54000 beyond.
+    #[arg(long, env = "WATERSHED_WINDOWS_PER_EVENT_MAX", default_value_t = Limits::default().windows_per_event_max, global = true)]
+    windows_per_event_max: usize,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +130,7 @@ impl Common {
                 query_memory_bytes_max: self.query_memory_bytes_max,
                 statement_timeout_ms: self.statement_timeout_ms,
                 copy_batch_bytes_max: self.copy_batch_bytes_max,
+                windows_per_event_max: self.windows_per_event_max,
             },
             security: SecurityConfig {
                 tls_cert: self.tls_cert.clone(),

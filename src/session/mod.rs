@@ -163,7 +163,12 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(self.inner.catalog.provider_list())
-            .with_relation_planners(vec![time_travel.clone()])
+            .with_relation_planners(vec![
+                time_travel.clone(),
+                Arc::new(crate::sql::windows::WindowPlanner::new(limits.windows_per_event_max)),
+            ])
+            .with_query_planner(Arc::new(crate::sql::windows::WindowQueryPlanner))
+            .with_analyzer_rule(Arc::new(crate::sql::windows::SessionKeys))
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);

@@ -1,6 +1,7 @@
 //! sql/: our SQL dialect on top of DataFusion's parser, and the planning extensions that
 //! give it meaning: time travel (`VERSION AS OF`, `TIMESTAMP AS OF`) planned through
-//! DataFusion's relation planner extension point.
+//! DataFusion's relation planner extension point; window table functions (`TUMBLE`, `HOP`,
+//! `CUMULATE`, `SESSION`) planned the same way (windows/).
 //!
 //! Parsing never prints SQL back to text: the session plans the AST it gets from here.
 //! PostgreSQL-isms that clients' metadata queries use (`OPERATOR(pg_catalog.~)`,
@@ -10,6 +11,7 @@
 mod dialect;
 mod source;
 mod time_travel;
+pub mod windows;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -109,8 +111,15 @@ static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
-            let rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            let mut rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            windows::table_arguments_as_subqueries(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
+        }
+        Statement::Explain(mut explain) => {
+            if let Statement::Statement(inner) = explain.statement.as_mut() {
+                windows::table_arguments_as_subqueries(inner);
+            }
+            Statement::Explain(explain)
         }
         other => other,
     }
