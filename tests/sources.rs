@@ -241,3 +241,35 @@ async fn datagen_fills_a_source_and_the_view_reports_it() {
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0].get::<_, String>("name"), "clicks");
 }
+
+#[tokio::test]
+async fn copy_from_stdin_feeds_an_ingest_source_atomically() {
+    use futures::SinkExt;
+    let (client, _dir) = start_in_process().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE s (id BIGINT NOT NULL, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'ingest')",
+        )
+        .await
+        .unwrap();
+    let copy = |data: String| {
+        let client = &client;
+        async move {
+            let sink = client.copy_in::<_, bytes::Bytes>("COPY s FROM STDIN WITH (FORMAT csv)").await?;
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(data)).await?;
+            sink.finish().await
+        }
+    };
+    let rows: String = (0..5_000).map(|i| format!("{i},2026-01-01T00:00:{:02}Z\n", i % 60)).collect();
+    assert_eq!(copy(rows).await.expect("copy into the source"), 5_000);
+    // A malformed row: the whole COPY is refused and nothing of it is retained.
+    let error = copy("5000,2026-01-01T00:00:00Z\nnot-a-number,2026-01-01T00:00:01Z\n".into())
+        .await
+        .expect_err("malformed row");
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION));
+    let row = client.query_one("SELECT count(*), max(id) FROM s", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 5_000);
+    assert_eq!(row.get::<_, i64>(1), 4_999);
+}
