@@ -130,6 +130,28 @@ impl RetainedLog {
     /// offset of its first row. Rows older than the watermark are kept (ad-hoc queries
     /// see them) but counted as late.
     pub fn append(&self, partition: u32, batch: RecordBatch, arrival_ms: i64) -> WsResult<u64> {
+        if batch.num_rows() <= CHUNK_ROWS_TARGET {
+            let bytes = batch.get_array_memory_size();
+            return self.append_chunk(partition, batch, bytes, arrival_ms);
+        }
+        // A big batch (one large INSERT or COPY) becomes several chunks, so that pruning
+        // and parallel scans keep their granularity. Slices share the batch's buffers:
+        // each is charged its share of the bytes, so that retention_bytes counts once.
+        let total_rows = batch.num_rows();
+        let total_bytes = batch.get_array_memory_size();
+        let mut first_offset = None;
+        let mut start = 0;
+        while start < total_rows {
+            let length = CHUNK_ROWS_TARGET.min(total_rows - start);
+            let bytes = total_bytes * length / total_rows;
+            let offset = self.append_chunk(partition, batch.slice(start, length), bytes, arrival_ms)?;
+            first_offset.get_or_insert(offset);
+            start += length;
+        }
+        Ok(first_offset.expect("a batch over CHUNK_ROWS_TARGET rows has at least one slice"))
+    }
+
+    fn append_chunk(&self, partition: u32, batch: RecordBatch, bytes: usize, arrival_ms: i64) -> WsResult<u64> {
         if batch.schema().fields() != self.schema.fields() {
             return Err(WsError::internal(format!(
                 "batch schema {:?} does not match the source schema {:?}",
@@ -150,7 +172,6 @@ impl RetainedLog {
             Some((min, max))
         });
         let rows = batch.num_rows() as u64;
-        let bytes = batch.get_array_memory_size();
         let mut state = self.lock();
         let first_offset = state.next_offset;
         if rows == 0 {
@@ -361,6 +382,23 @@ mod tests {
         small.append(0, batch(&[1], &[1]), 0).unwrap();
         small.append(0, batch(&[2], &[2]), 5_000).unwrap();
         assert_eq!(small.snapshot().len(), 1, "over the byte bound: only the newest chunk stays");
+    }
+
+    #[test]
+    fn big_batches_split_into_chunks_charged_once() {
+        let log = log(60_000, 1 << 30);
+        let rows = CHUNK_ROWS_TARGET * 2 + 10;
+        let ids: Vec<i64> = (0..rows as i64).collect();
+        let whole = batch(&ids, &ids);
+        let whole_bytes = whole.get_array_memory_size() as u64;
+        assert_eq!(log.append(0, whole, 0).unwrap(), 0);
+        let snapshot = log.snapshot();
+        assert_eq!(snapshot.len(), 3);
+        assert_eq!(snapshot[2].first_offset, 2 * CHUNK_ROWS_TARGET as u64);
+        assert_eq!(snapshot[1].event_range_us, Some((8_192_000_000, 16_383_000_000)));
+        let stats = log.stats();
+        assert_eq!(stats.events_retained, rows as u64);
+        assert!(stats.bytes_retained <= whole_bytes, "{} > {whole_bytes}", stats.bytes_retained);
     }
 
     #[test]
