@@ -273,3 +273,37 @@ async fn copy_from_stdin_feeds_an_ingest_source_atomically() {
     assert_eq!(row.get::<_, i64>(0), 5_000);
     assert_eq!(row.get::<_, i64>(1), 4_999);
 }
+
+#[tokio::test]
+async fn retention_drops_events_and_deletes_segments() {
+    let (client, dir) = start_in_process().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE s (id BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) \
+             WITH (connector = 'ingest', retention = '1 second', segment_bytes = '1KB')",
+        )
+        .await
+        .unwrap();
+    for statement in 0..20 {
+        client
+            .batch_execute(&format!("INSERT INTO s SELECT {statement} * 100 + value, now() FROM generate_series(0, 99) AS g(value)"))
+            .await
+            .unwrap();
+    }
+    let segments = || std::fs::read_dir(dir.path().join("data/sources/s")).unwrap().count();
+    assert!(segments() > 1, "1KB segments roll over");
+    // Upkeep runs every second; within a few ticks the events are past retention.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let retained: i64 = client.query_one("SELECT events FROM watershed.sources", &[]).await.unwrap().get(0);
+        if retained == 0 && segments() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {retained} events and {} segments", segments());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count: i64 = client.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
+    assert_eq!(count, 0);
+    let total: i64 = client.query_one("SELECT events_total FROM watershed.sources", &[]).await.unwrap().get(0);
+    assert_eq!(total, 2_000, "offsets keep counting past retention");
+}
