@@ -315,9 +315,14 @@ async fn kafka_json_ingest_rate() {
         .await
         .expect("create source");
     let deadline = Instant::now() + Duration::from_secs(1_800);
+    let mut reported = Instant::now();
     loop {
         let (events, malformed, error) = source_state(&client).await;
         assert_eq!(malformed, 0, "{error:?}");
+        if reported.elapsed() >= Duration::from_secs(5) {
+            reported = Instant::now();
+            eprintln!("{:.0} s: {events} events, last_error {error:?}", started.elapsed().as_secs_f64());
+        }
         if events >= rows {
             break;
         }
@@ -326,4 +331,50 @@ async fn kafka_json_ingest_rate() {
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("kafka JSON ingest: {rows} rows in {seconds:.2} s = {:.0} rows/s", rows as f64 / seconds);
+}
+
+/// The benchmark's broker (run by hand in its own process, see benches/README.md): a mock
+/// cluster whose topic `bench` has 32 partitions (the mock keeps only the newest 5 MB per
+/// partition, so a million ~115-byte messages need at least 23) preloaded with
+/// `KAFKA_BENCH_ROWS` JSON messages. Prints `bootstrap=...` and serves until its standard
+/// input closes.
+#[test]
+#[ignore = "benchmark broker; run by hand"]
+fn kafka_bench_broker() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let rows: i64 = std::env::var("KAFKA_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("bench", 32, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    for id in 0..rows {
+        let payload = format!(
+            r#"{{"user_id": {}, "campaign_id": {}, "product_id": {}, "ts": "2026-01-01T00:{:02}:{:02}.{:06}Z"}}"#,
+            id % 100_000,
+            id % 200,
+            id % 10_000,
+            (id / 60_000_000) % 60,
+            (id / 1_000_000) % 60,
+            id % 1_000_000
+        );
+        let mut record = BaseRecord::<(), String>::to("bench").partition((id % 32) as i32).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(600)).expect("preload flushed");
+    println!("bootstrap={bootstrap}");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
 }

@@ -534,6 +534,17 @@ mod tests {
         assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.no.such.property", "1")]), sqlstate::INVALID_PARAMETER_VALUE);
         assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.enable.auto.commit", "true")]), sqlstate::FEATURE_NOT_SUPPORTED);
         assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("typo", "1")]), sqlstate::INVALID_PARAMETER_VALUE);
+        // This build has SASL PLAIN without TLS; TLS needs OpenSSL, which it does not link.
+        let sasl = [
+            ("topic", "t"),
+            ("properties.bootstrap.server", "b:1"),
+            ("properties.security.protocol", "sasl_plaintext"),
+            ("properties.sasl.mechanism", "PLAIN"),
+            ("properties.sasl.username", "u"),
+            ("properties.sasl.password", "p"),
+        ];
+        assert!(KafkaConfig::from_spec(&spec(&sasl, "json")).is_ok());
+        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.security.protocol", "ssl")]), sqlstate::INVALID_PARAMETER_VALUE);
     }
 
     fn ids(batch: &RecordBatch) -> Vec<i64> {
