@@ -148,6 +148,13 @@ impl KafkaConfig {
             encode: spec.encode.unwrap_or(Encode::Json),
             properties,
         };
+        if config.encode == Encode::Json {
+            // arrow-json refuses some column types (bytea) when the decoder is built:
+            // say so now rather than count every message as malformed.
+            datafusion::arrow::json::ReaderBuilder::new(spec.schema.clone())
+                .build_decoder()
+                .map_err(|e| WsError::unsupported(format!("ENCODE JSON cannot fill these columns: {e}")))?;
+        }
         // librdkafka checks every property name and value here, without connecting, so a
         // typo fails CREATE SOURCE instead of the reader later.
         config
