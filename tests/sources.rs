@@ -1,6 +1,10 @@
 //! Sources over the wire: ingest durability across kill -9 (a real server process),
 //! event-time pruning, the datagen connector and the watershed.sources view.
 
+mod common;
+
+use common::{free_port, start_in_process};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,11 +14,6 @@ use tokio_postgres::{Client, NoTls};
 struct Process {
     child: Child,
     port: u16,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("addr").port()
 }
 
 impl Process {
@@ -144,22 +143,6 @@ async fn acknowledged_ingest_rows_survive_kill_9() {
     client.batch_execute("INSERT INTO s VALUES (-1, now())").await.expect("insert after restart");
     let count: i64 = client.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
     assert_eq!(count, ids.len() as i64 + 1);
-}
-
-async fn start_in_process() -> (Client, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = watershed::session::Engine::open(watershed::config::Config::rooted_at(dir.path()))
-        .await
-        .expect("engine opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        watershed::server::serve(engine, listener, std::future::pending()).await.expect("serves");
-    });
-    let url = format!("host=127.0.0.1 port={port} user=watershed dbname=watershed");
-    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connects");
-    tokio::spawn(connection);
-    (client, dir)
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 //!
 //! - `ingest`: rows INSERTed or COPied over the wire, durable in segment files.
 //! - `datagen`: the demo shop's live clicks and orders.
+//! - `kafka`: every partition of one Kafka topic, JSON or CSV messages.
 
 pub mod datagen;
 pub mod ingest;
+pub mod kafka;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,9 +30,9 @@ pub fn validate(spec: &SourceSpec, context: &ConnectorContext) -> WsResult<()> {
     match spec.connector() {
         "ingest" => spec.check_options(&ingest::OPTIONS),
         "datagen" => datagen::DatagenConfig::from_spec(spec, context.demo).map(|_| ()),
-        "kafka" => Err(WsError::unsupported("connector 'kafka' is not available in this build yet")),
+        "kafka" => kafka::KafkaConfig::from_spec(spec).map(|_| ()),
         other => Err(WsError::unsupported(format!(
-            "connector '{other}' does not exist (ingest, datagen are available)"
+            "connector '{other}' does not exist (ingest, datagen, kafka are available)"
         ))),
     }
 }
@@ -42,6 +44,10 @@ pub fn start(source: Arc<Source>, context: &ConnectorContext) -> WsResult<()> {
         "datagen" => {
             let config = datagen::DatagenConfig::from_spec(&source.spec, context.demo)?;
             datagen::start(source, config)
+        }
+        "kafka" => {
+            let config = kafka::KafkaConfig::from_spec(&source.spec)?;
+            kafka::start(source, config)
         }
         _ => validate(&source.spec, context),
     }

@@ -11,7 +11,7 @@ pub mod spec;
 pub mod system;
 pub mod table;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +50,9 @@ pub struct Source {
     rate_samples: Mutex<VecDeque<(i64, u64)>>,
     /// Set by the ingest connector: INSERT and COPY go through it.
     writer: Mutex<Option<Arc<dyn DurableAppend>>>,
+    /// Per partition, where the connector stands in its upstream (Kafka: the next offset
+    /// to read) for what the log holds; exactly-once sinks and resumes start from here.
+    positions: Mutex<BTreeMap<u32, i64>>,
     /// Stops the connector's tasks when the source is dropped or the server stops.
     pub cancel: CancellationToken,
 }
@@ -71,6 +74,7 @@ impl Source {
             last_error: Mutex::new(None),
             rate_samples: Mutex::new(VecDeque::new()),
             writer: Mutex::new(None),
+            positions: Mutex::new(BTreeMap::new()),
             cancel: CancellationToken::new(),
         }
     }
@@ -102,6 +106,16 @@ impl Source {
 
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records that `partition`'s rows up to (not including) `next` are in the log.
+    pub fn set_position(&self, partition: u32, next: i64) {
+        self.positions.lock().unwrap_or_else(|p| p.into_inner()).insert(partition, next);
+    }
+
+    /// Upstream position per partition (see `positions`).
+    pub fn positions(&self) -> BTreeMap<u32, i64> {
+        self.positions.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops the connector and releases the writer (whose thread holds this source).
