@@ -14,7 +14,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"; psql -h 127.0.0.1 -p 
 
 now_ms() { date +%s%3N; }
 ws() { psql -h 127.0.0.1 -p "$PORT" -U watershed -d watershed -Atq "$@"; }
-pg() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atq "$@"; }
+pg() { PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atq "$@"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F)"
