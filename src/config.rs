@@ -40,6 +40,8 @@ pub struct Limits {
     pub batch_rows_max: usize,
     /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
     pub query_memory_bytes_max: usize,
+    /// Cursors a session may hold open at once (DECLARE beyond it gets 54000).
+    pub cursors_max: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +53,7 @@ impl Default for Limits {
             query_text_bytes_max: 16 * 1024 * 1024,
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+            cursors_max: 64,
         }
     }
 }

@@ -39,7 +39,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
-use crate::session::{CommandTag, Engine, Outcome, Prepared, Session, settings};
+use crate::session::{CommandTag, Engine, Outcome, Prepared, Session, TransactionState, TransactionStatus, settings};
+use pgwire::messages::response::TransactionStatus as WireStatus;
+
+/// ReadyForQuery's status byte, from the session's own view of its transaction block.
+fn wire_status(transaction: &TransactionState) -> WireStatus {
+    match transaction.status() {
+        TransactionStatus::Idle => WireStatus::Idle,
+        TransactionStatus::InBlock => WireStatus::Transaction,
+        TransactionStatus::Failed => WireStatus::Error,
+    }
+}
 
 /// The token of the statement a connection is running; replaced per statement.
 #[derive(Debug, Default)]
@@ -171,6 +181,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     busy: Arc<Busy>,
     session: Arc<Mutex<Session>>,
+    transaction: Arc<TransactionState>,
     cancel: Arc<CancelSlot>,
     parser: Arc<StatementParser>,
     pid: i32,
@@ -184,12 +195,14 @@ impl Connection {
         let secret: i32 = rand::random();
         let cancel = Arc::new(CancelSlot::default());
         shared.cancels.insert(pid, secret, cancel.clone());
+        let transaction = session.transaction();
         let session = Arc::new(Mutex::new(session));
         Arc::new(Connection {
             parser: Arc::new(StatementParser { session: session.clone() }),
             shared,
             busy,
             session,
+            transaction,
             cancel,
             pid,
             secret,
@@ -330,7 +343,6 @@ impl Connection {
         if statements.is_empty() {
             client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
         }
-        let mut status = client.transaction_status();
         for statement in statements {
             let token = self.cancel.begin();
             let outcome = {
@@ -338,21 +350,19 @@ impl Connection {
                 let prepared = session.prepare(statement).await.map_err(user_error)?;
                 session.execute(&prepared, None, token).await.map_err(user_error)?
             };
+            // The status is set before the rows stream so that an error while streaming
+            // is reported against the block this statement ran in.
+            client.set_transaction_status(wire_status(&self.transaction));
             match outcome_response(outcome, &Format::UnifiedText)? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
-                Response::TransactionStart(done) => {
-                    send_execution_response(client, done).await?;
-                    status = status.to_in_transaction_state();
-                }
-                Response::TransactionEnd(done) => {
-                    send_execution_response(client, done).await?;
-                    status = status.to_idle_state();
-                }
-                Response::Execution(done) => send_execution_response(client, done).await?,
+                Response::TransactionStart(done)
+                | Response::TransactionEnd(done)
+                | Response::Execution(done) => send_execution_response(client, done).await?,
                 _ => unreachable!("outcome_response makes rows or tags only"),
             }
-            client.set_transaction_status(status);
         }
+        let status = wire_status(&self.transaction);
+        client.set_transaction_status(status);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         send_ready_for_query(client, status).await?;
         Ok(())
@@ -411,7 +421,8 @@ impl ExtendedQueryHandler for Connection {
     {
         // As pgwire's default: the unnamed portal ends with the exchange.
         client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
-        let status = client.transaction_status();
+        let status = wire_status(&self.transaction);
+        client.set_transaction_status(status);
         send_ready_for_query(client, status).await?;
         client.flush().await?;
         self.busy.set(false);
@@ -465,6 +476,8 @@ impl ErrorHandler for Connection {
         C: ClientInfo,
     {
         tracing::debug!(pid = self.pid, %error, "statement failed");
+        // Any error inside a transaction block fails the block, as in PostgreSQL.
+        self.transaction.fail();
     }
 }
 

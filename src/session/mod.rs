@@ -7,10 +7,13 @@
 //! send them batch by batch. Nothing here knows pgwire: `watershed sql` and the
 //! in-process test runner drive the same code.
 
+mod compat;
+mod cursors;
 mod ddl;
+mod pg_functions;
 pub mod settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -37,6 +40,9 @@ use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::sql::{PinKey, TimeTravelPlanner, VersionSpec, time_travel_refs};
 
+pub use compat::{TransactionState, TransactionStatus};
+use settings::Settings;
+
 /// The process-wide engine: catalog, shared object stores, configuration.
 #[derive(Clone)]
 pub struct Engine {
@@ -48,6 +54,31 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
     next_session_id: AtomicU32,
+    /// DataFusion's defaults plus datafusion-pg-catalog's functions and type planner;
+    /// every session starts from it (see [`pg_template`]).
+    pg_template: datafusion::execution::SessionState,
+}
+
+/// A session state with pg_catalog set up once for the whole engine. The pg_catalog
+/// schema hands out OIDs from its own cache; one shared instance keeps a relation's OID
+/// the same for every connection (psql asks for an OID, then queries by it; a
+/// per-session instance registered into the shared catalog would replace it under other
+/// sessions' feet).
+fn pg_template(catalog: &Catalog) -> datafusion::execution::SessionState {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_create_default_catalog_and_schema(false);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_catalog_list(catalog.provider_list())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    // pg_catalog tables and the functions clients call (pg_table_is_visible,
+    // format_type, current_schema...): what psql's \dt and drivers' metadata need.
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+        .expect("pg_catalog registers into the watershed catalog, which always exists");
+    ctx.state()
 }
 
 impl Engine {
@@ -89,9 +120,11 @@ impl Engine {
             &config.data_dir,
             config.limits.lake_staleness_ms,
         ));
+        let pg_template = pg_template(&catalog);
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
+                pg_template,
                 catalog,
                 object_stores: Arc::new(DefaultObjectStoreRegistry::new()),
                 next_session_id: AtomicU32::new(1),
@@ -117,7 +150,8 @@ impl Engine {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
+            // catalog/information_schema.rs registers PostgreSQL's flavour as a schema.
+            .with_information_schema(false)
             .with_batch_size(limits.batch_rows_max);
         let options = config.options_mut();
         // Late materialization: filters evaluated while decoding Parquet.
@@ -132,26 +166,34 @@ impl Engine {
             .build_arc()
             .expect("a runtime env with a memory pool and registry always builds");
         let time_travel = Arc::new(TimeTravelPlanner::default());
-        let state = SessionStateBuilder::new()
+        let state = SessionStateBuilder::new_from_existing(self.inner.pg_template.clone())
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_default_features()
             .with_catalog_list(self.inner.catalog.provider_list())
             .with_relation_planners(vec![time_travel.clone()])
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);
-        // pg_catalog tables and the functions clients call (pg_table_is_visible,
-        // format_type, current_schema...): what psql's \dt and drivers' metadata need.
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
-            .expect("pg_catalog registers into the watershed catalog, which always exists");
+        let state = ctx.state_weak_ref();
+        let initial = ctx.state().config().options().as_ref().clone();
+        let settings = Arc::new(Settings::new(
+            Box::new(move |change| {
+                let state = state.upgrade().ok_or_else(|| WsError::internal("session is gone"))?;
+                change(state.write().config_mut().options_mut());
+                Ok(())
+            }),
+            initial,
+        ));
+        let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
+        pg_functions::register(&ctx, settings.clone(), backend_pid);
         Session {
             engine: self.clone(),
             id,
             ctx,
             time_travel,
-            settings: settings::defaults(),
-            in_transaction: false,
+            settings,
+            transaction: Arc::new(TransactionState::default()),
+            cursors: cursors::Cursors::new(limits.cursors_max),
         }
     }
 }
@@ -171,8 +213,8 @@ enum Kind {
     DropTable { names: Vec<String>, if_exists: bool },
     Set { name: String, value: Option<String> },
     Show { name: String },
-    /// BEGIN/COMMIT/ROLLBACK: accepted; every statement is atomic on its own.
-    Transaction { tag: &'static str, begins: Option<bool> },
+    /// Transactions, RESET ALL, DISCARD ALL, cursors: see compat.rs.
+    Compat(compat::Command),
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -226,8 +268,9 @@ pub struct Session {
     id: u32,
     ctx: SessionContext,
     time_travel: Arc<TimeTravelPlanner>,
-    settings: BTreeMap<String, String>,
-    in_transaction: bool,
+    settings: Arc<Settings>,
+    transaction: Arc<TransactionState>,
+    cursors: cursors::Cursors,
 }
 
 fn empty_schema() -> SchemaRef {
@@ -258,7 +301,7 @@ impl Session {
     }
 
     pub fn in_transaction(&self) -> bool {
-        self.in_transaction
+        self.transaction.in_block()
     }
 
     /// Parses SQL text into statements (several per message in the simple protocol).
@@ -275,6 +318,15 @@ impl Session {
 
     /// Classifies and plans one statement.
     pub async fn prepare(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+        self.check_failed_block(&statement)?;
+        if let Some(kind) = self.classify_compat(&statement).await? {
+            let (schema, param_types) = match &kind {
+                Kind::Compat(compat::Command::Declare { plan, .. }) => (empty_schema(), parameter_types(plan)?),
+                Kind::Compat(command) => (self.compat_schema(command)?, Vec::new()),
+                _ => unreachable!("classify_compat makes Compat kinds only"),
+            };
+            return Ok(Prepared { kind, param_types, schema });
+        }
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
                 Kind::Show { name } if name == "all" => Arc::new(Schema::new(vec![
@@ -290,9 +342,7 @@ impl Session {
             return Ok(Prepared { kind, param_types: Vec::new(), schema });
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
-        self.pin_time_travel(&statement).await?;
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = self.plan_query(statement).await?;
         let param_types = parameter_types(&plan)?;
         let kind = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => {
@@ -332,6 +382,13 @@ impl Session {
             _ => empty_schema(),
         };
         Ok(Prepared { kind, param_types, schema })
+    }
+
+    /// Plans a statement with DataFusion, time-travel relations pinned first.
+    async fn plan_query(&self, statement: Statement) -> WsResult<LogicalPlan> {
+        self.pin_time_travel(&statement).await?;
+        let state = self.ctx.state();
+        Ok(state.statement_to_plan(statement).await?)
     }
 
     /// Statements that change or read session state, handled without DataFusion.
@@ -385,13 +442,6 @@ impl Session {
                     _ => words.join("."),
                 };
                 Kind::Show { name }
-            }
-            sqlast::Statement::StartTransaction { .. } => {
-                Kind::Transaction { tag: "BEGIN", begins: Some(true) }
-            }
-            sqlast::Statement::Commit { .. } => Kind::Transaction { tag: "COMMIT", begins: Some(false) },
-            sqlast::Statement::Rollback { .. } => {
-                Kind::Transaction { tag: "ROLLBACK", begins: Some(false) }
             }
             sqlast::Statement::Drop { object_type: sqlast::ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(crate::sql::normalized_table_name).collect();
@@ -470,6 +520,15 @@ impl Session {
                 None => Ok(plan.clone()),
             }
         };
+        if let Kind::Insert { .. } | Kind::CreateTable { .. } | Kind::CreateExternal(_) | Kind::DropTable { .. } =
+            &prepared.kind
+            && self.settings.read_only(self.transaction.in_block())
+        {
+            return Err(WsError::new(
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
+                "cannot execute a write in a read-only transaction",
+            ));
+        }
         match &prepared.kind {
             Kind::Rows(plan) => {
                 let plan = bind(plan)?;
@@ -513,13 +572,14 @@ impl Session {
                 Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
             }
             Kind::Set { name, value } => {
-                self.set(name, value.as_deref())?;
+                self.settings.set(name, value.as_deref())?;
                 Ok(Outcome::Done(CommandTag::new(if value.is_some() { "SET" } else { "RESET" })))
             }
             Kind::Show { name } => {
                 let columns: Vec<ArrayRef> = if name == "all" {
-                    let names: Vec<&str> = self.settings.keys().map(String::as_str).collect();
-                    let values: Vec<&str> = self.settings.values().map(String::as_str).collect();
+                    let all = self.settings.all();
+                    let names: Vec<&str> = all.iter().map(|(name, _)| name.as_str()).collect();
+                    let values: Vec<&str> = all.iter().map(|(_, value)| value.as_str()).collect();
                     let descriptions = vec![""; names.len()];
                     vec![
                         Arc::new(StringArray::from(names)),
@@ -527,7 +587,7 @@ impl Session {
                         Arc::new(StringArray::from(descriptions)),
                     ]
                 } else {
-                    vec![Arc::new(StringArray::from(vec![self.show(name)?]))]
+                    vec![Arc::new(StringArray::from(vec![self.settings.show(name)?]))]
                 };
                 let batch = RecordBatch::try_new(prepared.schema.clone(), columns)
                     .map_err(|error| WsError::internal(error.to_string()))?;
@@ -537,12 +597,7 @@ impl Session {
                     stream: Box::pin(RecordBatchStreamAdapter::new(prepared.schema.clone(), stream)),
                 })
             }
-            Kind::Transaction { tag, begins } => {
-                if let Some(begins) = begins {
-                    self.in_transaction = *begins;
-                }
-                Ok(Outcome::Done(CommandTag::new(tag)))
-            }
+            Kind::Compat(command) => self.execute_compat(command, params.clone()).await,
         }
     }
 
@@ -569,52 +624,6 @@ impl Session {
         Ok(rows)
     }
 
-    fn set(&mut self, name: &str, value: Option<&str>) -> WsResult<()> {
-        if name.starts_with("datafusion.") {
-            let state = self.ctx.state_ref();
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            // PostgreSQL spells booleans on/off; DataFusion's options parse true/false.
-            let value = value.map(|v| match v {
-                "on" => "true",
-                "off" => "false",
-                other => other,
-            });
-            return match value {
-                Some(value) => Ok(options.set(name, value)?),
-                None => Err(WsError::unsupported("RESET of datafusion.* options is not supported")),
-            };
-        }
-        if settings::is_read_only(name) {
-            return Err(WsError::new(
-                sqlstate::CANT_CHANGE_RUNTIME_PARAM,
-                format!("parameter \"{name}\" cannot be changed"),
-            ));
-        }
-        let defaults = settings::defaults();
-        let known = defaults.contains_key(name);
-        if !known && !name.contains('.') {
-            return Err(WsError::new(
-                sqlstate::UNDEFINED_OBJECT,
-                format!("unrecognized configuration parameter \"{name}\""),
-            ));
-        }
-        match value {
-            Some(value) => {
-                self.settings.insert(name.to_string(), value.to_string());
-            }
-            None => match defaults.get(name) {
-                Some(default) => {
-                    self.settings.insert(name.to_string(), default.clone());
-                }
-                None => {
-                    self.settings.remove(name);
-                }
-            },
-        }
-        Ok(())
-    }
-
     /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
     /// `TimeZone`, `options`...). Unknown or read-only names are ignored: a client may
     /// send any of them, and failing its connection for it would help nobody.
@@ -623,27 +632,14 @@ impl Session {
         if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
             return;
         }
-        if let Err(error) = self.set(&name, Some(value)) {
+        if let Err(error) = self.settings.set(&name, Some(value)) {
             tracing::debug!(name, %error, "startup parameter ignored");
         }
     }
 
     /// Current value of a setting, as SHOW prints it.
     pub fn show(&self, name: &str) -> WsResult<String> {
-        if let Some(value) = self.settings.get(name) {
-            return Ok(value.clone());
-        }
-        if name.starts_with("datafusion.") {
-            let state = self.ctx.state();
-            let entry = state.config().options().entries().into_iter().find(|e| e.key == name);
-            if let Some(entry) = entry {
-                return Ok(entry.value.unwrap_or_default());
-            }
-        }
-        Err(WsError::new(
-            sqlstate::UNDEFINED_OBJECT,
-            format!("unrecognized configuration parameter \"{name}\""),
-        ))
+        self.settings.show(name)
     }
 
     /// Prepares and executes every statement of `sql` in order and collects the results:

@@ -1,0 +1,201 @@
+//! PostgreSQL functions registered on each session's DataFusion context, beyond what
+//! datafusion-pg-catalog provides: the ones that need the session (`current_setting`,
+//! `set_config`, `pg_backend_pid`), `version()` in PostgreSQL's shape, and the catalog
+//! helpers psql, JDBC and SQLAlchemy call (`pg_get_indexdef`, `obj_description`,
+//! `pg_get_function_result`...).
+//!
+//! The catalog helpers answer what is true of this server: it has no indexes, rules,
+//! triggers, comments or user-defined functions, so the definition or description of any
+//! such object is NULL, which is also what PostgreSQL returns for an OID it does not know.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray, new_null_array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+use super::settings::{Settings, version_string};
+use crate::error::{WsError, sqlstate};
+
+type Body = Arc<dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync>;
+
+/// One function: a name, the argument shapes it accepts, and a row-wise body over arrays.
+struct PgFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Body,
+}
+
+impl std::fmt::Debug for PgFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFunction").field("name", &self.name).finish()
+    }
+}
+
+// DataFusion compares functions to deduplicate expressions; two instances are the same
+// function only if they share a body (a session-bound body differs per session).
+impl PartialEq for PgFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.body, &other.body)
+    }
+}
+
+impl Eq for PgFunction {}
+
+impl std::hash::Hash for PgFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PgFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays: Vec<ArrayRef> =
+            args.args.iter().map(|value| value.to_array(rows)).collect::<DfResult<_>>()?;
+        Ok(ColumnarValue::Array((self.body)(&arrays, rows)?))
+    }
+}
+
+fn function(
+    name: &'static str,
+    arities: &[usize],
+    volatility: Volatility,
+    returns: DataType,
+    body: impl Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let shapes: Vec<TypeSignature> = arities
+        .iter()
+        .map(|&n| if n == 0 { TypeSignature::Nullary } else { TypeSignature::Any(n) })
+        .collect();
+    let signature = match shapes.len() {
+        1 => Signature::new(shapes.into_iter().next().expect("one shape"), volatility),
+        _ => Signature::one_of(shapes, volatility),
+    };
+    ScalarUDF::new_from_impl(PgFunction { name, signature, returns, body: Arc::new(body) })
+}
+
+fn strings(array: &ArrayRef) -> DfResult<StringArray> {
+    let utf8 = cast(array, &DataType::Utf8)?;
+    Ok(utf8.as_any().downcast_ref::<StringArray>().expect("cast to Utf8 gives a StringArray").clone())
+}
+
+fn booleans(array: &ArrayRef) -> DfResult<BooleanArray> {
+    let flags = cast(array, &DataType::Boolean)?;
+    Ok(flags.as_any().downcast_ref::<BooleanArray>().expect("cast to Boolean gives a BooleanArray").clone())
+}
+
+fn external(error: WsError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// Registers this module's functions on a session's context (replacing same-named ones
+/// from DataFusion or datafusion-pg-catalog: `version`, `pg_backend_pid`).
+pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32) {
+    let version = version_string();
+    ctx.register_udf(function("version", &[0], Volatility::Stable, DataType::Utf8, move |_, rows| {
+        Ok(Arc::new(StringArray::from(vec![version.as_str(); rows])))
+    }));
+    ctx.register_udf(function("pg_backend_pid", &[0], Volatility::Stable, DataType::Int32, move |_, rows| {
+        Ok(Arc::new(Int32Array::from(vec![backend_pid; rows])))
+    }));
+
+    let reader = settings.clone();
+    // Volatile, not Stable: DataFusion folds Stable calls at planning time, and a
+    // `set_config` earlier in the same statement must be seen.
+    ctx.register_udf(function("current_setting", &[1, 2], Volatility::Volatile, DataType::Utf8, move |args, rows| {
+        let names = strings(&args[0])?;
+        let missing_ok = args.get(1).map(booleans).transpose()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if names.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let name = names.value(row).to_lowercase();
+            let value = reader.get(&name).map_err(external)?;
+            let tolerate = missing_ok.as_ref().is_some_and(|flags| flags.is_valid(row) && flags.value(row));
+            match value {
+                Some(value) => out.push(Some(value)),
+                None if tolerate => out.push(None),
+                None => {
+                    return Err(external(WsError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )));
+                }
+            }
+        }
+        Ok(Arc::new(StringArray::from(out)))
+    }));
+
+    let writer = settings;
+    ctx.register_udf(function("set_config", &[3], Volatility::Volatile, DataType::Utf8, move |args, rows| {
+        let names = strings(&args[0])?;
+        let values = strings(&args[1])?;
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if names.is_null(row) {
+                return Err(external(WsError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "SET requires parameter name",
+                )));
+            }
+            let name = names.value(row).to_lowercase();
+            // A NULL value resets the setting, as in PostgreSQL. `is_local` (the third
+            // argument) has no transaction to be local to: statements are their own
+            // transactions here, so the change lasts for the session.
+            let value = (!values.is_null(row)).then(|| values.value(row));
+            writer.set(&name, value).map_err(external)?;
+            out.push(writer.get(&name).map_err(external)?);
+        }
+        Ok(Arc::new(StringArray::from(out)))
+    }));
+
+    // Catalog helpers about objects this server never has (indexes, rules, triggers,
+    // comments, sequences, user functions): NULL, as PostgreSQL answers for such an OID.
+    let none: [(&'static str, &[usize]); 12] = [
+        ("pg_get_indexdef", &[1, 3]),
+        ("pg_get_viewdef", &[1, 2]),
+        ("pg_get_ruledef", &[1, 2]),
+        ("pg_get_triggerdef", &[1, 2]),
+        ("pg_get_serial_sequence", &[2]),
+        ("pg_get_function_result", &[1]),
+        ("pg_get_function_arguments", &[1]),
+        ("pg_get_function_identity_arguments", &[1]),
+        ("pg_get_functiondef", &[1]),
+        ("obj_description", &[1, 2]),
+        ("col_description", &[2]),
+        ("shobj_description", &[2]),
+    ];
+    for (name, arities) in none {
+        ctx.register_udf(function(name, arities, Volatility::Stable, DataType::Utf8, |_, rows| {
+            Ok(new_null_array(&DataType::Utf8, rows))
+        }));
+    }
+    // Every relation, type and function lives in a schema on the default search path.
+    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+        ctx.register_udf(function(name, &[1], Volatility::Stable, DataType::Boolean, |args, rows| {
+            let flags: BooleanArray = (0..rows).map(|row| args[0].is_valid(row).then_some(true)).collect();
+            Ok(Arc::new(flags))
+        }));
+    }
+}
