@@ -300,7 +300,7 @@ async fn tokio_postgres_client() {
 
     // A transaction block with a savepoint.
     client.batch_execute("DROP TABLE IF EXISTS tokio_pg_t").await.expect("drop");
-    let transaction = client.transaction().await.expect("BEGIN");
+    let mut transaction = client.transaction().await.expect("BEGIN");
     transaction.batch_execute("CREATE TABLE tokio_pg_t (id BIGINT)").await.expect("create");
     let inserted = transaction.execute("INSERT INTO tokio_pg_t VALUES ($1), ($2)", &[&1i64, &None::<i64>]).await;
     assert_eq!(inserted.expect("insert"), 2);
