@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt64Builder};
+use datafusion::arrow::array::{ArrayRef, Int32Builder, RecordBatch, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, InformationSchemaProvider};
 use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
@@ -118,15 +118,15 @@ struct ColumnsBuilder {
     schema: StringBuilder,
     table: StringBuilder,
     column: StringBuilder,
-    position: UInt64Builder,
+    position: Int32Builder,
     default: StringBuilder,
     nullable: StringBuilder,
     data_type: StringBuilder,
-    char_length: UInt64Builder,
-    numeric_precision: UInt64Builder,
-    numeric_radix: UInt64Builder,
-    numeric_scale: UInt64Builder,
-    datetime_precision: UInt64Builder,
+    char_length: Int32Builder,
+    numeric_precision: Int32Builder,
+    numeric_radix: Int32Builder,
+    numeric_scale: Int32Builder,
+    datetime_precision: Int32Builder,
     udt_catalog: StringBuilder,
     udt_schema: StringBuilder,
     udt_name: StringBuilder,
@@ -142,7 +142,7 @@ impl ColumnsBuilder {
         self.schema.append_value(schema);
         self.table.append_value(table);
         self.column.append_value(field.name());
-        self.position.append_value(position as u64);
+        self.position.append_value(i32::try_from(position).unwrap_or(i32::MAX));
         self.default.append_null();
         self.nullable.append_value(if field.is_nullable() { "YES" } else { "NO" });
         self.data_type.append_value(standard);
@@ -154,7 +154,7 @@ impl ColumnsBuilder {
             DataType::Float16 | DataType::Float32 => (Some(24), Some(2), None),
             DataType::Float64 => (Some(53), Some(2), None),
             DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
-                (Some(u64::from(*p)), Some(10), Some((*s).max(0) as u64))
+                (Some(i32::from(*p)), Some(10), Some(i32::from((*s).max(0))))
             }
             _ => (None, None, None),
         };
@@ -177,7 +177,8 @@ impl ColumnsBuilder {
 
     fn finish(mut self) -> DfResult<RecordBatch> {
         let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-        let number = |name: &str, nullable: bool| Field::new(name, DataType::UInt64, nullable);
+        // PostgreSQL's cardinal_number is an integer domain: int4 on the wire.
+        let number = |name: &str, nullable: bool| Field::new(name, DataType::Int32, nullable);
         let schema: SchemaRef = Arc::new(Schema::new(vec![
             text("table_catalog", false),
             text("table_schema", false),

@@ -160,6 +160,9 @@ impl Engine {
         // PostgreSQL folds unquoted identifiers to lower case; so does DataFusion's
         // normalization, which must stay on.
         options.sql_parser.enable_ident_normalization = true;
+        // `timestamptz` plans as a timestamp in the session time zone (PostgreSQL's
+        // `timezone` setting, UTC by default; settings.rs keeps the two in step).
+        options.execution.time_zone = Some("UTC".to_string());
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.inner.object_stores.clone())
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.query_memory_bytes_max)))

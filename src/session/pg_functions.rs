@@ -110,6 +110,7 @@ fn external(error: WsError) -> DataFusionError {
 /// Registers this module's functions on a session's context (replacing same-named ones
 /// from DataFusion or datafusion-pg-catalog: `version`, `pg_backend_pid`).
 pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32) {
+    ctx.register_udaf(crate::sql::single_value_udaf());
     let version = version_string();
     ctx.register_udf(function("version", &[0], Volatility::Stable, DataType::Utf8, move |_, rows| {
         Ok(Arc::new(StringArray::from(vec![version.as_str(); rows])))
@@ -191,11 +192,68 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
             Ok(new_null_array(&DataType::Utf8, rows))
         }));
     }
+    ctx.register_udf(function("to_regtype", &[1], Volatility::Stable, DataType::Int32, |args, _| {
+        let names = strings(&args[0])?;
+        let oids: Int32Array = names.iter().map(|name| name.and_then(type_oid)).collect();
+        Ok(Arc::new(oids))
+    }));
     // Every relation, type and function lives in a schema on the default search path.
     for name in ["pg_function_is_visible", "pg_type_is_visible"] {
         ctx.register_udf(function(name, &[1], Volatility::Stable, DataType::Boolean, |args, rows| {
             let flags: BooleanArray = (0..rows).map(|row| args[0].is_valid(row).then_some(true)).collect();
             Ok(Arc::new(flags))
         }));
+    }
+}
+
+/// OID of a built-in type by any name PostgreSQL's `to_regtype` accepts for it
+/// (`int8`, `bigint`, `pg_catalog.int8`, `bigint[]`, `timestamp with time zone`...);
+/// None for a type this server does not have (`hstore`), as `to_regtype` answers NULL.
+fn type_oid(name: &str) -> Option<i32> {
+    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<String, u32>> = std::sync::LazyLock::new(|| {
+        // The built-in types postgres-types knows; their OIDs sit below 10000.
+        let mut map: std::collections::HashMap<String, u32> = (0..10_000u32)
+            .filter_map(pgwire::api::Type::from_oid)
+            .map(|t| (t.name().to_string(), t.oid()))
+            .collect();
+        let aliases = [
+            ("smallint", "int2"), ("integer", "int4"), ("int", "int4"), ("bigint", "int8"),
+            ("real", "float4"), ("double precision", "float8"), ("boolean", "bool"),
+            ("character varying", "varchar"), ("character", "bpchar"), ("char", "bpchar"),
+            ("decimal", "numeric"), ("timestamp without time zone", "timestamp"),
+            ("timestamp with time zone", "timestamptz"), ("time without time zone", "time"),
+            ("time with time zone", "timetz"),
+        ];
+        for (alias, canonical) in aliases {
+            if let Some(oid) = map.get(canonical).copied() {
+                map.insert(alias.to_string(), oid);
+            }
+        }
+        map
+    });
+    let name = name.trim().trim_matches('"').to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let oid = match name.strip_suffix("[]") {
+        Some(element) => {
+            let element = BY_NAME.get(element.trim())?;
+            let element = pgwire::api::Type::from_oid(*element)?;
+            BY_NAME.get(&format!("_{}", element.name()))
+        }
+        None => BY_NAME.get(name),
+    };
+    oid.and_then(|oid| i32::try_from(*oid).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_oid;
+
+    #[test]
+    fn to_regtype_names() {
+        assert_eq!(type_oid("bigint"), Some(20));
+        assert_eq!(type_oid("pg_catalog.int8"), Some(20));
+        assert_eq!(type_oid("bigint[]"), Some(1016));
+        assert_eq!(type_oid("timestamp with time zone"), Some(1184));
+        assert_eq!(type_oid("hstore"), None);
     }
 }

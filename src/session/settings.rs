@@ -129,6 +129,17 @@ impl Settings {
         if !defaults.contains_key(name) && !name.contains('.') {
             return Err(unrecognized(name));
         }
+        if name == "timezone" {
+            // DataFusion types `timestamptz` with its own session time zone; keep it the
+            // same zone. Arrow accepts IANA names and offsets; a name it does not know
+            // is refused here rather than failing every later timestamptz.
+            let zone = value.unwrap_or("UTC").to_string();
+            let mut result = Ok(());
+            (self.datafusion)(&mut |options| result = options.set("datafusion.execution.time_zone", &zone))?;
+            result.map_err(|_| {
+                WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"TimeZone\": \"{zone}\""))
+            })?;
+        }
         let mut values = self.values();
         match (value, defaults.get(name)) {
             (Some(value), _) => {

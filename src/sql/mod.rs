@@ -6,14 +6,17 @@
 //! PostgreSQL-isms that clients' metadata queries use (`OPERATOR(pg_catalog.~)`,
 //! `'t'::regclass`, unqualified `pg_class`...) are rewritten on the AST by
 //! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
+//! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
 mod dialect;
+mod subqueries;
 mod time_travel;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
+pub use subqueries::single_value_udaf;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
 use crate::error::{WsError, WsResult, sqlstate};
@@ -62,7 +65,8 @@ static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
-            let rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            let mut rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
         }
         other => other,
