@@ -172,10 +172,12 @@ fn psql_queries_types_transactions_errors() {
     }
     // A parameterized query: psql interpolates its variables (psql 16's \bind would use
     // the extended protocol; the Debian psql here is 15).
+    let script = manifest_dir().join("tests/clients/psql_variables.sql");
     let mut bound = Command::new("psql");
     bound
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "n=21", "-h", "127.0.0.1", "-U", "watershed", "-d", "watershed"])
-        .args(["-p", &server_port().to_string(), "-c", "SELECT :n::int8 * 2 AS doubled, NULL::text IS NULL AS isnull"]);
+        .args(["-p", &server_port().to_string(), "-f"])
+        .arg(&script);
     let bound = run(bound, "psql with a variable");
     assert!(bound.contains("42") && bound.contains(" t"), "psql variable:\n{bound}");
     let block = psql(&[

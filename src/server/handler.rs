@@ -443,12 +443,17 @@ impl ExtendedQueryHandler for Connection {
     {
         let statement: &StoredStatement<Arc<PreparedStatement>> = &portal.statement;
         let prepared = &statement.statement.prepared;
-        let types = decode_types(prepared);
-        let type_refs: Vec<Option<&DataType>> = types.iter().map(Some).collect();
+        // A value is decoded with the type the client declared for it if any, else with the
+        // type ParameterDescription announced; it is coerced only to a type the statement
+        // itself determines (`LIMIT $1` determines none: an int8 stays an int8).
+        let inferred: Vec<Option<&DataType>> = prepared.param_types.iter().map(Option::as_ref).collect();
+        let announced: Vec<Type> =
+            decode_types(prepared).iter().map(arrow_pg::datatypes::into_pg_type).collect::<PgWireResult<_>>()?;
+        let announced: Vec<Option<&Type>> = announced.iter().map(Some).collect();
         let params = if portal.parameter_len() == 0 {
             None
         } else {
-            let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &type_refs)
+            let values = arrow_pg::datatypes::df::deserialize_parameters_with_server_types(portal, &inferred, &announced)
                 .map_err(|error| match error {
                     PgWireError::UserError(_) => error,
                     other => user_error(WsError::new(

@@ -192,6 +192,12 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
             Ok(new_null_array(&DataType::Utf8, rows))
         }));
     }
+    ctx.register_udf(ScalarUDF::new_from_impl(PgFunction {
+        name: "json_build_object",
+        signature: Signature::variadic_any(Volatility::Immutable),
+        returns: DataType::Utf8,
+        body: Arc::new(json_build_object),
+    }));
     ctx.register_udf(function("to_regtype", &[1], Volatility::Stable, DataType::Int32, |args, _| {
         let names = strings(&args[0])?;
         let oids: Int32Array = names.iter().map(|name| name.and_then(type_oid)).collect();
@@ -204,6 +210,64 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
             Ok(Arc::new(flags))
         }));
     }
+}
+
+/// `json_build_object(k1, v1, ...)`: a JSON object per row, as text (PostgreSQL's `json`
+/// travels as text too).
+fn json_build_object(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
+    use datafusion::common::ScalarValue;
+    if args.len() % 2 != 0 {
+        return Err(external(WsError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            "argument list must have even number of elements",
+        )));
+    }
+    fn quote(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 2);
+        out.push('"');
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let mut object = String::from("{");
+        for (pair, chunk) in args.chunks(2).enumerate() {
+            let key = ScalarValue::try_from_array(&chunk[0], row)?;
+            if key.is_null() {
+                return Err(external(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "null value not allowed for object key")));
+            }
+            let value = ScalarValue::try_from_array(&chunk[1], row)?;
+            let value = match &value {
+                v if v.is_null() => "null".to_string(),
+                ScalarValue::Boolean(Some(b)) => b.to_string(),
+                v if v.data_type().is_numeric() => v.to_string(),
+                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => quote(t),
+                other => quote(&other.to_string()),
+            };
+            let key = match &key {
+                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => t.clone(),
+                other => other.to_string(),
+            };
+            if pair > 0 {
+                object.push_str(", ");
+            }
+            object.push_str(&format!("{} : {}", quote(&key), value));
+        }
+        object.push('}');
+        out.push(object);
+    }
+    Ok(Arc::new(StringArray::from(out)))
 }
 
 /// OID of a built-in type by any name PostgreSQL's `to_regtype` accepts for it
@@ -255,5 +319,16 @@ mod tests {
         assert_eq!(type_oid("bigint[]"), Some(1016));
         assert_eq!(type_oid("timestamp with time zone"), Some(1184));
         assert_eq!(type_oid("hstore"), None);
+    }
+
+    #[test]
+    fn json_objects() {
+        use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+        use std::sync::Arc;
+        let keys: ArrayRef = Arc::new(StringArray::from(vec!["a\"b"]));
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![Some(3)]));
+        let out = super::json_build_object(&[keys, values], 1).unwrap();
+        let out = out.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(out.value(0), r#"{"a\"b" : 3}"#);
     }
 }

@@ -9,6 +9,7 @@
 //! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
 mod dialect;
+mod regproc;
 mod subqueries;
 mod time_travel;
 
@@ -65,7 +66,9 @@ static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
-            let mut rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            let mut inner = *inner;
+            regproc::rewrite(&mut inner);
+            let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
             subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
         }

@@ -16,6 +16,18 @@ async def main():
     rows = await conn.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = $1", "public")
     check("products" in [r["table_name"] for r in rows], "information_schema.tables")
 
+    import psycopg
+    from asyncpg import introspection
+    from common import DSN
+    with psycopg.connect(DSN) as dbg:
+        for sql in (TYPES_SQL, introspection.INTRO_LOOKUP_TYPES_13):
+            cur = dbg.cursor()
+            try:
+                cur.execute(sql.replace("$1", "'{}'::int4[]"))
+                print("DEBUG", [(d.name, d.type_code) for d in cur.description])
+            except Exception as e:
+                print("DEBUG error", e)
+                dbg.rollback()
     row = await conn.fetchrow(TYPES_SQL)
     check_types(dict(row), label="asyncpg binary")
 
