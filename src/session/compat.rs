@@ -342,6 +342,11 @@ impl Session {
         }
     }
 
+    /// Columns of an open cursor (server/ describes a cursor as a portal).
+    pub fn cursor_schema(&self, name: &str) -> WsResult<datafusion::arrow::datatypes::SchemaRef> {
+        self.cursors.schema(name)
+    }
+
     /// Shared with server/: the transaction block state of this session.
     pub fn transaction(&self) -> Arc<TransactionState> {
         self.transaction.clone()

@@ -198,6 +198,7 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
         returns: DataType::Utf8,
         body: Arc::new(json_build_object),
     }));
+    ctx.register_udf(function("_pg_expandarray", &[1], Volatility::Immutable, expandarray_type(), expandarray));
     ctx.register_udf(function("to_regtype", &[1], Volatility::Stable, DataType::Int32, |args, _| {
         let names = strings(&args[0])?;
         let oids: Int32Array = names.iter().map(|name| name.and_then(type_oid)).collect();
@@ -268,6 +269,87 @@ fn json_build_object(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
         out.push(object);
     }
     Ok(Arc::new(StringArray::from(out)))
+}
+
+fn expandarray_fields() -> datafusion::arrow::datatypes::Fields {
+    use datafusion::arrow::datatypes::Field;
+    vec![Field::new("x", DataType::Int64, true), Field::new("n", DataType::Int32, false)].into()
+}
+
+fn expandarray_type() -> DataType {
+    use datafusion::arrow::datatypes::Field;
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(expandarray_fields()), false)))
+}
+
+/// `information_schema._pg_expandarray(a)`: PostgreSQL's set-returning function of
+/// (element, 1-based index) pairs, here as a list of `{x, n}` structs; sql/ wraps each
+/// call in `unnest`, which makes it set-returning again. pgJDBC's getPrimaryKeys and
+/// getIndexInfo expand `pg_index.indkey` with it. Accepts arrays and the text form of
+/// int2vector (`"1 2"`).
+fn expandarray(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
+    use datafusion::arrow::array::{Int64Array, ListArray, StructArray};
+    use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+    use datafusion::arrow::datatypes::Field;
+    let input = &args[0];
+    let mut elements: Vec<Option<Vec<Option<i64>>>> = Vec::with_capacity(rows);
+    match input.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            let list = cast(input, &DataType::List(Arc::new(Field::new("item", DataType::Int64, true))))?;
+            let list = list.as_any().downcast_ref::<ListArray>().expect("cast to List gives a ListArray");
+            for row in 0..rows {
+                if list.is_null(row) {
+                    elements.push(None);
+                    continue;
+                }
+                let values = list.value(row);
+                let values = values.as_any().downcast_ref::<Int64Array>().expect("List of Int64");
+                elements.push(Some(values.iter().collect()));
+            }
+        }
+        _ => {
+            let texts = strings(input)?;
+            for row in 0..rows {
+                if texts.is_null(row) {
+                    elements.push(None);
+                    continue;
+                }
+                let parsed: Vec<Option<i64>> = texts
+                    .value(row)
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.parse::<i64>().ok())
+                    .collect();
+                elements.push(Some(parsed));
+            }
+        }
+    }
+    let mut xs = Vec::new();
+    let mut ns = Vec::new();
+    let mut lengths = Vec::with_capacity(rows);
+    let mut valid = Vec::with_capacity(rows);
+    for row in elements {
+        let row_values = row.as_deref().unwrap_or_default();
+        for (index, value) in row_values.iter().enumerate() {
+            xs.push(*value);
+            ns.push(i32::try_from(index + 1).unwrap_or(i32::MAX));
+        }
+        lengths.push(row_values.len());
+        valid.push(row.is_some());
+    }
+    let entries = StructArray::try_new(
+        expandarray_fields(),
+        vec![Arc::new(Int64Array::from(xs)), Arc::new(Int32Array::from(ns))],
+        None,
+    )?;
+    let DataType::List(field) = expandarray_type() else { unreachable!("expandarray_type is a List") };
+    let list = ListArray::try_new(
+        field,
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(entries),
+        Some(NullBuffer::from(valid)),
+    )?;
+    Ok(Arc::new(list))
 }
 
 /// OID of a built-in type by any name PostgreSQL's `to_regtype` accepts for it

@@ -1,5 +1,7 @@
-//! `'name'::regproc` literals compared with pg_type's regproc columns.
+//! PostgreSQL catalog idioms that datafusion-pg-catalog's rules do not cover:
+//! `'name'::regproc` literals, and the set-returning `information_schema._pg_expandarray`.
 //!
+//! `'name'::regproc` literals compared with pg_type's regproc columns:
 //! datafusion-pg-catalog stores regproc columns (`typinput`, `typoutput`...) as function
 //! names, the way PostgreSQL prints them; pgJDBC asks `typinput = 'pg_catalog.array_in'::regproc`.
 //! Its generic rewrite turns the literal into an OID, which a name column cannot equal.
@@ -8,7 +10,10 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{DataType, Expr, Statement, Value, ValueWithSpan, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{
+    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    ObjectName, Statement, Value, ValueWithSpan, visit_expressions_mut,
+};
 
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
@@ -19,6 +24,29 @@ pub fn rewrite(statement: &mut Statement) {
         {
             let function = text.rsplit('.').next().unwrap_or(text).trim_matches('"').to_string();
             *expr = Expr::Value(Value::SingleQuotedString(function).into());
+        }
+        // `_pg_expandarray(a)` returns a set of (x, n) rows; our function of that name
+        // returns them as a list, and unnest makes it a set again (in a select list,
+        // several unnests run in lockstep, as several set-returning functions do).
+        if let Expr::Function(function) = expr
+            && function.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray"))
+        {
+            let mut inner = function.clone();
+            inner.name = ObjectName::from(vec![Ident::new("_pg_expandarray")]);
+            *expr = Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new("unnest")]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Function(inner)))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
         }
         ControlFlow::<()>::Continue(())
     });

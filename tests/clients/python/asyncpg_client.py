@@ -25,6 +25,8 @@ async def main():
             try:
                 cur.execute(sql.replace("$1", "'{}'::int4[]"))
                 print("DEBUG", [(d.name, d.type_code) for d in cur.description])
+                settings = conn._protocol.get_settings()
+                print("DEBUG missing", [d.type_code for d in cur.description if settings.get_data_codec(d.type_code) is None])
             except Exception as e:
                 print("DEBUG error", e)
                 dbg.rollback()
