@@ -1,5 +1,7 @@
 //! PostgreSQL catalog idioms that datafusion-pg-catalog's rules do not cover:
-//! `'name'::regproc` literals, and the set-returning `information_schema._pg_expandarray`.
+//! `'name'::regproc` literals, the set-returning `information_schema._pg_expandarray`, and
+//! field access on a composite value, `(expr).field`, which DataFusion spells
+//! `expr['field']`.
 //!
 //! `'name'::regproc` literals compared with pg_type's regproc columns:
 //! datafusion-pg-catalog stores regproc columns (`typinput`, `typoutput`...) as function
@@ -11,7 +13,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    AccessExpr, DataType, Expr, Subscript, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
     ObjectName, Statement, Value, ValueWithSpan, visit_expressions_mut,
 };
 
@@ -24,6 +26,14 @@ pub fn rewrite(statement: &mut Statement) {
         {
             let function = text.rsplit('.').next().unwrap_or(text).trim_matches('"').to_string();
             *expr = Expr::Value(Value::SingleQuotedString(function).into());
+        }
+        if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
+            for access in access_chain.iter_mut() {
+                if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name = Expr::Value(Value::SingleQuotedString(field.value.clone()).into());
+                    *access = AccessExpr::Subscript(Subscript::Index { index: name });
+                }
+            }
         }
         // `_pg_expandarray(a)` returns a set of (x, n) rows; our function of that name
         // returns them as a list, and unnest makes it a set again (in a select list,

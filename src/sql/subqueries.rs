@@ -16,8 +16,8 @@
 //!    (`a.attcollation <> t.typcollation` becomes `c.oid <> t.typcollation`), leaving only
 //!    equalities to correlate on, which DataFusion decorrelates into joins.
 //!
-//! Columns are told apart by their qualifier: one naming a relation of the subquery's
-//! FROM is inner, any other is outer; a subquery with unqualified columns in its WHERE is
+//! Columns are told apart by their qualifier (the relation part of `q.c` or `s.q.c`): one
+//! naming a relation of the subquery's FROM is inner, any other is outer; a subquery with unqualified columns in its WHERE is
 //! left as it is.
 
 use std::collections::HashSet;
@@ -209,10 +209,10 @@ fn from_names(select: &datafusion::sql::sqlparser::ast::Select) -> HashSet<Strin
     names
 }
 
-/// The qualifier of a `q.column` reference.
+/// The relation a `q.column` or `schema.q.column` reference names.
 fn qualifier(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::CompoundIdentifier(parts) if parts.len() == 2 => Some(parts[0].value.to_lowercase()),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => Some(parts[parts.len() - 2].value.to_lowercase()),
         _ => None,
     }
 }
