@@ -27,7 +27,10 @@ pub fn rewrite(statement: &mut Statement) {
             let function = text.rsplit('.').next().unwrap_or(text).trim_matches('"').to_string();
             *expr = Expr::Value(Value::SingleQuotedString(function).into());
         }
-        if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
+        // A bare column root (`(t.c)[i]`, `t.c.f`) is DataFusion's to resolve as it is.
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && !matches!(root.as_ref(), Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+        {
             for access in access_chain.iter_mut() {
                 if let AccessExpr::Dot(Expr::Identifier(field)) = access {
                     let name = Expr::Value(Value::SingleQuotedString(field.value.clone()).into());

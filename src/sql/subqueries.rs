@@ -124,16 +124,67 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
         }
     }
 
-    // 1: the selected value through the single-row aggregate.
+    // 1: the selected value through the single-row aggregate. DataFusion cannot aggregate
+    // an expression that reads outer columns, so such an expression is computed outside:
+    // the subquery yields the inner columns it reads as one struct (NULL when no row
+    // matched, keeping the whole value NULL then), and the expression reads the fields.
+    let selected_columns = columns(selected)?;
+    let reads_outer = selected_columns.iter().any(|q| !inner.contains(q));
+    let mut inner_refs: Vec<Expr> = Vec::new();
+    if reads_outer {
+        let mut copy = selected.clone();
+        let _ = visit_expressions_mut(&mut copy, |e| {
+            if qualifier(e).is_some_and(|q| inner.contains(&q)) && !inner_refs.contains(e) {
+                inner_refs.push(e.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    let value = if reads_outer {
+        let mut fields = Vec::new();
+        for (index, column) in inner_refs.iter().enumerate() {
+            fields.push(Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into()));
+            fields.push(column.clone());
+        }
+        if fields.is_empty() {
+            fields.push(Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString("c".into()).into()));
+            fields.push(Expr::Value(datafusion::sql::sqlparser::ast::Value::Boolean(true).into()));
+        }
+        call("named_struct", fields)
+    } else {
+        selected.clone()
+    };
     let mut query = query.clone();
     let SetExpr::Select(select) = query.body.as_mut() else { unreachable!("checked above") };
-    let wrapped = call(SINGLE_VALUE, vec![selected.clone()]);
+    let wrapped = call(SINGLE_VALUE, vec![value]);
     select.projection = vec![match alias {
-        Some(alias) => SelectItem::ExprWithAlias { expr: wrapped, alias: alias.clone() },
-        None => SelectItem::UnnamedExpr(wrapped),
+        Some(alias) if !reads_outer => SelectItem::ExprWithAlias { expr: wrapped, alias: alias.clone() },
+        _ => SelectItem::UnnamedExpr(wrapped),
     }];
     select.selection = and_all(kept);
-    let subquery = Expr::Subquery(Box::new(query));
+    let mut subquery = Expr::Subquery(Box::new(query));
+    if reads_outer {
+        let row = subquery.clone();
+        let mut outside = selected.clone();
+        for (index, column) in inner_refs.iter().enumerate() {
+            let field = Expr::CompoundFieldAccess {
+                root: Box::new(Expr::Nested(Box::new(row.clone()))),
+                access_chain: vec![datafusion::sql::sqlparser::ast::AccessExpr::Subscript(
+                    datafusion::sql::sqlparser::ast::Subscript::Index {
+                        index: Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into()),
+                    },
+                )],
+            };
+            replace(&mut outside, column, &field);
+        }
+        subquery = Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![CaseWhen { condition: Expr::IsNotNull(Box::new(row)), result: outside }],
+            else_result: None,
+        };
+    }
     Some(match and_all(outer_only) {
         None => subquery,
         Some(condition) => Expr::Case {
@@ -373,6 +424,8 @@ mod tests {
             "SELECT (SELECT c.n FROM c, t WHERE c.oid = a.coll AND t.oid = a.typ AND a.coll <> t.tc) FROM a",
         );
         assert!(sql.contains("c.oid <> t.tc"), "{sql}");
+        let outside = rewritten("SELECT (SELECT f(d.x, a.y) FROM d WHERE d.id = a.id) FROM a");
+        assert!(outside.contains("named_struct('c0', d.x)") && outside.contains("['c0'], a.y)"), "{outside}");
         let untouched = rewritten("SELECT (SELECT max(d.x) FROM d WHERE d.id = a.id) FROM a");
         assert!(!untouched.contains(SINGLE_VALUE), "{untouched}");
         let uncorrelated = rewritten("SELECT (SELECT d.x FROM d WHERE d.id = 1) FROM a");
