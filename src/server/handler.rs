@@ -222,6 +222,20 @@ impl Drop for Connection {
     }
 }
 
+/// `DEALLOCATE name` drops the named protocol-level statement. `DEALLOCATE ALL` drops
+/// none: pgwire's store cannot list them, and a driver sending it (psycopg after a
+/// ROLLBACK) forgets its statements and prepares them anew under names it reuses, which
+/// replaces the old ones.
+fn deallocate<C>(client: &mut C, prepared: &Prepared)
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    if let Some(Some(name)) = prepared.deallocates() {
+        client.portal_store().rm_statement(name);
+    }
+}
+
 fn execution_response(done: &CommandTag) -> Response {
     let out = tag(done);
     match done.command {
@@ -348,7 +362,9 @@ impl Connection {
             let outcome = {
                 let mut session = self.session.lock().await;
                 let prepared = session.prepare(statement).await.map_err(user_error)?;
-                session.execute(&prepared, None, token).await.map_err(user_error)?
+                let outcome = session.execute(&prepared, None, token).await.map_err(user_error)?;
+                deallocate(client, &prepared);
+                outcome
             };
             // The status is set before the rows stream so that an error while streaming
             // is reported against the block this statement ran in.
@@ -454,7 +470,7 @@ impl ExtendedQueryHandler for Connection {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -487,6 +503,7 @@ impl ExtendedQueryHandler for Connection {
             Some(values)
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
+        deallocate(client, prepared);
         outcome_response(outcome, &portal.result_column_format)
     }
 }

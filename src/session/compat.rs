@@ -101,6 +101,9 @@ pub enum Command {
     Declare { name: String, plan: LogicalPlan, hold: bool },
     Fetch { name: String, count: Count },
     Close(Option<String>),
+    /// `DEALLOCATE name` / `DEALLOCATE ALL` (None); server/ drops the protocol-level
+    /// statement, which lives in pgwire's store, not in the session.
+    Deallocate(Option<String>),
 }
 
 /// Cursor and savepoint names fold to lower case unless quoted, like any identifier.
@@ -220,6 +223,11 @@ impl Session {
                 Command::Fetch { name: ident_name(name), count: fetch_count(direction)? }
             }
             sqlast::Statement::Declare { stmts } => return self.classify_declare(stmts).await.map(Some),
+            sqlast::Statement::Deallocate { name, .. } => {
+                let all = name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all");
+                // Statement names are case-sensitive on the wire; drivers send them as made.
+                Command::Deallocate((!all).then(|| name.value.clone()))
+            }
             _ => return Ok(None),
         };
         Ok(Some(Kind::Compat(command)))
@@ -335,6 +343,8 @@ impl Session {
                 self.cursors.close(name)?;
                 done("CLOSE CURSOR")
             }
+            Command::Deallocate(Some(_)) => done("DEALLOCATE"),
+            Command::Deallocate(None) => done("DEALLOCATE ALL"),
             Command::Close(None) => {
                 self.cursors.close_all();
                 done("CLOSE CURSOR ALL")

@@ -230,6 +230,16 @@ pub struct Prepared {
     pub schema: SchemaRef,
 }
 
+impl Prepared {
+    /// For `DEALLOCATE`: the protocol-level statement to drop (None inside for ALL).
+    pub fn deallocates(&self) -> Option<Option<&str>> {
+        match &self.kind {
+            Kind::Compat(compat::Command::Deallocate(name)) => Some(name.as_deref()),
+            _ => None,
+        }
+    }
+}
+
 /// The result of executing one statement.
 pub enum Outcome {
     /// Rows to stream to the client; `tag` is the command word of the final tag.
