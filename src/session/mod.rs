@@ -330,7 +330,17 @@ impl Session {
     }
 
     /// Classifies and plans one statement.
-    pub async fn prepare(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+    pub async fn prepare(&mut self, statement: Statement) -> WsResult<Prepared> {
+        let prepared = self.prepare_inner(statement).await;
+        if prepared.is_err() {
+            // An error inside a transaction block fails the block (server/ also marks it
+            // for errors raised while rows stream out).
+            self.transaction.fail();
+        }
+        prepared
+    }
+
+    async fn prepare_inner(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         self.check_failed_block(&statement)?;
         if let Some(kind) = self.classify_compat(&statement).await? {
             let (schema, param_types) = match &kind {
@@ -512,9 +522,13 @@ impl Session {
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(WsError::canceled()),
-            outcome = work => outcome?,
+            _ = cancel.cancelled() => Err(WsError::canceled()),
+            outcome = work => outcome,
         };
+        if outcome.is_err() {
+            self.transaction.fail();
+        }
+        let outcome = outcome?;
         Ok(match outcome {
             Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel) },
             done => done,
