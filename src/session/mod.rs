@@ -680,7 +680,14 @@ impl Session {
                 Outcome::Rows { tag, mut stream } => {
                     let mut batches = Vec::new();
                     while let Some(batch) = stream.next().await {
-                        batches.push(batch?);
+                        match batch {
+                            Ok(batch) => batches.push(batch),
+                            Err(error) => {
+                                // As server/ does for an error while rows stream out.
+                                self.transaction.fail();
+                                return Err(error.into());
+                            }
+                        }
                     }
                     let rows = batches.iter().map(RecordBatch::num_rows).sum();
                     results.push(Collected {
