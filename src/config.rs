@@ -21,6 +21,23 @@ pub struct Config {
     /// Show progress bars (demo generation) on stderr.
     pub progress: bool,
     pub limits: Limits,
+    pub security: SecurityConfig,
+}
+
+/// TLS and authentication. Without a users file every client is admin (trust), which
+/// the server allows only on a loopback address unless `insecure_no_auth` says otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// PEM certificate chain, server certificate first; TLS is offered when set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse (28000) clients that do not use TLS, like PostgreSQL's `hostssl`.
+    pub tls_required: bool,
+    /// TOML file of users with salted password hashes; enables authentication.
+    pub users_file: Option<PathBuf>,
+    /// Allow a non-loopback `listen` address without a users file.
+    pub insecure_no_auth: bool,
 }
 
 /// Every bound the server enforces. Defaults are chosen for one 2-core, 24 GiB machine.
@@ -42,6 +59,15 @@ pub struct Limits {
     pub query_memory_bytes_max: usize,
     /// Cursors a session may hold open at once (DECLARE beyond it gets 54000).
     pub cursors_max: usize,
+    /// Default `statement_timeout` of new sessions (0 = none); 57014 beyond it.
+    pub statement_timeout_ms: u64,
+    /// COPY FROM STDIN hands a batch to the insert once it holds this much decoded text
+    /// (or `batch_rows_max` rows); one row longer than this is refused with 54000. At most
+    /// four such batches are held per COPY (decoding, two queued, writing).
+    pub copy_batch_bytes_max: usize,
+    /// Windows one event may fall in: size/slide for HOP, size/step for CUMULATE (54000
+    /// beyond it), as each window is a row.
+    pub windows_per_event_max: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +80,9 @@ impl Default for Limits {
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
             cursors_max: 64,
+            statement_timeout_ms: 0,
+            copy_batch_bytes_max: 32 * 1024 * 1024,
+            windows_per_event_max: 10_000,
         }
     }
 }
@@ -69,6 +98,7 @@ impl Config {
             demo_autogenerate: false,
             progress: false,
             limits: Limits::default(),
+            security: SecurityConfig::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What each command of the binary does, for main.rs to call: serve with signal
 //! handling, run statements embedded and print them, regenerate the demo lake.
 
+use std::io::BufRead as _;
 use std::time::Instant;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -10,16 +11,27 @@ use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::session::Engine;
 
-/// Opens the engine and serves until SIGINT or SIGTERM.
+/// Opens the engine and serves until SIGINT or SIGTERM. TLS files, the users file and
+/// the listen address are checked first, so a bad setup fails before any work.
 pub async fn serve(config: Config) -> WsResult<()> {
     let started = Instant::now();
+    let security = crate::server::Security::load(&config)?;
+    security.check_listen(config.listen)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|error| {
         WsError::new(sqlstate::IO_ERROR, format!("cannot listen on {}: {error}", config.listen))
     })?;
     let engine = Engine::open(config).await?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, startup_ms = started.elapsed().as_millis() as u64, "watershed is ready: psql -h {} -p {} -U watershed watershed", address.ip(), address.port());
-    crate::server::serve(engine, listener, shutdown_signal()).await
+    tracing::info!(
+        %address,
+        startup_ms = started.elapsed().as_millis() as u64,
+        tls = security.tls_enabled(),
+        authentication = security.authenticates(),
+        "watershed is ready: psql -h {} -p {} -U watershed watershed",
+        address.ip(),
+        address.port()
+    );
+    crate::server::serve_with(engine, listener, security, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -96,6 +108,30 @@ pub async fn demo(config: Config, scale: f64, seed: Option<u64>) -> WsResult<()>
         report.customers,
         report.orders,
         report.elapsed_ms
+    );
+    Ok(())
+}
+
+/// `watershed user add`: reads the password from one line of `input` (stdin), refuses an
+/// empty one, and adds or replaces the user in the users file, written atomically.
+pub fn user_add(
+    users_file: &std::path::Path,
+    name: &str,
+    role: crate::session::Role,
+    method: crate::session::users::Method,
+    input: &mut impl std::io::BufRead,
+) -> WsResult<()> {
+    let mut line = String::new();
+    // One byte more than the limit is enough to tell an over-long password.
+    let limit = crate::session::users::PASSWORD_BYTES_MAX as u64 + 3;
+    std::io::Read::take(&mut *input, limit).read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let replaced = crate::session::users::add_user(users_file, name, role, method, password)?;
+    eprintln!(
+        "{} user {name} (role {role}) in {}",
+        if replaced { "replaced" } else { "added" },
+        users_file.display()
     );
     Ok(())
 }

@@ -18,6 +18,8 @@ pub mod sqlstate {
     pub const DUPLICATE_COLUMN: &str = "42701";
     pub const AMBIGUOUS_COLUMN: &str = "42702";
     pub const DATATYPE_MISMATCH: &str = "42804";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
+    pub const DUPLICATE_OBJECT: &str = "42710";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const DIVISION_BY_ZERO: &str = "22012";
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
@@ -38,6 +40,12 @@ pub mod sqlstate {
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    pub const NOT_NULL_VIOLATION: &str = "23502";
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
@@ -71,6 +79,11 @@ impl WsError {
     pub fn canceled() -> WsError {
         WsError::new(sqlstate::QUERY_CANCELED, "canceling statement due to user request")
     }
+
+    /// The session's `statement_timeout` elapsed (PostgreSQL's wording).
+    pub fn statement_timeout() -> WsError {
+        WsError::new(sqlstate::QUERY_CANCELED, "canceling statement due to statement timeout")
+    }
 }
 
 impl std::fmt::Display for WsError {
@@ -80,6 +93,12 @@ impl std::fmt::Display for WsError {
 }
 
 impl std::error::Error for WsError {}
+
+impl From<ArrowError> for WsError {
+    fn from(error: ArrowError) -> WsError {
+        WsError::from(DataFusionError::ArrowError(Box::new(error), None))
+    }
+}
 
 impl From<DataFusionError> for WsError {
     fn from(error: DataFusionError) -> WsError {
@@ -119,6 +138,17 @@ fn arrow_sqlstate(error: &ArrowError) -> &'static str {
             sqlstate::INVALID_TEXT_REPRESENTATION
         }
         ArrowError::MemoryError(_) => sqlstate::OUT_OF_MEMORY,
+        // Operators report their own errors (memory pool exhausted, cancel) through
+        // Arrow streams wrapped this way.
+        ArrowError::ExternalError(inner) => {
+            if let Some(ws) = inner.downcast_ref::<WsError>() {
+                ws.code
+            } else if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+                datafusion_sqlstate(df)
+            } else {
+                sqlstate::DATA_EXCEPTION
+            }
+        }
         ArrowError::IoError(..) => sqlstate::IO_ERROR,
         _ => sqlstate::DATA_EXCEPTION,
     }
@@ -220,6 +250,11 @@ fn clean_message(error: &DataFusionError) -> String {
         | DataFusionError::ResourcesExhausted(message)
         | DataFusionError::Configuration(message) => message.clone(),
         DataFusionError::ArrowError(arrow_error, _) => arrow_error.to_string(),
+        // Our own errors raised inside a plan or its planning (cancel, statement timeout,
+        // relation planners, rules) already carry the client's message.
+        DataFusionError::External(inner) if inner.is::<WsError>() => {
+            inner.downcast_ref::<WsError>().map(|ws| ws.message.clone()).unwrap_or_default()
+        }
         other => other.strip_backtrace(),
     };
     let text = text.split("\n\nbacktrace").next().unwrap_or_default();
@@ -246,6 +281,15 @@ mod tests {
     }
 
     #[test]
+    fn own_errors_inside_datafusion_keep_code_and_message() {
+        let inner = WsError::new(sqlstate::DATATYPE_MISMATCH, "TUMBLE needs a timestamp");
+        let error = DataFusionError::Context("planning".into(), Box::new(DataFusionError::External(Box::new(inner))));
+        let error = WsError::from(error);
+        assert_eq!(error.code, sqlstate::DATATYPE_MISMATCH);
+        assert_eq!(error.message, "TUMBLE needs a timestamp");
+    }
+
+    #[test]
     fn context_is_seen_through() {
         let inner = DataFusionError::ResourcesExhausted("pool".into());
         let error = DataFusionError::Context("while sorting".into(), Box::new(inner));
@@ -264,7 +308,10 @@ pub fn sqlstate_static(code: &str) -> &'static str {
         INVALID_TEXT_REPRESENTATION, DATA_EXCEPTION, INVALID_DATETIME_FORMAT, FEATURE_NOT_SUPPORTED,
         QUERY_CANCELED, READ_ONLY_SQL_TRANSACTION, ADMIN_SHUTDOWN, OUT_OF_MEMORY, TOO_MANY_CONNECTIONS, PROGRAM_LIMIT_EXCEEDED,
         STATEMENT_TOO_COMPLEX, IO_ERROR, CONFIG_FILE_ERROR, INVALID_SQL_STATEMENT_NAME,
-        INVALID_CURSOR_NAME, PROTOCOL_VIOLATION,
+        INVALID_CURSOR_NAME, PROTOCOL_VIOLATION, INSUFFICIENT_PRIVILEGE,
+        INVALID_AUTHORIZATION_SPECIFICATION, INVALID_PASSWORD,
+        BAD_COPY_FILE_FORMAT, CHARACTER_NOT_IN_REPERTOIRE, NOT_NULL_VIOLATION, WRONG_OBJECT_TYPE,
+        DUPLICATE_OBJECT,
     ];
     ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
 }

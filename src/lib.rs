@@ -3,15 +3,19 @@
 //!
 //! A statement travels `server/` (pgwire) -> `session/` (per-connection state, routing)
 //! -> `sql/` (our dialect on top of DataFusion's parser) -> `catalog/` (every named
-//! relation) -> `lake/` (Delta table providers) and back out through `server/`, which
-//! encodes Arrow batches with arrow-pg. `main.rs` only parses the command line.
+//! relation) -> `lake/` (Delta table providers) and `stream/` (sources, fed by
+//! `connectors/`) and back out through `server/`, which encodes Arrow batches with
+//! arrow-pg. `main.rs` only parses the command line.
 
 pub mod catalog;
 pub mod config;
+pub mod connectors;
 pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod lake;
+pub mod scan_info;
 pub mod server;
 pub mod session;
 pub mod sql;
+pub mod stream;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use watershed::config::{Config, LISTEN_DEFAULT, Limits};
+use watershed::config::{Config, LISTEN_DEFAULT, Limits, SecurityConfig};
+use watershed::session::Role;
+use watershed::session::users::Method;
 
 #[derive(Parser)]
 #[command(name = "watershed", version, about = "One SQL server over rivers (streams) and lakes (Delta tables), over the PostgreSQL wire protocol")]
@@ -48,6 +50,30 @@ struct Common {
     /// Cursors one session may hold open at once (54000 beyond).
     #[arg(long, env = "WATERSHED_CURSORS_MAX", default_value_t = Limits::default().cursors_max, global = true)]
     cursors_max: usize,
+    /// Default statement_timeout of sessions in milliseconds (0 = none; 57014 beyond).
+    #[arg(long, env = "WATERSHED_STATEMENT_TIMEOUT_MS", default_value_t = Limits::default().statement_timeout_ms, global = true)]
+    statement_timeout_ms: u64,
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, env = "WATERSHED_TLS_CERT", global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WATERSHED_TLS_KEY", global = true)]
+    tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS (28000).
+    #[arg(long, env = "WATERSHED_TLS_REQUIRED", global = true)]
+    tls_required: bool,
+    /// TOML file of users and salted password hashes; enables authentication.
+    #[arg(long, env = "WATERSHED_USERS_FILE", global = true)]
+    users_file: Option<PathBuf>,
+    /// Allow --listen on a non-loopback address without a users file (everyone is admin).
+    #[arg(long, env = "WATERSHED_INSECURE_NO_AUTH", global = true)]
+    insecure_no_auth: bool,
+    /// Decoded bytes per COPY FROM batch; also the longest row COPY accepts (54000 beyond).
+    #[arg(long, env = "WATERSHED_COPY_BATCH_BYTES_MAX", default_value_t = Limits::default().copy_batch_bytes_max, global = true)]
+    copy_batch_bytes_max: usize,
+    /// Windows one event may fall in for HOP (size/slide) and CUMULATE (size/step); 54000 beyond.
+    #[arg(long, env = "WATERSHED_WINDOWS_PER_EVENT_MAX", default_value_t = Limits::default().windows_per_event_max, global = true)]
+    windows_per_event_max: usize,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +86,11 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         statement: String,
     },
+    /// Manage the users file (--users-file).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
     /// (Re)generate the demo lake declared in the catalog at another size.
     Demo {
         /// 1.0 = 10k products, 100k customers, 5M+ orders over two years.
@@ -68,6 +99,20 @@ enum Command {
         /// Seed of the deterministic generator.
         #[arg(long)]
         seed: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or replace one of the same name; the password is one line on stdin.
+    Add {
+        name: String,
+        /// read: SELECT; write: read + INSERT/COPY; admin: write + DDL.
+        #[arg(long)]
+        role: Role,
+        /// scram-sha-256, or md5 for clients too old for SCRAM.
+        #[arg(long, default_value = "scram-sha-256")]
+        method: Method,
     },
 }
 
@@ -87,6 +132,16 @@ impl Common {
                 batch_rows_max: self.batch_rows_max,
                 query_memory_bytes_max: self.query_memory_bytes_max,
                 cursors_max: self.cursors_max,
+                statement_timeout_ms: self.statement_timeout_ms,
+                copy_batch_bytes_max: self.copy_batch_bytes_max,
+                windows_per_event_max: self.windows_per_event_max,
+            },
+            security: SecurityConfig {
+                tls_cert: self.tls_cert.clone(),
+                tls_key: self.tls_key.clone(),
+                tls_required: self.tls_required,
+                users_file: self.users_file.clone(),
+                insecure_no_auth: self.insecure_no_auth,
             },
         }
     }
@@ -113,6 +168,18 @@ fn main() -> ExitCode {
             Command::Serve => watershed::embedded::serve(cli.common.config(true)).await,
             Command::Sql { statement } => {
                 watershed::embedded::sql(cli.common.config(true), &statement).await
+            }
+            Command::User { action: UserCommand::Add { name, role, method } } => {
+                let Some(users_file) = &cli.common.users_file else {
+                    return Err(watershed::error::WsError::new(
+                        watershed::error::sqlstate::INVALID_PARAMETER_VALUE,
+                        "watershed user add needs --users-file FILE",
+                    ));
+                };
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    eprint!("password for {name} (shown as typed): ");
+                }
+                watershed::embedded::user_add(users_file, &name, role, method, &mut std::io::stdin().lock())
             }
             Command::Demo { scale, seed } => {
                 watershed::embedded::demo(cli.common.config(false), scale, seed).await

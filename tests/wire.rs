@@ -6,35 +6,16 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
-use watershed::session::Engine;
 
-struct Server {
-    port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+mod support;
+use support::{Server, code_of, read_until_close, send_query};
 
 async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::rooted_at(dir.path());
-    adjust(&mut config);
-    let engine = Engine::open(config).await.expect("engine opens");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        watershed::server::serve(engine, listener, shutdown).await.expect("server runs");
-    });
-    Server { port, stop: Some(stop), done, _dir: dir }
+    Server::start(tempfile::tempdir().expect("temp dir"), adjust).await
 }
 
 async fn start() -> Server {
@@ -58,14 +39,6 @@ impl Server {
         let row = client.query_one("SELECT 41 + 1", &[]).await.expect("still serving");
         assert_eq!(row.get::<_, i64>(0), 42);
     }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("stopped once").send(());
-        tokio::time::timeout(Duration::from_secs(30), self.done)
-            .await
-            .expect("server stops within its grace")
-            .expect("server task ends cleanly");
-    }
 }
 
 async fn show(client: &Client, name: &str) -> String {
@@ -77,10 +50,6 @@ async fn show(client: &Client, name: &str) -> String {
             _ => None,
         })
         .expect("SHOW returns a row")
-}
-
-fn code_of(error: &tokio_postgres::Error) -> SqlState {
-    error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
 }
 
 #[tokio::test]
@@ -323,27 +292,6 @@ async fn raw_startup(port: u16) -> TcpStream {
         }
     }
     socket
-}
-
-async fn send_query(socket: &mut TcpStream, sql: &str) {
-    let mut message = vec![b'Q'];
-    message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
-    message.extend_from_slice(sql.as_bytes());
-    message.push(0);
-    socket.write_all(&message).await.expect("query");
-}
-
-/// Reads until the server closes the connection; fails if it stays open.
-async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), socket.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return all,
-            Ok(Ok(n)) => all.extend_from_slice(&buffer[..n]),
-            Err(_) => panic!("the server kept the connection open"),
-        }
-    }
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::TableDef;
+use crate::stream::SourceDef;
 use crate::error::{WsError, WsResult, sqlstate};
 
 /// `[demo]`: this catalog declares the built-in demo lake, generated when missing.
@@ -25,6 +26,8 @@ struct FileToml {
     demo: Option<DemoDecl>,
     #[serde(default, rename = "table", skip_serializing_if = "Vec::is_empty")]
     tables: Vec<TableDef>,
+    #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceDef>,
 }
 
 /// One parsed catalog file.
@@ -33,12 +36,22 @@ pub struct CatalogFile {
     pub path: PathBuf,
     pub demo: Option<DemoDecl>,
     pub tables: Vec<TableDef>,
+    pub sources: Vec<SourceDef>,
     text: String,
 }
 
 impl CatalogFile {
     pub fn single(def: TableDef) -> CatalogFile {
-        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], text: String::new() }
+        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], sources: Vec::new(), text: String::new() }
+    }
+
+    pub fn single_source(def: SourceDef) -> CatalogFile {
+        CatalogFile { path: PathBuf::new(), demo: None, tables: Vec::new(), sources: vec![def], text: String::new() }
+    }
+
+    /// Names of every relation this file declares.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|t| t.name.as_str()).chain(self.sources.iter().map(|s| s.name.as_str()))
     }
 
     /// 1-based line of the `name = "..."` entry of a table, for error messages.
@@ -55,7 +68,7 @@ impl CatalogFile {
     }
 
     fn render(&self) -> WsResult<String> {
-        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone() };
+        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone(), sources: self.sources.clone() };
         let text = toml::to_string_pretty(&body)
             .map_err(|error| WsError::internal(format!("catalog serialization: {error}")))?;
         Ok(format!("# Written by watershed; edit while the server is stopped.\n{text}"))
@@ -66,30 +79,31 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
+/// A TOML parse error of the file at `path` as F0000, naming the file and line.
+pub fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> WsError {
+    let line = error.span().map_or(1, |span| line_of_offset(text, span.start));
+    WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}:{line}: {}", path.display(), error.message()))
+}
+
 /// Parses one catalog file; errors name the file and line.
 pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
-    let parsed: FileToml = toml::from_str(text).map_err(|error| {
-        let line = error.span().map_or(1, |span| line_of_offset(text, span.start));
-        WsError::new(
-            sqlstate::CONFIG_FILE_ERROR,
-            format!("{}:{line}: {}", path.display(), error.message()),
-        )
-    })?;
+    let parsed: FileToml = toml::from_str(text).map_err(|error| toml_error(path, text, &error))?;
     let file = CatalogFile {
         path: path.to_path_buf(),
         demo: parsed.demo,
         tables: parsed.tables,
+        sources: parsed.sources,
         text: text.to_string(),
     };
-    for def in &file.tables {
-        if def.name.is_empty() || def.name != def.name.to_lowercase() {
+    for name in file.names() {
+        if name.is_empty() || name != name.to_lowercase() {
             return Err(WsError::new(
                 sqlstate::CONFIG_FILE_ERROR,
                 format!(
-                    "{}:{}: table name {:?} must be non-empty and lower case",
+                    "{}:{}: name {:?} must be non-empty and lower case",
                     path.display(),
-                    file.line_of_table(&def.name),
-                    def.name
+                    file.line_of_table(name),
+                    name
                 ),
             ));
         }
@@ -125,15 +139,15 @@ pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
             WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
         })?;
         let file = parse_file(&path, &text)?;
-        for def in &file.tables {
-            if let Some(first) = seen.insert(def.name.clone(), path.clone()) {
+        for name in file.names() {
+            if let Some(first) = seen.insert(name.to_string(), path.clone()) {
                 return Err(WsError::new(
                     sqlstate::CONFIG_FILE_ERROR,
                     format!(
-                        "{}:{}: table {} is already declared in {}",
+                        "{}:{}: {} is already declared in {}",
                         path.display(),
-                        file.line_of_table(&def.name),
-                        def.name,
+                        file.line_of_table(name),
+                        name,
                         first.display()
                     ),
                 ));
@@ -155,12 +169,41 @@ pub fn file_stem(name: &str) -> String {
 /// Writes `file` to `path` so that a crash leaves either the old or the new contents:
 /// temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, file: &CatalogFile) -> WsResult<()> {
-    let text = file.render()?;
-    let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
+    write_text_atomic(path, &file.render()?, false)
+}
+
+/// Writes `text` to `path` so that a crash leaves either the old or the new contents:
+/// temporary file next to it, fsync, rename, fsync of the directory. A `private` file
+/// (secrets such as password hashes) is created readable by its owner only, before any
+/// byte is written, so it is never readable by others even for a moment.
+pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        Some(_) => Path::new("."),
+        None => return Err(WsError::internal(format!("{} has no directory", path.display()))),
+    };
     std::fs::create_dir_all(dir)?;
-    let temp = path.with_extension("toml.tmp");
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".tmp");
+    let temp = path.with_file_name(temp_name);
     {
-        let mut handle = std::fs::File::create(&temp)?;
+        if private {
+            // A stale temporary file would keep its old, possibly wider, permissions.
+            match std::fs::remove_file(&temp) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+                _ => {}
+            }
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut handle = options.open(&temp)?;
         handle.write_all(text.as_bytes())?;
         handle.sync_all()?;
     }
@@ -173,10 +216,11 @@ pub fn write_atomic(path: &Path, file: &CatalogFile) -> WsResult<()> {
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     let text = std::fs::read_to_string(path)?;
     let mut file = parse_file(path, &text)?;
-    let before = file.tables.len();
+    let before = file.tables.len() + file.sources.len();
     file.tables.retain(|def| def.name != name);
-    assert_eq!(before, file.tables.len() + 1, "the declaration was in this file");
-    if file.tables.is_empty() && file.demo.is_none() {
+    file.sources.retain(|def| def.name != name);
+    assert_eq!(before, file.tables.len() + file.sources.len() + 1, "the declaration was in this file");
+    if file.tables.is_empty() && file.sources.is_empty() && file.demo.is_none() {
         std::fs::remove_file(path)?;
         let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
         std::fs::File::open(dir)?.sync_all()?;

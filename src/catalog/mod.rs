@@ -30,10 +30,16 @@ use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-pub use files::{CatalogFile, DemoDecl, load_dir};
+pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_text_atomic};
 
+use crate::connectors::ConnectorContext;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
+use crate::stream::system::{SOURCES_VIEW, SYSTEM_SCHEMA, SourceRegistry, SourcesView};
+use crate::stream::{Source, SourceDef, SourceSpec, SourceTable};
+
+/// How often sources are trimmed to their retention and their rates sampled.
+pub const UPKEEP_INTERVAL_MS: u64 = 1_000;
 
 /// DataFusion catalog and schema that hold every relation; PostgreSQL clients see them as
 /// database `watershed`, schema `public`.
@@ -87,6 +93,12 @@ struct Registered {
     lake: Option<Arc<LakeTable>>,
 }
 
+/// A registered source and the file that declares it.
+struct RegisteredSource {
+    file: PathBuf,
+    source: Arc<Source>,
+}
+
 pub struct Catalog {
     dir: PathBuf,
     data_dir: PathBuf,
@@ -95,6 +107,11 @@ pub struct Catalog {
     schema: Arc<MemorySchemaProvider>,
     /// Serializes DDL; readers go through `schema`, which has its own locking.
     tables: Mutex<BTreeMap<String, Registered>>,
+    /// Sources by name; changed only under the `tables` lock, which serializes DDL.
+    sources: Mutex<BTreeMap<String, RegisteredSource>>,
+    /// The same sources, for the system view and upkeep (synchronous readers).
+    registry: SourceRegistry,
+    connectors: ConnectorContext,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -104,13 +121,21 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    pub fn new(dir: &Path, data_dir: &Path, lake_staleness_ms: u64) -> Catalog {
+    pub fn new(dir: &Path, data_dir: &Path, lake_staleness_ms: u64, connectors: ConnectorContext) -> Catalog {
         let list = Arc::new(MemoryCatalogProviderList::new());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let schema = Arc::new(MemorySchemaProvider::new());
         catalog
             .register_schema(SCHEMA_NAME, schema.clone())
             .expect("a fresh memory catalog accepts a schema");
+        let registry = SourceRegistry::default();
+        let system = Arc::new(MemorySchemaProvider::new());
+        system
+            .register_table(SOURCES_VIEW.to_string(), Arc::new(SourcesView::new(registry.clone())))
+            .expect("a fresh schema accepts a table");
+        catalog
+            .register_schema(SYSTEM_SCHEMA, system)
+            .expect("a fresh memory catalog accepts a second schema");
         list.register_catalog(CATALOG_NAME.to_string(), catalog.clone());
         // Our information_schema (PostgreSQL type names); sessions turn DataFusion's off.
         let info = information_schema::PgInformationSchema::new(list.clone());
@@ -124,7 +149,29 @@ impl Catalog {
             list,
             schema,
             tables: Mutex::new(BTreeMap::new()),
+            sources: Mutex::new(BTreeMap::new()),
+            registry,
+            connectors,
         }
+    }
+
+    /// Trims every source to its retention once a second, for as long as the catalog
+    /// lives (the task holds only a weak reference).
+    pub fn start_upkeep(&self) {
+        let registry = Arc::downgrade(&self.registry);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_millis(UPKEEP_INTERVAL_MS));
+            loop {
+                ticker.tick().await;
+                let Some(registry) = registry.upgrade() else { break };
+                let sources: Vec<Arc<Source>> =
+                    registry.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+                let now_ms = crate::stream::now_ms();
+                for source in sources {
+                    source.tick(now_ms);
+                }
+            }
+        });
     }
 
     /// The catalog list every session's DataFusion state is built on.
@@ -157,8 +204,108 @@ impl Catalog {
                     )
                 })?;
             }
+            for def in &file.sources {
+                self.register_source(def.clone(), file.path.clone()).await.map_err(|error| {
+                    WsError::new(
+                        sqlstate::CONFIG_FILE_ERROR,
+                        format!(
+                            "{}:{}: source {}: {}",
+                            file.path.display(),
+                            file.line_of_table(&def.name),
+                            def.name,
+                            error.message
+                        ),
+                    )
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// Validates, starts and registers a source. The caller persists its declaration.
+    async fn register_source(&self, def: SourceDef, file: PathBuf) -> WsResult<Arc<Source>> {
+        let spec = SourceSpec::new(def)?;
+        crate::connectors::validate(&spec, &self.connectors)?;
+        let _ddl = self.tables.lock().await;
+        let mut sources = self.sources.lock().await;
+        let name = spec.name().to_string();
+        if sources.contains_key(&name) || self.schema.table_exist(&name) {
+            return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+        }
+        let source = Arc::new(Source::new(spec));
+        crate::connectors::start(source.clone(), &self.connectors)?;
+        if let Err(error) = self.schema.register_table(name.clone(), Arc::new(SourceTable::new(source.clone()))) {
+            source.stop();
+            return Err(error.into());
+        }
+        self.registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), source.clone());
+        sources.insert(name, RegisteredSource { file, source: source.clone() });
+        Ok(source)
+    }
+
+    /// CREATE SOURCE: starts it and persists its declaration. Returns false when it
+    /// exists and `if_not_exists` is set.
+    pub async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> WsResult<bool> {
+        let name = def.name.clone();
+        if if_not_exists && self.exists(&name).await {
+            return Ok(false);
+        }
+        let file = self.dir.join(format!("{}.toml", files::file_stem(&name)));
+        if file.exists() {
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists (catalog file {})", file.display()),
+            ));
+        }
+        self.register_source(def.clone(), file.clone()).await?;
+        if let Err(error) = files::write_atomic(&file, &CatalogFile::single_source(def)) {
+            // Not persisted means not created: a restart would not see it.
+            self.forget_source(&name).await;
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    async fn forget_source(&self, name: &str) -> Option<Arc<Source>> {
+        let registered = self.sources.lock().await.remove(name)?;
+        self.registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let _ = self.schema.deregister_table(name);
+        registered.source.stop();
+        Some(registered.source)
+    }
+
+    /// DROP SOURCE: stops it, removes its declaration and its stored events. Returns
+    /// false when there was no such source.
+    pub async fn drop_source(&self, name: &str) -> WsResult<bool> {
+        let _ddl = self.tables.lock().await;
+        let file = match self.sources.lock().await.get(name) {
+            Some(registered) => registered.file.clone(),
+            None => {
+                if self.schema.table_exist(name) {
+                    return Err(WsError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{name}\" is not a source; use DROP TABLE"),
+                    ));
+                }
+                return Ok(false);
+            }
+        };
+        files::remove_declaration(&file, name)?;
+        if let Some(source) = self.forget_source(name).await {
+            crate::connectors::delete_storage(&source.spec, &self.data_dir);
+        }
+        Ok(true)
+    }
+
+    pub async fn source(&self, name: &str) -> Option<Arc<Source>> {
+        self.sources.lock().await.get(name).map(|r| r.source.clone())
+    }
+
+    /// Stops every source's connector (server shutdown).
+    pub async fn stop_sources(&self) {
+        for registered in self.sources.lock().await.values() {
+            registered.source.stop();
+        }
     }
 
     async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
@@ -241,6 +388,12 @@ impl Catalog {
     pub async fn drop_table(&self, name: &str) -> WsResult<bool> {
         let mut tables = self.tables.lock().await;
         let Some(registered) = tables.get(name) else {
+            if self.sources.lock().await.contains_key(name) {
+                return Err(WsError::new(
+                    sqlstate::WRONG_OBJECT_TYPE,
+                    format!("\"{name}\" is a source; use DROP SOURCE"),
+                ));
+            }
             return Ok(false);
         };
         files::remove_declaration(&registered.file, name)?;
@@ -264,7 +417,9 @@ impl Catalog {
     }
 
     pub async fn exists(&self, name: &str) -> bool {
-        self.tables.lock().await.contains_key(name) || self.schema.table_exist(name)
+        self.tables.lock().await.contains_key(name)
+            || self.sources.lock().await.contains_key(name)
+            || self.schema.table_exist(name)
     }
 
     /// Location for a new managed table: `<data dir>/tables/<name>`.

@@ -89,6 +89,19 @@ const ORDER_ROWS_PER_COMMIT_MAX: usize = 500_000;
 /// Largest accepted scale: 100 = 500M orders, beyond what a demo should ever need.
 const SCALE_MAX: f64 = 100.0;
 
+/// Written last into the lake dir: the seed and scale the lake was generated with, so
+/// that the live generator follows the lake actually on disk.
+const SPEC_FILE: &str = "demo_spec.toml";
+
+/// The spec the demo lake under `lake_dir` was generated with, when it says.
+pub fn read_spec(lake_dir: &Path) -> Option<DemoSpec> {
+    let text = std::fs::read_to_string(lake_dir.join(SPEC_FILE)).ok()?;
+    let value: toml::Table = text.parse().ok()?;
+    let seed = value.get("seed")?.as_integer()?;
+    let scale = value.get("scale").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))?;
+    Some(DemoSpec { seed: u64::try_from(seed).ok()?, scale })
+}
+
 /// True when all four Delta tables exist under lake_dir (each has a _delta_log with a commit).
 pub fn is_present(lake_dir: &Path) -> bool {
     DEMO_TABLES.iter().all(|table| {
@@ -193,6 +206,9 @@ pub async fn generate(
         bar.inc(1);
     }
     bar.finish_with_message(format!("demo lake ready: {orders} orders"));
+    let spec_path = lake_dir.join(SPEC_FILE);
+    std::fs::write(&spec_path, format!("seed = {}\nscale = {}\n", spec.seed, spec.scale))
+        .map_err(io_error("write", &spec_path))?;
 
     Ok(DemoReport {
         products: sizes.products as u64,
@@ -312,4 +328,58 @@ async fn write_table(
     let table = create_table(lake_dir, name, &batch.schema(), &[]).await?;
     append(table, name, vec![batch]).await?;
     Ok(())
+}
+
+/// What the live event generator (connectors/datagen) needs to stay consistent with the
+/// lake: the same products (prices, popularity, categories), customers and campaigns,
+/// derived from the same seed and scale.
+pub struct ShopModel {
+    pub customers: usize,
+    /// Price of product `i + 1` in cents.
+    pub price_cents: Vec<i64>,
+    /// Running sum of popularity weights, for weighted picks of a product index.
+    pub popularity_cumulative: Vec<f64>,
+    /// For campaign `i + 1`: the product indexes it advertises.
+    pub campaign_products: Vec<Vec<usize>>,
+}
+
+impl ShopModel {
+    pub fn new(spec: &DemoSpec) -> Result<ShopModel, DemoError> {
+        let sizes = data::sizes(spec.scale);
+        let (products, _) = data::products(spec.seed, sizes.products).map_err(arrow_error("products"))?;
+        let (campaigns, _) =
+            data::campaigns(spec.seed, sizes.campaigns, &products).map_err(arrow_error("campaigns"))?;
+        let campaign_products = campaigns
+            .iter()
+            .map(|campaign| match campaign.target {
+                data::Target::Product(p) => vec![p],
+                data::Target::Category(c) => {
+                    (0..products.category.len()).filter(|p| products.category[*p] == c).collect()
+                }
+            })
+            .collect();
+        let mut running = 0.0;
+        let popularity_cumulative = products
+            .popularity
+            .iter()
+            .map(|w| {
+                running += w;
+                running
+            })
+            .collect();
+        Ok(ShopModel {
+            customers: sizes.customers,
+            price_cents: products.price_cents,
+            popularity_cumulative,
+            campaign_products,
+        })
+    }
+
+    /// A product index picked by popularity, from a uniform draw in [0, 1).
+    pub fn popular_product(&self, uniform: f64) -> usize {
+        let total = *self.popularity_cumulative.last().expect("a shop has products");
+        self.popularity_cumulative
+            .partition_point(|c| *c <= uniform * total)
+            .min(self.popularity_cumulative.len() - 1)
+    }
 }

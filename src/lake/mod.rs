@@ -4,10 +4,9 @@
 //! for it. It re-reads the Delta log when the snapshot is older than the configured
 //! staleness bound (so commits by other processes show up), and at once after our own
 //! writes. Time travel builds a separate, fixed provider for an older version.
-//! [`LakeScanExec`] wraps each scan so EXPLAIN ANALYZE shows files read vs files in the
+//! A `LakeScanExec` ([`crate::scan_info::ScanInfoExec`]) wraps each scan so EXPLAIN ANALYZE shows files read vs files in the
 //! table, which is how partition pruning and statistics-based skipping are made visible.
 
-mod scan;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +24,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
 use url::Url;
 
-pub use scan::LakeScanExec;
 
 use crate::error::{WsError, WsResult};
+use crate::scan_info::ScanInfoExec;
 
 /// One snapshot of a Delta table and the DataFusion provider built on it.
 struct Loaded {
@@ -236,7 +235,11 @@ async fn scan_loaded(
     limit: Option<usize>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let inner = loaded.provider.scan(session, projection, filters, limit).await?;
-    Ok(Arc::new(LakeScanExec::new(name, loaded.version, loaded.files_total, inner)))
+    let detail = format!(
+        "table={name}, version={}, files_in_table={}",
+        loaded.version, loaded.files_total
+    );
+    Ok(Arc::new(ScanInfoExec::new("LakeScanExec", detail, inner)))
 }
 
 #[async_trait]

@@ -18,17 +18,19 @@ use pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_describe_response, send_execution_response,
     send_query_response, send_ready_for_query,
 };
-use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response};
+use pgwire::api::results::{CopyResponse, DescribePortalResponse, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Describe, Execute, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
@@ -37,9 +39,13 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{Authenticator, Step};
 use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
-use crate::session::{CommandTag, Engine, Outcome, Prepared, Session, TransactionState, TransactionStatus, settings};
+use crate::session::copy::{CopyFormat, CopyIn};
+use crate::session::{
+    CommandTag, Engine, Outcome, Prepared, Role, Session, TransactionState, TransactionStatus, settings,
+};
 use pgwire::messages::response::TransactionStatus as WireStatus;
 
 /// ReadyForQuery's status byte, from the session's own view of its transaction block.
@@ -159,6 +165,7 @@ impl QueryParser for StatementParser {
 pub struct Shared {
     pub engine: Engine,
     pub cancels: CancelRegistry,
+    pub security: super::Security,
 }
 
 /// Whether a connection is between receiving a statement and finishing its reply; an
@@ -186,11 +193,16 @@ pub struct Connection {
     parser: Arc<StatementParser>,
     pid: i32,
     secret: i32,
+    auth: Authenticator,
+    /// The COPY FROM STDIN in progress, fed by CopyData until CopyDone or CopyFail.
+    copy_in: Mutex<Option<CopyIn>>,
 }
 
 impl Connection {
     pub fn new(shared: Arc<Shared>, busy: Arc<Busy>) -> Arc<Connection> {
-        let session = shared.engine.session();
+        let mut session = shared.engine.session();
+        // Nothing runs until authentication has succeeded and set the user's role.
+        session.set_role(None);
         let pid = i32::try_from(session.id()).expect("fewer than 2^31 sessions per process");
         let secret: i32 = rand::random();
         let cancel = Arc::new(CancelSlot::default());
@@ -206,6 +218,8 @@ impl Connection {
             cancel,
             pid,
             secret,
+            auth: Authenticator::default(),
+            copy_in: Mutex::new(None),
         })
     }
 
@@ -249,12 +263,22 @@ fn outcome_response(outcome: Outcome, format: &Format) -> PgWireResult<Response>
     match outcome {
         Outcome::Rows { tag, stream } => Ok(Response::Query(query_response(tag, stream, format)?)),
         Outcome::Done(done) => Ok(execution_response(&done)),
+        // Both query paths start COPY themselves (Connection::start_copy); only pgwire's
+        // collect-then-send default, which this server replaces, could get here.
+        Outcome::CopyOut { .. } | Outcome::CopyIn(_) => {
+            Err(user_error(WsError::unsupported("COPY is not supported on this query path")))
+        }
     }
+}
+
+fn copy_tag(rows: usize) -> CommandTag {
+    CommandTag { command: "COPY", rows: Some(rows), oid: None }
 }
 
 struct Parameters {
     user: String,
     application_name: String,
+    role: Role,
 }
 
 impl ServerParameterProvider for Parameters {
@@ -271,7 +295,7 @@ impl ServerParameterProvider for Parameters {
             ("IntervalStyle", "postgres"),
             ("integer_datetimes", "on"),
             ("standard_conforming_strings", "on"),
-            ("is_superuser", "on"),
+            ("is_superuser", if self.role == Role::Admin { "on" } else { "off" }),
             ("default_transaction_read_only", "off"),
             ("in_hot_standby", "off"),
             ("application_name", self.application_name.as_str()),
@@ -289,23 +313,38 @@ impl StartupHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(startup) = message else {
+        let step = match message {
+            PgWireFrontendMessage::Startup(startup) => {
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
+                {
+                    let mut session = self.session.lock().await;
+                    for (name, value) in &startup.parameters {
+                        // Clients send what they would otherwise SET; unknown ones are ignored as
+                        // PostgreSQL ignores none but reports them, which no client relies on.
+                        session.apply_startup_parameter(name, value);
+                    }
+                }
+                let user = startup.parameters.get("user").map(String::as_str);
+                self.auth.start(client, &self.shared.security, user).await?
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => self.auth.respond(client, message).await?,
+            _ => {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    sqlstate::PROTOCOL_VIOLATION.into(),
+                    "expected a startup or password message".into(),
+                ))));
+            }
+        };
+        let Step::Done(role) = step else {
             return Ok(());
         };
-        protocol_negotiation(client, &startup).await?;
-        save_startup_parameters_to_metadata(client, &startup);
-        client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
-        let user = startup.parameters.get("user").cloned().unwrap_or_default();
-        let application_name = startup.parameters.get("application_name").cloned().unwrap_or_default();
-        {
-            let mut session = self.session.lock().await;
-            for (name, value) in &startup.parameters {
-                // Clients send what they would otherwise SET; unknown ones are ignored as
-                // PostgreSQL ignores none but reports them, which no client relies on.
-                session.apply_startup_parameter(name, value);
-            }
-        }
-        finish_authentication(client, &Parameters { user, application_name }).await?;
+        self.session.lock().await.set_role(Some(role));
+        let metadata = |key: &str| client.metadata().get(key).cloned().unwrap_or_default();
+        let parameters = Parameters { user: metadata("user"), application_name: metadata("application_name"), role };
+        finish_authentication(client, &parameters).await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
     }
@@ -322,7 +361,9 @@ impl SimpleQueryHandler for Connection {
     {
         self.busy.set(true);
         let result = self.run_simple_query(client, query).await;
-        self.busy.set(false);
+        // A COPY FROM STDIN keeps the connection busy until its CopyDone or CopyFail.
+        let copying = self.copy_in.lock().await.is_some();
+        self.busy.set(copying);
         result
     }
 
@@ -367,8 +408,22 @@ impl Connection {
                 outcome
             };
             // The status is set before the rows stream so that an error while streaming
-            // is reported against the block this statement ran in.
+            // is reported against the block this statement ran in (and, for COPY FROM,
+            // the ReadyForQuery pgwire sends after CopyDone carries it).
             client.set_transaction_status(wire_status(&self.transaction));
+            let outcome = match self.start_copy(client, outcome).await? {
+                Started::NotCopy(outcome) => outcome,
+                Started::Out(done) => {
+                    send_execution_response(client, done).await?;
+                    continue;
+                }
+                Started::In => {
+                    // COPY FROM STDIN is always the last statement (the session refuses
+                    // more); ReadyForQuery follows its CopyDone or CopyFail.
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    return Ok(());
+                }
+            };
             match outcome_response(outcome, &Format::UnifiedText)? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
                 Response::TransactionStart(done)
@@ -382,6 +437,28 @@ impl Connection {
         client.set_state(PgWireConnectionState::ReadyForQuery);
         send_ready_for_query(client, status).await?;
         Ok(())
+    }
+
+    /// Starts a COPY outcome on the wire: COPY TO streams its rows now (the tag is left
+    /// to the caller), COPY FROM sends CopyInResponse and parks its state for CopyData.
+    async fn start_copy<C>(&self, client: &mut C, outcome: Outcome) -> PgWireResult<Started>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match outcome {
+            Outcome::CopyOut { options, stream } => {
+                let rows = super::copy::send_copy_out(client, &options, stream).await?;
+                Ok(Started::Out(tag(&copy_tag(rows))))
+            }
+            Outcome::CopyIn(copy) => {
+                super::copy::send_copy_in_response(client, &copy).await?;
+                *self.copy_in.lock().await = Some(copy);
+                Ok(Started::In)
+            }
+            other => Ok(Started::NotCopy(other)),
+        }
     }
 
     async fn collect_simple_query(&self, query: &str) -> PgWireResult<Vec<Response>> {
@@ -504,7 +581,85 @@ impl ExtendedQueryHandler for Connection {
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
         deallocate(client, prepared);
-        outcome_response(outcome, &portal.result_column_format)
+        match outcome {
+            Outcome::CopyOut { options, stream } => {
+                let rows = super::copy::send_copy_out(client, &options, stream).await?;
+                Ok(Response::Execution(tag(&copy_tag(rows))))
+            }
+            Outcome::CopyIn(copy) => {
+                // pgwire sends the CopyInResponse and enters copy-in mode.
+                let format = if copy.format() == CopyFormat::Binary { 1 } else { 0 };
+                let response = CopyResponse::new(format, copy.columns(), futures::stream::empty());
+                *self.copy_in.lock().await = Some(copy);
+                Ok(Response::CopyIn(response))
+            }
+            other => outcome_response(other, &portal.result_column_format),
+        }
+    }
+}
+
+/// What [`Connection::start_copy`] did with an outcome.
+enum Started {
+    NotCopy(Outcome),
+    /// COPY TO STDOUT has been sent; this is its tag.
+    Out(pgwire::api::results::Tag),
+    /// COPY FROM STDIN is waiting for the client's data.
+    In,
+}
+
+/// COPY FROM STDIN's data. An error ends the copy at once: its insert is dropped (nothing
+/// commits) and pgwire sends the ErrorResponse; like PostgreSQL, the connection then
+/// ignores the rest of the client's CopyData (until Sync in the extended protocol).
+#[async_trait]
+impl CopyHandler for Connection {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut slot = self.copy_in.lock().await;
+        let Some(copy) = slot.as_mut() else {
+            return Err(user_error(WsError::new(sqlstate::PROTOCOL_VIOLATION, "CopyData outside COPY FROM STDIN")));
+        };
+        if let Err(error) = copy.data(&copy_data.data).await {
+            *slot = None;
+            self.busy.set(false);
+            return Err(user_error(error));
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = self.copy_in.lock().await.take();
+        let result = match copy {
+            Some(copy) => copy.finish().await,
+            None => Err(WsError::new(sqlstate::PROTOCOL_VIOLATION, "CopyDone outside COPY FROM STDIN")),
+        };
+        self.busy.set(false);
+        let done = result.map_err(user_error)?;
+        client.send(PgWireBackendMessage::CommandComplete(tag(&done).into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Dropping the CopyIn abandons its insert: nothing is written.
+        self.copy_in.lock().await.take();
+        self.busy.set(false);
+        user_error(WsError::new(
+            sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
     }
 }
 
@@ -543,6 +698,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.0.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.0.clone()
     }
 

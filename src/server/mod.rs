@@ -4,10 +4,13 @@
 //! closed), runs each on its own task with its own session, and shuts down gracefully:
 //! on the shutdown signal it stops accepting, closes idle connections, gives running
 //! statements `shutdown_grace_ms` to finish (closing each connection once its statement
-//! is done), then closes what is left.
+//! is done), then closes what is left. TLS and authentication: auth.rs and tls.rs.
 
+mod auth;
+mod copy;
 pub mod encode;
 mod handler;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::error::{WsResult, sqlstate};
 use crate::session::Engine;
 
+pub use auth::Security;
 pub use encode::text_rows;
 use handler::{Busy, Connection, ConnectionHandlers, Shared};
 
@@ -31,14 +35,29 @@ const SHUTDOWN_SWEEP_MS: u64 = 20;
 /// Largest startup packet we read from a client we are about to refuse.
 const REFUSE_STARTUP_BYTES_MAX: usize = 10_000;
 
-/// Serves connections on `listener` until `shutdown` completes.
+/// Serves connections on `listener` until `shutdown` completes, with the TLS and users
+/// the engine's configuration names (an error if they cannot be loaded).
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> WsResult<()> {
+    let security = Security::load(engine.config())?;
+    serve_with(engine, listener, security, shutdown).await
+}
+
+/// [`serve`] with TLS and users already loaded (so that start-up can fail on them before
+/// anything else is done).
+pub async fn serve_with(
+    engine: Engine,
+    listener: TcpListener,
+    security: Security,
+    shutdown: impl Future<Output = ()>,
+) -> WsResult<()> {
+    security.check_listen(listener.local_addr()?)?;
     let limits = engine.config().limits.clone();
-    let shared = Arc::new(Shared { engine, cancels: Default::default() });
+    let tls = security.tls.clone();
+    let shared = Arc::new(Shared { engine, cancels: Default::default(), security });
     let permits = Arc::new(Semaphore::new(limits.connections_max));
     let mut connections = JoinSet::new();
     // Busy flags of open connections, to close idle ones at once on shutdown.
@@ -68,13 +87,14 @@ pub async fn serve(
                     continue;
                 };
                 let shared = shared.clone();
+                let tls = tls.clone();
                 let busy = Arc::new(Busy::default());
                 let task_busy = busy.clone();
                 open.retain(|(handle, _)| !handle.is_finished());
                 let handle = connections.spawn(async move {
                     let connection = Connection::new(shared, task_busy);
                     let handlers = Arc::new(ConnectionHandlers(connection));
-                    if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                     drop(permit);

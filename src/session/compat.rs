@@ -165,8 +165,8 @@ fn ends_block(statement: &Statement) -> bool {
 
 impl Session {
     /// In a failed block, everything but its end is refused, as in PostgreSQL.
-    pub(super) fn check_failed_block(&self, statement: &Statement) -> WsResult<()> {
-        if self.transaction.status() == TransactionStatus::Failed && !ends_block(statement) {
+    pub(super) fn check_failed_block(&self, statement: Option<&Statement>) -> WsResult<()> {
+        if self.transaction.status() == TransactionStatus::Failed && !statement.is_some_and(ends_block) {
             return Err(WsError::new(
                 IN_FAILED_SQL_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",

@@ -8,12 +8,15 @@
 //! in-process test runner drive the same code.
 
 mod compat;
+pub mod copy;
 mod cursors;
 mod ddl;
 mod pg_functions;
+mod roles;
 pub mod settings;
+pub mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -38,7 +41,9 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{WsError, WsResult, sqlstate};
-use crate::sql::{PinKey, TimeTravelPlanner, VersionSpec, time_travel_refs};
+use crate::sql::{PinKey, StreamStatement, TimeTravelPlanner, VersionSpec, WsStatement, time_travel_refs};
+
+pub use roles::Role;
 
 pub use compat::{TransactionState, TransactionStatus};
 use settings::Settings;
@@ -115,12 +120,21 @@ impl Engine {
                 }
             }
         }
+        // The live generator follows the lake on disk (`watershed demo --scale` may have
+        // regenerated it at another scale than the catalog declares).
+        let demo = files.iter().find_map(|file| file.demo.as_ref()).map(|demo| {
+            crate::demo::read_spec(&config.data_dir.join(&demo.location))
+                .unwrap_or(crate::demo::DemoSpec { seed: demo.seed, scale: demo.scale })
+        });
+        let connectors = crate::connectors::ConnectorContext { data_dir: config.data_dir.clone(), demo };
         let catalog = Arc::new(Catalog::new(
             &config.catalog_dir,
             &config.data_dir,
             config.limits.lake_staleness_ms,
+            connectors,
         ));
         let pg_template = pg_template(&catalog);
+        catalog.start_upkeep();
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
@@ -143,6 +157,15 @@ impl Engine {
         &self.inner.catalog
     }
 
+    /// Settings of a new session and what RESET returns to: PostgreSQL's defaults with
+    /// the server's own (`--statement-timeout-ms`).
+    fn setting_defaults(&self) -> BTreeMap<String, String> {
+        let mut defaults = settings::defaults();
+        let timeout_ms = self.inner.config.limits.statement_timeout_ms;
+        defaults.insert("statement_timeout".into(), settings::format_duration_ms(timeout_ms));
+        defaults
+    }
+
     /// A new session with default settings. Sessions share the catalog and object
     /// stores; each has its own DataFusion config and memory pool.
     pub fn session(&self) -> Session {
@@ -163,6 +186,9 @@ impl Engine {
         // `timestamptz` plans as a timestamp in the session time zone (PostgreSQL's
         // `timezone` setting, UTC by default; settings.rs keeps the two in step).
         options.execution.time_zone = Some("UTC".to_string());
+        // One snapshot per source per statement (see StatementSnapshots).
+        let snapshots = Arc::new(crate::stream::StatementSnapshots::default());
+        let config = config.with_extension(snapshots.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(self.inner.object_stores.clone())
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.query_memory_bytes_max)))
@@ -173,7 +199,12 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_catalog_list(self.inner.catalog.provider_list())
-            .with_relation_planners(vec![time_travel.clone()])
+            .with_relation_planners(vec![
+                time_travel.clone(),
+                Arc::new(crate::sql::windows::WindowPlanner::new(limits.windows_per_event_max)),
+            ])
+            .with_query_planner(Arc::new(crate::sql::windows::WindowQueryPlanner))
+            .with_analyzer_rule(Arc::new(crate::sql::windows::SessionKeys))
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);
@@ -186,6 +217,7 @@ impl Engine {
                 Ok(())
             }),
             initial,
+            self.setting_defaults(),
         ));
         let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
         pg_functions::register(&ctx, settings.clone(), backend_pid);
@@ -194,9 +226,12 @@ impl Engine {
             id,
             ctx,
             time_travel,
+            snapshots,
             settings,
             transaction: Arc::new(TransactionState::default()),
             cursors: cursors::Cursors::new(limits.cursors_max),
+            role: Some(Role::Admin),
+            deadline: None,
         }
     }
 }
@@ -214,10 +249,16 @@ enum Kind {
     /// CREATE EXTERNAL TABLE.
     CreateExternal(LogicalPlan),
     DropTable { names: Vec<String>, if_exists: bool },
+    CreateSource { def: crate::stream::SourceDef, if_not_exists: bool },
+    DropSource { names: Vec<String>, if_exists: bool },
     Set { name: String, value: Option<String> },
     Show { name: String },
     /// Transactions, RESET ALL, DISCARD ALL, cursors: see compat.rs.
     Compat(compat::Command),
+    /// COPY table|(query) TO STDOUT: the rows of `plan`, in a COPY format.
+    CopyTo { plan: LogicalPlan, options: copy::CopyOptions },
+    /// COPY table FROM STDIN: the client's data, inserted through the table's provider.
+    CopyFrom(copy::CopyInTarget),
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -246,6 +287,10 @@ pub enum Outcome {
     Rows { tag: &'static str, stream: SendableRecordBatchStream },
     /// A command with its completion tag.
     Done(CommandTag),
+    /// COPY TO STDOUT: rows for server/ to encode in the COPY format; the tag is `COPY n`.
+    CopyOut { options: copy::CopyOptions, stream: SendableRecordBatchStream },
+    /// COPY FROM STDIN: the connection feeds the client's data into this until CopyDone.
+    CopyIn(copy::CopyIn),
 }
 
 /// A completion tag such as `INSERT 0 5` or `CREATE TABLE`.
@@ -281,9 +326,14 @@ pub struct Session {
     id: u32,
     ctx: SessionContext,
     time_travel: Arc<TimeTravelPlanner>,
+    snapshots: Arc<crate::stream::StatementSnapshots>,
     settings: Arc<Settings>,
     transaction: Arc<TransactionState>,
     cursors: cursors::Cursors,
+    /// What this session may run; `None` until authentication has succeeded.
+    role: Option<Role>,
+    /// When the running statement hits `statement_timeout`.
+    deadline: Option<tokio::time::Instant>,
 }
 
 fn empty_schema() -> SchemaRef {
@@ -318,7 +368,7 @@ impl Session {
     }
 
     /// Parses SQL text into statements (several per message in the simple protocol).
-    pub fn parse(&self, sql: &str) -> WsResult<Vec<Statement>> {
+    pub fn parse(&self, sql: &str) -> WsResult<Vec<WsStatement>> {
         let limit = self.engine.config().limits.query_text_bytes_max;
         if sql.len() > limit {
             return Err(WsError::new(
@@ -329,8 +379,21 @@ impl Session {
         crate::sql::parse(sql)
     }
 
-    /// Classifies and plans one statement.
-    pub async fn prepare(&mut self, statement: Statement) -> WsResult<Prepared> {
+    /// The role statements are checked against; `None` refuses every statement (a
+    /// connection that has not authenticated). Sessions start as admin.
+    pub fn set_role(&mut self, role: Option<Role>) {
+        self.role = role;
+        let superuser = if role == Some(Role::Admin) { "on" } else { "off" };
+        self.settings.set_server("is_superuser", superuser);
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// Classifies and plans one statement, and refuses it (42501) when the session's
+    /// role may not run it.
+    pub async fn prepare(&mut self, statement: WsStatement) -> WsResult<Prepared> {
         let prepared = self.prepare_inner(statement).await;
         if prepared.is_err() {
             // An error inside a transaction block fails the block (server/ also marks it
@@ -340,8 +403,43 @@ impl Session {
         prepared
     }
 
-    async fn prepare_inner(&mut self, mut statement: Statement) -> WsResult<Prepared> {
-        self.check_failed_block(&statement)?;
+    async fn prepare_inner(&mut self, statement: WsStatement) -> WsResult<Prepared> {
+        let role = roles::authenticated(self.role)?;
+        let prepared = match statement {
+            WsStatement::Sql(statement) => self.plan_statement(statement).await?,
+            WsStatement::Stream(statement) => {
+                self.check_failed_block(None)?;
+                self.prepare_stream(statement).await?
+            }
+        };
+        roles::authorize(role, &prepared.kind)?;
+        Ok(prepared)
+    }
+
+    async fn prepare_stream(&mut self, statement: StreamStatement) -> WsResult<Prepared> {
+        let kind = match statement {
+            StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
+            StreamStatement::DropSource { names, if_exists } => Kind::DropSource { names, if_exists },
+            StreamStatement::ShowSources => {
+                let view = datafusion::common::TableReference::partial(
+                    crate::stream::system::SYSTEM_SCHEMA,
+                    crate::stream::system::SOURCES_VIEW,
+                );
+                let plan = self
+                    .ctx
+                    .table(view)
+                    .await?
+                    .sort(vec![datafusion::prelude::col("name").sort(true, false)])?
+                    .into_unoptimized_plan();
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                return Ok(Prepared { kind: Kind::Rows(plan), param_types: Vec::new(), schema });
+            }
+        };
+        Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() })
+    }
+
+    async fn plan_statement(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+        self.check_failed_block(Some(&statement))?;
         if let Some(kind) = self.classify_compat(&statement).await? {
             let (schema, param_types) = match &kind {
                 Kind::Compat(compat::Command::Declare { plan, .. }) => (empty_schema(), parameter_types(plan)?),
@@ -363,6 +461,9 @@ impl Session {
                 _ => empty_schema(),
             };
             return Ok(Prepared { kind, param_types: Vec::new(), schema });
+        }
+        if let Some(kind) = copy::classify(self, &statement).await? {
+            return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
         let plan = self.plan_query(statement).await?;
@@ -519,10 +620,16 @@ impl Session {
         params: Option<ParamValues>,
         cancel: CancellationToken,
     ) -> WsResult<Outcome> {
+        let timeout_ms = self.settings.get("statement_timeout")?.and_then(|v| settings::parse_duration_ms(&v));
+        let deadline = timeout_ms
+            .filter(|&ms| ms > 0)
+            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+        self.deadline = deadline;
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(WsError::canceled()),
+            _ = sleep_until(deadline) => Err(WsError::statement_timeout()),
             outcome = work => outcome,
         };
         if outcome.is_err() {
@@ -530,7 +637,10 @@ impl Session {
         }
         let outcome = outcome?;
         Ok(match outcome {
-            Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel) },
+            Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
+            Outcome::CopyOut { options, stream } => {
+                Outcome::CopyOut { options, stream: cancellable(stream, cancel, deadline) }
+            }
             done => done,
         })
     }
@@ -598,6 +708,25 @@ impl Session {
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
             }
+            Kind::CreateSource { def, if_not_exists } => {
+                let created = self.engine.catalog().create_source(def.clone(), *if_not_exists).await?;
+                if !created {
+                    tracing::info!(source = def.name, "CREATE SOURCE IF NOT EXISTS: already exists, skipping");
+                }
+                Ok(Outcome::Done(CommandTag::new("CREATE SOURCE")))
+            }
+            Kind::DropSource { names, if_exists } => {
+                for name in names {
+                    let dropped = self.engine.catalog().drop_source(name).await?;
+                    if !dropped && !if_exists {
+                        return Err(WsError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("source \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP SOURCE")))
+            }
             Kind::Set { name, value } => {
                 self.settings.set(name, value.as_deref())?;
                 Ok(Outcome::Done(CommandTag::new(if value.is_some() { "SET" } else { "RESET" })))
@@ -625,30 +754,27 @@ impl Session {
                 })
             }
             Kind::Compat(command) => self.execute_compat(command, params.clone()).await,
+            Kind::CopyTo { plan, options } => {
+                let stream = self.stream(plan.clone()).await?;
+                Ok(Outcome::CopyOut { options: options.clone(), stream })
+            }
+            Kind::CopyFrom(target) => Ok(Outcome::CopyIn(copy::CopyIn::start(self, target, cancel).await?)),
         }
     }
 
     async fn stream(&self, plan: LogicalPlan) -> WsResult<SendableRecordBatchStream> {
+        // A new statement: sources give it fresh snapshots, shared by all its scans.
+        self.snapshots.clear();
         let state = self.ctx.state();
-        let physical = state.create_physical_plan(&plan).await?;
-        Ok(execute_stream(physical, self.ctx.task_ctx())?)
+        let physical = state.create_physical_plan(&plan).await;
+        // The plan holds what it reads; the snapshots need not outlive planning.
+        self.snapshots.clear();
+        Ok(execute_stream(physical?, self.ctx.task_ctx())?)
     }
 
     /// Runs a DML plan and returns the row count it reports.
     async fn run_to_count(&self, plan: LogicalPlan, cancel: &CancellationToken) -> WsResult<usize> {
-        let mut stream = cancellable(self.stream(plan).await?, cancel.clone());
-        let mut rows = 0usize;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let counts = batch.column(0).as_any().downcast_ref::<UInt64Array>().ok_or_else(|| {
-                WsError::internal("DML plan did not report a count column")
-            })?;
-            rows += counts.iter().flatten().sum::<u64>() as usize;
-        }
-        Ok(rows)
+        count_rows(cancellable(self.stream(plan).await?, cancel.clone(), self.deadline)).await
     }
 
     /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
@@ -697,6 +823,20 @@ impl Session {
                     });
                 }
                 Outcome::Done(tag) => results.push(Collected { schema, batches: Vec::new(), tag }),
+                Outcome::CopyOut { mut stream, .. } => {
+                    // Embedded: the rows themselves are the output.
+                    let schema = stream.schema();
+                    let mut batches = Vec::new();
+                    while let Some(batch) = stream.next().await {
+                        batches.push(batch?);
+                    }
+                    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                    let tag = CommandTag { command: "COPY", rows: Some(rows), oid: None };
+                    results.push(Collected { schema, batches, tag });
+                }
+                Outcome::CopyIn(_) => {
+                    return Err(WsError::unsupported("COPY FROM STDIN needs a client connection"));
+                }
             }
         }
         Ok(results)
@@ -705,6 +845,24 @@ impl Session {
     pub(crate) fn context(&self) -> &SessionContext {
         &self.ctx
     }
+}
+
+/// Sums the count column a DML plan reports.
+async fn count_rows(mut stream: SendableRecordBatchStream) -> WsResult<usize> {
+    let mut rows = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let counts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| WsError::internal("DML plan did not report a count column"))?;
+        rows += counts.iter().flatten().sum::<u64>() as usize;
+    }
+    Ok(rows)
 }
 
 /// A fully read result, for embedded use.
@@ -765,19 +923,31 @@ fn parameter_types(plan: &LogicalPlan) -> WsResult<Vec<Option<DataType>>> {
     Ok(ordered)
 }
 
-/// Ends a stream with 57014 as soon as `cancel` fires, even while a batch is computed.
-fn cancellable(stream: SendableRecordBatchStream, cancel: CancellationToken) -> SendableRecordBatchStream {
+/// Waits until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ends a stream with 57014 as soon as `cancel` fires or `deadline` (statement_timeout)
+/// passes, even while a batch is computed.
+fn cancellable(
+    stream: SendableRecordBatchStream,
+    cancel: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+) -> SendableRecordBatchStream {
     let schema = stream.schema();
-    let unfolded = futures::stream::unfold((stream, cancel, false), |(mut inner, cancel, done)| async move {
+    let unfolded = futures::stream::unfold((stream, cancel, false), move |(mut inner, cancel, done)| async move {
         if done {
             return None;
         }
+        let stop = |error: WsError| datafusion::error::DataFusionError::External(Box::new(error));
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => {
-                let error = datafusion::error::DataFusionError::External(Box::new(WsError::canceled()));
-                Some((Err(error), (inner, cancel, true)))
-            }
+            _ = cancel.cancelled() => Some((Err(stop(WsError::canceled())), (inner, cancel, true))),
+            _ = sleep_until(deadline) => Some((Err(stop(WsError::statement_timeout())), (inner, cancel, true))),
             next = inner.next() => next.map(|item| (item, (inner, cancel, false))),
         }
     });

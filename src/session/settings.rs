@@ -88,6 +88,9 @@ pub struct Settings {
     datafusion: DataFusionOptions,
     /// DataFusion options as the session started, for `RESET datafusion.x` and `RESET ALL`.
     datafusion_initial: ConfigOptions,
+    /// What RESET returns to: PostgreSQL's defaults with the server's own
+    /// (`--statement-timeout-ms`).
+    defaults: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -97,8 +100,18 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
-    pub fn new(datafusion: DataFusionOptions, datafusion_initial: ConfigOptions) -> Settings {
-        Settings { values: Mutex::new(defaults()), datafusion, datafusion_initial }
+    pub fn new(
+        datafusion: DataFusionOptions,
+        datafusion_initial: ConfigOptions,
+        defaults: BTreeMap<String, String>,
+    ) -> Settings {
+        Settings { values: Mutex::new(defaults.clone()), datafusion, datafusion_initial, defaults }
+    }
+
+    /// Sets a value only the server may change (`is_superuser` after authentication);
+    /// it survives `RESET ALL`, which returns client-settable values to their defaults.
+    pub fn set_server(&self, name: &str, value: &str) {
+        self.values().insert(name.to_string(), value.to_string());
     }
 
     fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
@@ -125,10 +138,17 @@ impl Settings {
                 format!("parameter \"{name}\" cannot be changed"),
             ));
         }
-        let defaults = defaults();
+        let defaults = &self.defaults;
         if !defaults.contains_key(name) && !name.contains('.') {
             return Err(unrecognized(name));
         }
+        let value = match value {
+            Some(value) => Some(
+                normalize(name, value).map_err(|reason| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason))?,
+            ),
+            None => None,
+        };
+        let value = value.as_deref();
         if name == "timezone" {
             // DataFusion types `timestamptz` with its own session time zone; keep it the
             // same zone. Arrow accepts IANA names and offsets; a name it does not know
@@ -165,7 +185,12 @@ impl Settings {
 
     /// `RESET ALL` and `DISCARD ALL`: every setting back to its session-start value.
     pub fn reset_all(&self) -> WsResult<()> {
-        *self.values() = defaults();
+        let mut values = self.values();
+        let server_set: Vec<(String, String)> =
+            values.iter().filter(|(name, _)| is_read_only(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        *values = self.defaults.clone();
+        values.extend(server_set);
+        drop(values);
         let initial = self.datafusion_initial.clone();
         (self.datafusion)(&mut |options| *options = initial.clone())
     }
@@ -221,6 +246,62 @@ fn unrecognized(name: &str) -> WsError {
     WsError::new(sqlstate::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
 }
 
+/// Settings holding a duration in milliseconds, which SET checks and SHOW prints the way
+/// PostgreSQL does (`1s`, `1500ms`, `0`).
+fn is_duration_ms(name: &str) -> bool {
+    matches!(name, "statement_timeout" | "lock_timeout")
+}
+
+/// Largest duration setting, in milliseconds: PostgreSQL's INT_MAX.
+const DURATION_MS_MAX: u64 = i32::MAX as u64;
+
+/// Parses a duration the way PostgreSQL parses a time setting: a bare number is in
+/// milliseconds; units `us`, `ms`, `s`, `min`, `h`, `d` may follow, with or without a
+/// space. Fractions round to the nearest millisecond.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    let ms = (number * scale).round();
+    (ms.is_finite() && ms >= 0.0 && ms <= DURATION_MS_MAX as f64).then_some(ms as u64)
+}
+
+/// A duration as SHOW prints it: in the largest unit that divides it exactly.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0".into();
+    }
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Checks a value being SET and puts it in the form SHOW prints; `Err` holds the reason
+/// for SQLSTATE 22023.
+pub fn normalize(name: &str, value: &str) -> Result<String, String> {
+    if is_duration_ms(name) {
+        return parse_duration_ms(value).map(format_duration_ms).ok_or_else(|| {
+            format!(
+                "invalid value for parameter \"{name}\": \"{value}\" (a duration from 0 to {DURATION_MS_MAX} ms; units us, ms, s, min, h, d)"
+            )
+        });
+    }
+    Ok(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +316,15 @@ mod tests {
                 Ok(())
             }),
             initial,
+            server_defaults(),
         )
+    }
+
+    /// PostgreSQL's defaults with a server default `statement_timeout` of 2 s.
+    fn server_defaults() -> BTreeMap<String, String> {
+        let mut defaults = defaults();
+        defaults.insert("statement_timeout".into(), format_duration_ms(2000));
+        defaults
     }
 
     #[test]
@@ -269,5 +358,40 @@ mod tests {
     fn version_string_is_postgres_shaped() {
         let version = version_string();
         assert!(version.starts_with(&format!("PostgreSQL {PG_SERVER_VERSION} (watershed ")), "{version}");
+    }
+
+    #[test]
+    fn set_normalizes_durations_and_resets_to_server_defaults() {
+        let s = settings();
+        s.set("statement_timeout", Some("60s")).unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "1min");
+        let error = s.set("statement_timeout", Some("soon")).unwrap_err();
+        assert_eq!(error.code, sqlstate::INVALID_PARAMETER_VALUE);
+        assert_eq!(s.show("statement_timeout").unwrap(), "1min");
+        s.set_server("is_superuser", "off");
+        s.set("statement_timeout", None).unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "2s");
+        s.set("statement_timeout", Some("5")).unwrap();
+        s.reset_all().unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "2s");
+        // Server-set values survive RESET ALL: a reader must not become a superuser.
+        assert_eq!(s.show("is_superuser").unwrap(), "off");
+    }
+
+    #[test]
+    fn durations_parse_and_print_like_postgresql() {
+        assert_eq!(parse_duration_ms("250"), Some(250));
+        assert_eq!(parse_duration_ms("1.5s"), Some(1500));
+        assert_eq!(parse_duration_ms("2 min"), Some(120_000));
+        assert_eq!(parse_duration_ms("-1"), None);
+        assert_eq!(parse_duration_ms("soon"), None);
+        assert_eq!(parse_duration_ms("3 weeks"), None);
+        assert_eq!(format_duration_ms(0), "0");
+        assert_eq!(format_duration_ms(1000), "1s");
+        assert_eq!(format_duration_ms(1500), "1500ms");
+        assert_eq!(format_duration_ms(3_600_000), "1h");
+        assert_eq!(normalize("statement_timeout", "60s").as_deref(), Ok("1min"));
+        assert!(normalize("statement_timeout", "x").is_err());
+        assert_eq!(normalize("application_name", "x").as_deref(), Ok("x"));
     }
 }

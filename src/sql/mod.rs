@@ -1,6 +1,7 @@
 //! sql/: our SQL dialect on top of DataFusion's parser, and the planning extensions that
 //! give it meaning: time travel (`VERSION AS OF`, `TIMESTAMP AS OF`) planned through
-//! DataFusion's relation planner extension point.
+//! DataFusion's relation planner extension point; window table functions (`TUMBLE`, `HOP`,
+//! `CUMULATE`, `SESSION`) planned the same way (windows/).
 //!
 //! Parsing never prints SQL back to text: the session plans the AST it gets from here.
 //! PostgreSQL-isms that clients' metadata queries use (`OPERATOR(pg_catalog.~)`,
@@ -11,13 +12,17 @@
 mod dialect;
 mod regproc;
 mod subqueries;
+mod source;
 mod time_travel;
+pub mod windows;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
 pub use subqueries::single_value_udaf;
+pub use source::StreamStatement;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
 use crate::error::{WsError, WsResult, sqlstate};
@@ -25,22 +30,66 @@ use crate::error::{WsError, WsResult, sqlstate};
 /// Nesting depth the parser accepts before refusing a statement (54001 beyond it).
 pub const PARSER_RECURSION_LIMIT: usize = 256;
 
+/// One parsed statement: DataFusion's, or one of ours about streams.
+#[derive(Debug, Clone)]
+pub enum WsStatement {
+    Sql(Statement),
+    Stream(StreamStatement),
+}
+
 /// Parses one message's SQL text into statements, in order.
-pub fn parse(sql: &str) -> WsResult<Vec<Statement>> {
+pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
     let dialect = WatershedDialect::default();
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()
         .map_err(WsError::from)?;
-    let statements = parser.parse_statements().map_err(|error| {
+    let parse_error = |error: datafusion::error::DataFusionError| {
         let mut error = WsError::from(error);
         if error.message.contains("recursion limit") {
             error.code = sqlstate::STATEMENT_TOO_COMPLEX;
         }
         error
-    })?;
-    Ok(statements.into_iter().map(pg_compat_rewrite).collect())
+    };
+    // DFParser::parse_statements' loop, with our statements tried first.
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if parser.parser.peek_token().token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            let found = parser.parser.peek_token();
+            return Err(WsError::syntax(format!("expected end of statement, found: {found}")));
+        }
+        let statement = if source::starts_stream_statement(&parser.parser) {
+            let parsed = source::parse_stream_statement(&mut parser.parser)
+                .map_err(|error| parse_error(error.into()))?;
+            WsStatement::Stream(parsed)
+        } else if starts_pg_copy(&parser.parser) {
+            // sqlparser's PostgreSQL COPY (`TO STDOUT`, `FROM STDIN`, column lists,
+            // `WITH (FORMAT csv, ...)`): DFParser's own COPY is DataFusion's
+            // `COPY ... TO 'file' STORED AS`, which has neither.
+            let copy = parser.parser.parse_statement().map_err(|error| parse_error(error.into()))?;
+            WsStatement::Sql(Statement::Statement(Box::new(copy)))
+        } else {
+            WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+    Ok(statements)
+}
+
+/// `COPY` other than DataFusion's `COPY INTO`.
+fn starts_pg_copy(parser: &datafusion::sql::sqlparser::parser::Parser<'_>) -> bool {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::COPY)
+        && !matches!(&parser.peek_nth_token(1).token, Token::Word(w) if w.keyword == Keyword::INTO)
 }
 
 /// AST rewrites from datafusion-pg-catalog that make PostgreSQL clients' catalog
@@ -69,8 +118,15 @@ fn pg_compat_rewrite(statement: Statement) -> Statement {
             let mut inner = *inner;
             regproc::rewrite(&mut inner);
             let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
+            windows::table_arguments_as_subqueries(&mut rewritten);
             subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
+        }
+        Statement::Explain(mut explain) => {
+            if let Statement::Statement(inner) = explain.statement.as_mut() {
+                windows::table_arguments_as_subqueries(inner);
+            }
+            Statement::Explain(explain)
         }
         other => other,
     }
@@ -87,15 +143,37 @@ mod tests {
     }
 
     #[test]
+    fn stream_statements_mix_with_sql() {
+        let statements = parse("SHOW SOURCES; SELECT 1; DROP SOURCE s").unwrap();
+        assert!(matches!(statements[0], WsStatement::Stream(StreamStatement::ShowSources)));
+        assert!(matches!(statements[1], WsStatement::Sql(_)));
+        assert!(matches!(statements[2], WsStatement::Stream(StreamStatement::DropSource { .. })));
+        assert_eq!(parse("SHOW SOURCES SELECT 1").unwrap_err().code, sqlstate::SYNTAX_ERROR);
+    }
+
+    #[test]
     fn syntax_error_is_42601() {
         let error = parse("SELEC 1").unwrap_err();
         assert_eq!(error.code, sqlstate::SYNTAX_ERROR);
     }
 
     #[test]
+    fn postgres_copy_parses() {
+        // sqlparser reads what follows `FROM STDIN;` as inline data; the session refuses it.
+        let statements = parse("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER); SELECT 1").unwrap();
+        assert_eq!(statements.len(), 1);
+        let statements = parse("COPY (SELECT 1) TO STDOUT (FORMAT binary); COPY t TO STDOUT").unwrap();
+        assert_eq!(statements.len(), 2);
+        let statements = parse("COPY t FROM STDIN").unwrap();
+        assert!(matches!(&statements[0], WsStatement::Sql(Statement::Statement(s))
+            if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Copy { to: false, .. })));
+    }
+
+    #[test]
     fn version_as_of_parses() {
         let statements = parse("SELECT * FROM t VERSION AS OF 3 WHERE x = 1").unwrap();
-        let refs = time_travel_refs(&statements[0]).unwrap();
+        let WsStatement::Sql(statement) = &statements[0] else { panic!("a DataFusion statement") };
+        let refs = time_travel_refs(statement).unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].1, VersionSpec::Version(3));
     }
@@ -103,7 +181,8 @@ mod tests {
     #[test]
     fn timestamp_as_of_parses() {
         let statements = parse("SELECT * FROM t TIMESTAMP AS OF '2026-01-01 00:00:00' x").unwrap();
-        let refs = time_travel_refs(&statements[0]).unwrap();
+        let WsStatement::Sql(statement) = &statements[0] else { panic!("a DataFusion statement") };
+        let refs = time_travel_refs(statement).unwrap();
         assert_eq!(refs.len(), 1);
         assert!(matches!(refs[0].1, VersionSpec::Timestamp(_)));
     }

@@ -70,7 +70,8 @@ mod tests {
     #[test]
     fn regproc_literal_becomes_its_name() {
         let statements = crate::sql::parse("SELECT typinput = 'pg_catalog.array_in'::regproc FROM pg_type").unwrap();
-        let text = statements[0].to_string();
+        let crate::sql::WsStatement::Sql(statement) = &statements[0] else { panic!("a DataFusion statement") };
+        let text = statement.to_string();
         assert!(text.contains("typinput = 'array_in'"), "{text}");
     }
 }

@@ -409,8 +409,9 @@ mod tests {
     fn rewritten(sql: &str) -> String {
         let mut statements = crate::sql::parse(sql).unwrap();
         match statements.remove(0) {
-            datafusion::sql::parser::Statement::Statement(s) => s.to_string(),
-            other => other.to_string(),
+            crate::sql::WsStatement::Sql(datafusion::sql::parser::Statement::Statement(s)) => s.to_string(),
+            crate::sql::WsStatement::Sql(other) => other.to_string(),
+            crate::sql::WsStatement::Stream(other) => panic!("not a DataFusion statement: {other:?}"),
         }
     }
 

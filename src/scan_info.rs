@@ -1,7 +1,7 @@
-//! LakeScanExec: a pass-through node over a Delta scan that names the table, its version
-//! and how many files the snapshot holds. Delta's own scan reports `count_files_scanned`
-//! under EXPLAIN ANALYZE; next to `files_in_table` here, that shows partition pruning and
-//! statistics-based file skipping at work. It changes no rows, order or partitioning, and
+//! ScanInfoExec: a pass-through node over a scan that says, in EXPLAIN, what the scan
+//! reads from and how much of it exists: a lake table's version and files in the snapshot
+//! (next to Delta's own `count_files_scanned`), a source's retained chunks next to the
+//! chunks left after event-time pruning. It changes no rows, order or partitioning, and
 //! lets filters, limits and projections pass through to the scan below.
 
 use std::sync::Arc;
@@ -20,37 +20,29 @@ use datafusion::physical_plan::{
 };
 
 #[derive(Debug)]
-pub struct LakeScanExec {
-    table: String,
-    version: u64,
-    files_total: usize,
+pub struct ScanInfoExec {
+    /// Node name shown in plans, e.g. `LakeScanExec`.
+    name: &'static str,
+    /// What follows the name, e.g. `table=orders, version=3, files_in_table=730`.
+    detail: String,
     input: Arc<dyn ExecutionPlan>,
 }
 
-impl LakeScanExec {
-    pub fn new(
-        table: &str,
-        version: u64,
-        files_total: usize,
-        input: Arc<dyn ExecutionPlan>,
-    ) -> LakeScanExec {
-        LakeScanExec { table: table.to_string(), version, files_total, input }
+impl ScanInfoExec {
+    pub fn new(name: &'static str, detail: String, input: Arc<dyn ExecutionPlan>) -> ScanInfoExec {
+        ScanInfoExec { name, detail, input }
     }
 }
 
-impl DisplayAs for LakeScanExec {
+impl DisplayAs for ScanInfoExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "LakeScanExec: table={}, version={}, files_in_table={}",
-            self.table, self.version, self.files_total
-        )
+        write!(f, "{}: {}", self.name, self.detail)
     }
 }
 
-impl ExecutionPlan for LakeScanExec {
+impl ExecutionPlan for ScanInfoExec {
     fn name(&self) -> &str {
-        "LakeScanExec"
+        self.name
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -76,14 +68,9 @@ impl ExecutionPlan for LakeScanExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        assert_eq!(children.len(), 1, "LakeScanExec has exactly one child");
+        assert_eq!(children.len(), 1, "ScanInfoExec has exactly one child");
         let input = children.remove(0);
-        Ok(Arc::new(LakeScanExec {
-            table: self.table.clone(),
-            version: self.version,
-            files_total: self.files_total,
-            input,
-        }))
+        Ok(Arc::new(ScanInfoExec { name: self.name, detail: self.detail.clone(), input }))
     }
 
     fn execute(

@@ -1,0 +1,378 @@
+//! The events a source retains, in arrival order, as immutable Arrow chunks; the
+//! per-partition event-time clocks the watermark comes from; and the counters the
+//! `watershed.sources` view shows.
+//!
+//! Readers take a snapshot (a list of `Arc`s, no copy of data) under a short lock, so a
+//! query sees every event retained when it starts and nothing that arrives later.
+//! Retention drops whole chunks, oldest first, by arrival time and by bytes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+
+use crate::error::{WsError, WsResult};
+
+/// Chunks are merged while they stay under this many rows and this arrival span, so
+/// that sources fed by many small batches do not give queries many tiny batches.
+pub const CHUNK_ROWS_TARGET: usize = 8_192;
+const CHUNK_ARRIVAL_SPAN_MS: i64 = 1_000;
+/// ...and while their event times stay within this span, so that a filter on event time
+/// can still skip chunks (pruning works on each chunk's min/max).
+const CHUNK_EVENT_SPAN_US: i64 = 60_000_000;
+
+/// Upper bound on partitions per source (Kafka topics rarely have more than a few
+/// hundred); each has a clock.
+pub const PARTITIONS_MAX: usize = 4_096;
+
+/// One retained batch of events from one partition.
+#[derive(Debug)]
+pub struct Chunk {
+    pub batch: RecordBatch,
+    pub partition: u32,
+    /// Arrival (wall clock, ms since the epoch) of the chunk's newest rows.
+    pub arrival_ms: i64,
+    /// Min and max event time in the chunk (µs since the epoch); None without event time
+    /// or when every event time is NULL.
+    pub event_range_us: Option<(i64, i64)>,
+    /// Log offset of the chunk's first row; offsets count rows appended, from 0.
+    pub first_offset: u64,
+    pub bytes: usize,
+}
+
+/// Event-time progress of one partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartitionClock {
+    max_event_us: Option<i64>,
+    last_arrival_ms: i64,
+}
+
+/// Counters and positions shown by `watershed.sources`.
+#[derive(Debug, Clone, Default)]
+pub struct LogStats {
+    pub partitions: usize,
+    pub events_retained: u64,
+    pub bytes_retained: u64,
+    pub events_total: u64,
+    pub retained_from_ms: Option<i64>,
+    pub watermark_us: Option<i64>,
+    pub late_rows: u64,
+}
+
+#[derive(Debug)]
+struct LogState {
+    chunks: VecDeque<Arc<Chunk>>,
+    bytes: u64,
+    rows: u64,
+    next_offset: u64,
+    clocks: Vec<PartitionClock>,
+    watermark_us: Option<i64>,
+    late_rows: u64,
+}
+
+/// The retained events of one source.
+#[derive(Debug)]
+pub struct RetainedLog {
+    schema: SchemaRef,
+    /// Index of the event-time column and the watermark delay, when the source has one.
+    event_time: Option<(usize, i64)>,
+    retention_ms: u64,
+    retention_bytes: u64,
+    idle_timeout_ms: u64,
+    state: Mutex<LogState>,
+}
+
+impl RetainedLog {
+    pub fn new(
+        schema: SchemaRef,
+        event_time: Option<(usize, i64)>,
+        retention_ms: u64,
+        retention_bytes: u64,
+        idle_timeout_ms: u64,
+    ) -> RetainedLog {
+        if let Some((index, _)) = event_time {
+            assert!(
+                matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)),
+                "the event-time column is a timestamp (checked by SourceSpec)"
+            );
+        }
+        RetainedLog {
+            schema,
+            event_time,
+            retention_ms,
+            retention_bytes,
+            idle_timeout_ms,
+            state: Mutex::new(LogState {
+                chunks: VecDeque::new(),
+                bytes: 0,
+                rows: 0,
+                next_offset: 0,
+                clocks: Vec::new(),
+                watermark_us: None,
+                late_rows: 0,
+            }),
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        // A panic while holding this lock leaves plain counters and a list of Arcs, both
+        // consistent between statements; carrying on is safe.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends one batch that arrived from `partition` at `arrival_ms`. Returns the log
+    /// offset of its first row. Rows older than the watermark are kept (ad-hoc queries
+    /// see them) but counted as late.
+    pub fn append(&self, partition: u32, batch: RecordBatch, arrival_ms: i64) -> WsResult<u64> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(WsError::internal(format!(
+                "batch schema {:?} does not match the source schema {:?}",
+                batch.schema(),
+                self.schema
+            )));
+        }
+        if partition as usize >= PARTITIONS_MAX {
+            return Err(WsError::internal(format!("partition {partition} beyond {PARTITIONS_MAX}")));
+        }
+        let event_us = match self.event_time {
+            Some((index, _)) => Some(event_micros(batch.column(index))?),
+            None => None,
+        };
+        let event_range_us = event_us.as_ref().and_then(|times| {
+            let min = datafusion::arrow::compute::min(times)?;
+            let max = datafusion::arrow::compute::max(times)?;
+            Some((min, max))
+        });
+        let rows = batch.num_rows() as u64;
+        let bytes = batch.get_array_memory_size();
+        let mut state = self.lock();
+        let first_offset = state.next_offset;
+        if rows == 0 {
+            return Ok(first_offset);
+        }
+        // Late rows: behind the watermark as it stood when they arrived.
+        if let (Some(times), Some(watermark)) = (&event_us, state.watermark_us) {
+            let late = times.iter().flatten().filter(|&t| t < watermark).count() as u64;
+            state.late_rows += late;
+        }
+        if state.clocks.len() <= partition as usize {
+            state.clocks.resize(partition as usize + 1, PartitionClock::default());
+        }
+        let clock = &mut state.clocks[partition as usize];
+        clock.last_arrival_ms = clock.last_arrival_ms.max(arrival_ms);
+        if let Some((_, max)) = event_range_us {
+            clock.max_event_us = Some(clock.max_event_us.map_or(max, |m| m.max(max)));
+        }
+        self.advance_watermark(&mut state, arrival_ms);
+        state.next_offset += rows;
+        state.rows += rows;
+        state.bytes += bytes as u64;
+        let merge_with_last = state.chunks.back().is_some_and(|last| {
+            last.partition == partition
+                && last.batch.num_rows() + batch.num_rows() <= CHUNK_ROWS_TARGET
+                && arrival_ms - last.arrival_ms <= CHUNK_ARRIVAL_SPAN_MS
+                && last.first_offset + last.batch.num_rows() as u64 == first_offset
+                && match merge_ranges(last.event_range_us, event_range_us) {
+                    Some((min, max)) => max - min <= CHUNK_EVENT_SPAN_US,
+                    None => true,
+                }
+        });
+        let chunk = if merge_with_last {
+            let last = state.chunks.pop_back().expect("checked above");
+            state.bytes -= last.bytes as u64;
+            state.bytes -= bytes as u64;
+            let merged = concat_batches(&self.schema, [&last.batch, &batch])?;
+            let merged_bytes = merged.get_array_memory_size();
+            state.bytes += merged_bytes as u64;
+            Chunk {
+                batch: merged,
+                partition,
+                arrival_ms: arrival_ms.max(last.arrival_ms),
+                event_range_us: merge_ranges(last.event_range_us, event_range_us),
+                first_offset: last.first_offset,
+                bytes: merged_bytes,
+            }
+        } else {
+            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes }
+        };
+        state.chunks.push_back(Arc::new(chunk));
+        self.trim_locked(&mut state, arrival_ms);
+        Ok(first_offset)
+    }
+
+    /// Watermark = min over active partitions of (max event time - delay); a partition
+    /// idle past the timeout stops holding it back. It never moves backwards.
+    fn advance_watermark(&self, state: &mut LogState, now_ms: i64) {
+        let Some((_, delay_us)) = self.event_time else {
+            return;
+        };
+        let idle_ms = self.idle_timeout_ms as i64;
+        let active = state
+            .clocks
+            .iter()
+            .filter(|c| c.max_event_us.is_some() && now_ms - c.last_arrival_ms < idle_ms);
+        let candidate = match active.clone().count() {
+            0 => state.clocks.iter().filter_map(|c| c.max_event_us).max(),
+            _ => active.filter_map(|c| c.max_event_us).min(),
+        };
+        if let Some(event_us) = candidate {
+            let watermark = event_us.saturating_sub(delay_us);
+            state.watermark_us = Some(state.watermark_us.map_or(watermark, |w| w.max(watermark)));
+        }
+    }
+
+    /// Drops chunks past retention (by arrival time, then by bytes). Returns the log
+    /// offset below which nothing is retained any more.
+    pub fn trim(&self, now_ms: i64) -> u64 {
+        let mut state = self.lock();
+        self.advance_watermark(&mut state, now_ms);
+        self.trim_locked(&mut state, now_ms)
+    }
+
+    fn trim_locked(&self, state: &mut LogState, now_ms: i64) -> u64 {
+        let oldest_kept_ms = now_ms.saturating_sub(self.retention_ms as i64);
+        while let Some(front) = state.chunks.front() {
+            let expired = front.arrival_ms < oldest_kept_ms;
+            let over_bytes = state.bytes > self.retention_bytes && state.chunks.len() > 1;
+            if !expired && !over_bytes {
+                break;
+            }
+            let front = state.chunks.pop_front().expect("checked above");
+            state.bytes -= front.bytes as u64;
+            state.rows -= front.batch.num_rows() as u64;
+        }
+        state.chunks.front().map_or(state.next_offset, |c| c.first_offset)
+    }
+
+    /// Every retained chunk, oldest first: the consistent view one query reads.
+    pub fn snapshot(&self) -> Vec<Arc<Chunk>> {
+        self.lock().chunks.iter().cloned().collect()
+    }
+
+    pub fn watermark_us(&self) -> Option<i64> {
+        self.lock().watermark_us
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let state = self.lock();
+        LogStats {
+            partitions: state.clocks.len(),
+            events_retained: state.rows,
+            bytes_retained: state.bytes,
+            events_total: state.next_offset,
+            retained_from_ms: state.chunks.front().map(|c| {
+                // The oldest retained chunk's rows arrived at or before its arrival_ms.
+                c.arrival_ms
+            }),
+            watermark_us: state.watermark_us,
+            late_rows: state.late_rows,
+        }
+    }
+
+    /// Sets the offset of the next row of an empty log: replay starts at the first offset
+    /// still on disk, so offsets stay stable across restarts and retention.
+    pub fn start_at_offset(&self, offset: u64) {
+        let mut state = self.lock();
+        assert!(state.chunks.is_empty() && state.next_offset == 0, "only an empty log is positioned");
+        state.next_offset = offset;
+    }
+
+    /// Next offset to be assigned: the count of rows ever appended (after a restart, the
+    /// count replayed plus those appended since).
+    pub fn next_offset(&self) -> u64 {
+        self.lock().next_offset
+    }
+}
+
+fn merge_ranges(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+        (one, None) | (None, one) => one,
+    }
+}
+
+/// Event times of a timestamp column as microseconds since the epoch.
+pub fn event_micros(column: &dyn Array) -> WsResult<TimestampMicrosecondArray> {
+    let as_micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    Ok(as_micros
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .expect("cast to Timestamp(µs) gives a TimestampMicrosecondArray")
+        .clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        ]))
+    }
+
+    fn batch(ids: &[i64], ts_s: &[i64]) -> RecordBatch {
+        let ts = TimestampMicrosecondArray::from(ts_s.iter().map(|s| s * 1_000_000).collect::<Vec<_>>())
+            .with_timezone("UTC");
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(ts)]).unwrap()
+    }
+
+    fn log(retention_ms: u64, retention_bytes: u64) -> RetainedLog {
+        RetainedLog::new(schema(), Some((1, 5_000_000)), retention_ms, retention_bytes, 10_000)
+    }
+
+    #[test]
+    fn watermark_trails_the_slowest_active_partition_and_counts_late_rows() {
+        let log = log(60_000, 1 << 30);
+        log.append(0, batch(&[1, 2], &[100, 110]), 1_000).unwrap();
+        assert_eq!(log.watermark_us(), Some(105_000_000));
+        log.append(1, batch(&[3], &[50]), 1_500).unwrap();
+        // Partition 1 is behind: the watermark may not go back, it holds at 105 s.
+        assert_eq!(log.watermark_us(), Some(105_000_000));
+        assert_eq!(log.stats().late_rows, 1, "ts 50 s arrived behind the 105 s watermark");
+        log.append(0, batch(&[4], &[200]), 2_000).unwrap();
+        // Partition 1 (max 50 s) holds it back while active.
+        assert_eq!(log.watermark_us(), Some(105_000_000));
+        // Past the idle timeout partition 1 no longer counts.
+        log.trim(1_500 + 10_000);
+        assert_eq!(log.watermark_us(), Some(195_000_000));
+    }
+
+    #[test]
+    fn retention_drops_oldest_chunks_by_time_and_bytes() {
+        let log = log(10_000, 1 << 30);
+        log.append(0, batch(&[1], &[1]), 0).unwrap();
+        log.append(0, batch(&[2], &[2]), 5_000).unwrap();
+        assert_eq!(log.snapshot().len(), 2, "5 s apart: not merged");
+        let first_kept = log.trim(12_000);
+        assert_eq!(first_kept, 1, "the chunk that arrived at 0 ms is past 10 s retention");
+        assert_eq!(log.stats().events_retained, 1);
+
+        let small = RetainedLog::new(schema(), None, 60_000, 1, 10_000);
+        small.append(0, batch(&[1], &[1]), 0).unwrap();
+        small.append(0, batch(&[2], &[2]), 5_000).unwrap();
+        assert_eq!(small.snapshot().len(), 1, "over the byte bound: only the newest chunk stays");
+    }
+
+    #[test]
+    fn small_batches_merge_into_chunks() {
+        let log = log(60_000, 1 << 30);
+        for i in 0..10 {
+            log.append(0, batch(&[i], &[i]), 100 + i).unwrap();
+        }
+        let snapshot = log.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot[0].batch.num_rows(), 10);
+        assert_eq!(snapshot[0].event_range_us, Some((0, 9_000_000)));
+        assert_eq!(log.stats().events_total, 10);
+    }
+}
