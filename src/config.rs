@@ -57,6 +57,8 @@ pub struct Limits {
     pub batch_rows_max: usize,
     /// Memory a session's queries may hold (DataFusion memory pool); 53200 beyond it.
     pub query_memory_bytes_max: usize,
+    /// Cursors a session may hold open at once (DECLARE beyond it gets 54000).
+    pub cursors_max: usize,
     /// Default `statement_timeout` of new sessions (0 = none); 57014 beyond it.
     pub statement_timeout_ms: u64,
     /// COPY FROM STDIN hands a batch to the insert once it holds this much decoded text
@@ -77,6 +79,7 @@ impl Default for Limits {
             query_text_bytes_max: 16 * 1024 * 1024,
             batch_rows_max: 8192,
             query_memory_bytes_max: 4 * 1024 * 1024 * 1024,
+            cursors_max: 64,
             statement_timeout_ms: 0,
             copy_batch_bytes_max: 32 * 1024 * 1024,
             windows_per_event_max: 10_000,

@@ -47,6 +47,9 @@ struct Common {
     /// Memory one session's query may use, in bytes (53200 beyond, after spilling).
     #[arg(long, env = "WATERSHED_QUERY_MEMORY_BYTES_MAX", default_value_t = Limits::default().query_memory_bytes_max, global = true)]
     query_memory_bytes_max: usize,
+    /// Cursors one session may hold open at once (54000 beyond).
+    #[arg(long, env = "WATERSHED_CURSORS_MAX", default_value_t = Limits::default().cursors_max, global = true)]
+    cursors_max: usize,
     /// Default statement_timeout of sessions in milliseconds (0 = none; 57014 beyond).
     #[arg(long, env = "WATERSHED_STATEMENT_TIMEOUT_MS", default_value_t = Limits::default().statement_timeout_ms, global = true)]
     statement_timeout_ms: u64,
@@ -128,6 +131,7 @@ impl Common {
                 query_text_bytes_max: self.query_text_bytes_max,
                 batch_rows_max: self.batch_rows_max,
                 query_memory_bytes_max: self.query_memory_bytes_max,
+                cursors_max: self.cursors_max,
                 statement_timeout_ms: self.statement_timeout_ms,
                 copy_batch_bytes_max: self.copy_batch_bytes_max,
                 windows_per_event_max: self.windows_per_event_max,

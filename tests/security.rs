@@ -186,7 +186,14 @@ async fn roles_are_enforced_with_42501() {
     }
     let row = boss.query_one("SELECT count(*) FROM t", &[]).await.expect("admin reads");
     assert_eq!(row.get::<_, i64>(0), 2, "refused statements changed nothing");
-    // Only admin is a superuser to clients that ask.
+    // Cursors are read statements; their query is checked at DECLARE like the query itself.
+    reader.batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT a FROM t ORDER BY a").await.expect("reader declares");
+    let rows = reader.query("FETCH 1 FROM c", &[]).await.expect("reader fetches");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    reader.batch_execute("CLOSE c; COMMIT").await.expect("reader closes");
+    // Only admin is a superuser to clients that ask, also after RESET ALL / DISCARD ALL.
+    reader.batch_execute("RESET ALL; DISCARD ALL").await.expect("reader resets");
     assert_eq!(show(&reader, "is_superuser").await, "off");
     assert_eq!(show(&boss, "is_superuser").await, "on");
     boss.batch_execute("DROP TABLE t").await.expect("admin drops");

@@ -8,6 +8,7 @@
 //! this module fills; lake tables stay reachable by name for time travel and writes.
 
 mod files;
+mod information_schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -135,7 +136,12 @@ impl Catalog {
         catalog
             .register_schema(SYSTEM_SCHEMA, system)
             .expect("a fresh memory catalog accepts a second schema");
-        list.register_catalog(CATALOG_NAME.to_string(), catalog);
+        list.register_catalog(CATALOG_NAME.to_string(), catalog.clone());
+        // Our information_schema (PostgreSQL type names); sessions turn DataFusion's off.
+        let info = information_schema::PgInformationSchema::new(list.clone());
+        catalog
+            .register_schema("information_schema", Arc::new(info))
+            .expect("a fresh memory catalog accepts a schema");
         Catalog {
             dir: dir.to_path_buf(),
             data_dir: data_dir.to_path_buf(),

@@ -21,17 +21,17 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
-    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
-    send_ready_for_query,
+    ExtendedQueryHandler, SimpleQueryHandler, send_describe_response, send_execution_response,
+    send_query_response, send_ready_for_query,
 };
-use pgwire::api::results::{CopyResponse, FieldInfo, Response};
+use pgwire::api::results::{CopyResponse, DescribePortalResponse, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
+use pgwire::messages::extendedquery::{Describe, Execute, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::SecretKey;
@@ -43,7 +43,19 @@ use super::auth::{Authenticator, Step};
 use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
 use crate::session::copy::{CopyFormat, CopyIn};
-use crate::session::{CommandTag, Engine, Outcome, Prepared, Role, Session, settings};
+use crate::session::{
+    CommandTag, Engine, Outcome, Prepared, Role, Session, TransactionState, TransactionStatus, settings,
+};
+use pgwire::messages::response::TransactionStatus as WireStatus;
+
+/// ReadyForQuery's status byte, from the session's own view of its transaction block.
+fn wire_status(transaction: &TransactionState) -> WireStatus {
+    match transaction.status() {
+        TransactionStatus::Idle => WireStatus::Idle,
+        TransactionStatus::InBlock => WireStatus::Transaction,
+        TransactionStatus::Failed => WireStatus::Error,
+    }
+}
 
 /// The token of the statement a connection is running; replaced per statement.
 #[derive(Debug, Default)]
@@ -176,6 +188,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     busy: Arc<Busy>,
     session: Arc<Mutex<Session>>,
+    transaction: Arc<TransactionState>,
     cancel: Arc<CancelSlot>,
     parser: Arc<StatementParser>,
     pid: i32,
@@ -194,12 +207,14 @@ impl Connection {
         let secret: i32 = rand::random();
         let cancel = Arc::new(CancelSlot::default());
         shared.cancels.insert(pid, secret, cancel.clone());
+        let transaction = session.transaction();
         let session = Arc::new(Mutex::new(session));
         Arc::new(Connection {
             parser: Arc::new(StatementParser { session: session.clone() }),
             shared,
             busy,
             session,
+            transaction,
             cancel,
             pid,
             secret,
@@ -218,6 +233,20 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.cancels.remove(self.pid);
+    }
+}
+
+/// `DEALLOCATE name` drops the named protocol-level statement. `DEALLOCATE ALL` drops
+/// none: pgwire's store cannot list them, and a driver sending it (psycopg after a
+/// ROLLBACK) forgets its statements and prepares them anew under names it reuses, which
+/// replaces the old ones.
+fn deallocate<C>(client: &mut C, prepared: &Prepared)
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    if let Some(Some(name)) = prepared.deallocates() {
+        client.portal_store().rm_statement(name);
     }
 }
 
@@ -369,14 +398,19 @@ impl Connection {
         if statements.is_empty() {
             client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
         }
-        let mut status = client.transaction_status();
         for statement in statements {
             let token = self.cancel.begin();
             let outcome = {
                 let mut session = self.session.lock().await;
                 let prepared = session.prepare(statement).await.map_err(user_error)?;
-                session.execute(&prepared, None, token).await.map_err(user_error)?
+                let outcome = session.execute(&prepared, None, token).await.map_err(user_error)?;
+                deallocate(client, &prepared);
+                outcome
             };
+            // The status is set before the rows stream so that an error while streaming
+            // is reported against the block this statement ran in (and, for COPY FROM,
+            // the ReadyForQuery pgwire sends after CopyDone carries it).
+            client.set_transaction_status(wire_status(&self.transaction));
             let outcome = match self.start_copy(client, outcome).await? {
                 Started::NotCopy(outcome) => outcome,
                 Started::Out(done) => {
@@ -392,19 +426,14 @@ impl Connection {
             };
             match outcome_response(outcome, &Format::UnifiedText)? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
-                Response::TransactionStart(done) => {
-                    send_execution_response(client, done).await?;
-                    status = status.to_in_transaction_state();
-                }
-                Response::TransactionEnd(done) => {
-                    send_execution_response(client, done).await?;
-                    status = status.to_idle_state();
-                }
-                Response::Execution(done) => send_execution_response(client, done).await?,
+                Response::TransactionStart(done)
+                | Response::TransactionEnd(done)
+                | Response::Execution(done) => send_execution_response(client, done).await?,
                 _ => unreachable!("outcome_response makes rows or tags only"),
             }
-            client.set_transaction_status(status);
         }
+        let status = wire_status(&self.transaction);
+        client.set_transaction_status(status);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         send_ready_for_query(client, status).await?;
         Ok(())
@@ -476,6 +505,29 @@ impl ExtendedQueryHandler for Connection {
         self._on_execute(client, message).await
     }
 
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // A cursor made by DECLARE is a portal too, and clients (psycopg's named cursors)
+        // describe it by name to learn its columns.
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL
+            && let Some(name) = message.name.as_deref()
+            && client.portal_store().get_portal(name).is_none()
+        {
+            let schema = self.session.lock().await.cursor_schema(name);
+            if let Ok(schema) = schema {
+                let fields = super::encode::fields(&schema, &Format::UnifiedText)?;
+                send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
+                return Ok(());
+            }
+        }
+        self._on_describe(client, message).await
+    }
+
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -485,7 +537,8 @@ impl ExtendedQueryHandler for Connection {
     {
         // As pgwire's default: the unnamed portal ends with the exchange.
         client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
-        let status = client.transaction_status();
+        let status = wire_status(&self.transaction);
+        client.set_transaction_status(status);
         send_ready_for_query(client, status).await?;
         client.flush().await?;
         self.busy.set(false);
@@ -506,12 +559,17 @@ impl ExtendedQueryHandler for Connection {
     {
         let statement: &StoredStatement<Arc<PreparedStatement>> = &portal.statement;
         let prepared = &statement.statement.prepared;
-        let types = decode_types(prepared);
-        let type_refs: Vec<Option<&DataType>> = types.iter().map(Some).collect();
+        // A value is decoded with the type the client declared for it if any, else with the
+        // type ParameterDescription announced; it is coerced only to a type the statement
+        // itself determines (`LIMIT $1` determines none: an int8 stays an int8).
+        let inferred: Vec<Option<&DataType>> = prepared.param_types.iter().map(Option::as_ref).collect();
+        let announced: Vec<Type> =
+            decode_types(prepared).iter().map(arrow_pg::datatypes::into_pg_type).collect::<PgWireResult<_>>()?;
+        let announced: Vec<Option<&Type>> = announced.iter().map(Some).collect();
         let params = if portal.parameter_len() == 0 {
             None
         } else {
-            let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &type_refs)
+            let values = arrow_pg::datatypes::df::deserialize_parameters_with_server_types(portal, &inferred, &announced)
                 .map_err(|error| match error {
                     PgWireError::UserError(_) => error,
                     other => user_error(WsError::new(
@@ -522,6 +580,7 @@ impl ExtendedQueryHandler for Connection {
             Some(values)
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
+        deallocate(client, prepared);
         match outcome {
             Outcome::CopyOut { options, stream } => {
                 let rows = super::copy::send_copy_out(client, &options, stream).await?;
@@ -617,6 +676,8 @@ impl ErrorHandler for Connection {
         C: ClientInfo,
     {
         tracing::debug!(pid = self.pid, %error, "statement failed");
+        // Any error inside a transaction block fails the block, as in PostgreSQL.
+        self.transaction.fail();
     }
 }
 

@@ -7,8 +7,11 @@
 //! send them batch by batch. Nothing here knows pgwire: `watershed sql` and the
 //! in-process test runner drive the same code.
 
+mod compat;
 pub mod copy;
+mod cursors;
 mod ddl;
+mod pg_functions;
 mod roles;
 pub mod settings;
 pub mod users;
@@ -42,6 +45,9 @@ use crate::sql::{PinKey, StreamStatement, TimeTravelPlanner, VersionSpec, WsStat
 
 pub use roles::Role;
 
+pub use compat::{TransactionState, TransactionStatus};
+use settings::Settings;
+
 /// The process-wide engine: catalog, shared object stores, configuration.
 #[derive(Clone)]
 pub struct Engine {
@@ -53,6 +59,31 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
     next_session_id: AtomicU32,
+    /// DataFusion's defaults plus datafusion-pg-catalog's functions and type planner;
+    /// every session starts from it (see [`pg_template`]).
+    pg_template: datafusion::execution::SessionState,
+}
+
+/// A session state with pg_catalog set up once for the whole engine. The pg_catalog
+/// schema hands out OIDs from its own cache; one shared instance keeps a relation's OID
+/// the same for every connection (psql asks for an OID, then queries by it; a
+/// per-session instance registered into the shared catalog would replace it under other
+/// sessions' feet).
+fn pg_template(catalog: &Catalog) -> datafusion::execution::SessionState {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_create_default_catalog_and_schema(false);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_catalog_list(catalog.provider_list())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    // pg_catalog tables and the functions clients call (pg_table_is_visible,
+    // format_type, current_schema...): what psql's \dt and drivers' metadata need.
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
+        .expect("pg_catalog registers into the watershed catalog, which always exists");
+    ctx.state()
 }
 
 impl Engine {
@@ -102,10 +133,12 @@ impl Engine {
             config.limits.lake_staleness_ms,
             connectors,
         ));
+        let pg_template = pg_template(&catalog);
         catalog.start_upkeep();
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
+                pg_template,
                 catalog,
                 object_stores: Arc::new(DefaultObjectStoreRegistry::new()),
                 next_session_id: AtomicU32::new(1),
@@ -140,7 +173,8 @@ impl Engine {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
+            // catalog/information_schema.rs registers PostgreSQL's flavour as a schema.
+            .with_information_schema(false)
             .with_batch_size(limits.batch_rows_max);
         let options = config.options_mut();
         // Late materialization: filters evaluated while decoding Parquet.
@@ -149,6 +183,9 @@ impl Engine {
         // PostgreSQL folds unquoted identifiers to lower case; so does DataFusion's
         // normalization, which must stay on.
         options.sql_parser.enable_ident_normalization = true;
+        // `timestamptz` plans as a timestamp in the session time zone (PostgreSQL's
+        // `timezone` setting, UTC by default; settings.rs keeps the two in step).
+        options.execution.time_zone = Some("UTC".to_string());
         // One snapshot per source per statement (see StatementSnapshots).
         let snapshots = Arc::new(crate::stream::StatementSnapshots::default());
         let config = config.with_extension(snapshots.clone());
@@ -158,10 +195,9 @@ impl Engine {
             .build_arc()
             .expect("a runtime env with a memory pool and registry always builds");
         let time_travel = Arc::new(TimeTravelPlanner::default());
-        let state = SessionStateBuilder::new()
+        let state = SessionStateBuilder::new_from_existing(self.inner.pg_template.clone())
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_default_features()
             .with_catalog_list(self.inner.catalog.provider_list())
             .with_relation_planners(vec![
                 time_travel.clone(),
@@ -172,18 +208,28 @@ impl Engine {
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);
-        // pg_catalog tables and the functions clients call (pg_table_is_visible,
-        // format_type, current_schema...): what psql's \dt and drivers' metadata need.
-        datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
-            .expect("pg_catalog registers into the watershed catalog, which always exists");
+        let state = ctx.state_weak_ref();
+        let initial = ctx.state().config().options().as_ref().clone();
+        let settings = Arc::new(Settings::new(
+            Box::new(move |change| {
+                let state = state.upgrade().ok_or_else(|| WsError::internal("session is gone"))?;
+                change(state.write().config_mut().options_mut());
+                Ok(())
+            }),
+            initial,
+            self.setting_defaults(),
+        ));
+        let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
+        pg_functions::register(&ctx, settings.clone(), backend_pid);
         Session {
             engine: self.clone(),
             id,
             ctx,
             time_travel,
             snapshots,
-            settings: self.setting_defaults(),
-            in_transaction: false,
+            settings,
+            transaction: Arc::new(TransactionState::default()),
+            cursors: cursors::Cursors::new(limits.cursors_max),
             role: Some(Role::Admin),
             deadline: None,
         }
@@ -207,8 +253,8 @@ enum Kind {
     DropSource { names: Vec<String>, if_exists: bool },
     Set { name: String, value: Option<String> },
     Show { name: String },
-    /// BEGIN/COMMIT/ROLLBACK: accepted; every statement is atomic on its own.
-    Transaction { tag: &'static str, begins: Option<bool> },
+    /// Transactions, RESET ALL, DISCARD ALL, cursors: see compat.rs.
+    Compat(compat::Command),
     /// COPY table|(query) TO STDOUT: the rows of `plan`, in a COPY format.
     CopyTo { plan: LogicalPlan, options: copy::CopyOptions },
     /// COPY table FROM STDIN: the client's data, inserted through the table's provider.
@@ -223,6 +269,16 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// Result columns; empty for commands.
     pub schema: SchemaRef,
+}
+
+impl Prepared {
+    /// For `DEALLOCATE`: the protocol-level statement to drop (None inside for ALL).
+    pub fn deallocates(&self) -> Option<Option<&str>> {
+        match &self.kind {
+            Kind::Compat(compat::Command::Deallocate(name)) => Some(name.as_deref()),
+            _ => None,
+        }
+    }
 }
 
 /// The result of executing one statement.
@@ -271,8 +327,9 @@ pub struct Session {
     ctx: SessionContext,
     time_travel: Arc<TimeTravelPlanner>,
     snapshots: Arc<crate::stream::StatementSnapshots>,
-    settings: BTreeMap<String, String>,
-    in_transaction: bool,
+    settings: Arc<Settings>,
+    transaction: Arc<TransactionState>,
+    cursors: cursors::Cursors,
     /// What this session may run; `None` until authentication has succeeded.
     role: Option<Role>,
     /// When the running statement hits `statement_timeout`.
@@ -307,7 +364,7 @@ impl Session {
     }
 
     pub fn in_transaction(&self) -> bool {
-        self.in_transaction
+        self.transaction.in_block()
     }
 
     /// Parses SQL text into statements (several per message in the simple protocol).
@@ -327,7 +384,7 @@ impl Session {
     pub fn set_role(&mut self, role: Option<Role>) {
         self.role = role;
         let superuser = if role == Some(Role::Admin) { "on" } else { "off" };
-        self.settings.insert("is_superuser".into(), superuser.into());
+        self.settings.set_server("is_superuser", superuser);
     }
 
     pub fn role(&self) -> Option<Role> {
@@ -337,14 +394,28 @@ impl Session {
     /// Classifies and plans one statement, and refuses it (42501) when the session's
     /// role may not run it.
     pub async fn prepare(&mut self, statement: WsStatement) -> WsResult<Prepared> {
+        let prepared = self.prepare_inner(statement).await;
+        if prepared.is_err() {
+            // An error inside a transaction block fails the block (server/ also marks it
+            // for errors raised while rows stream out).
+            self.transaction.fail();
+        }
+        prepared
+    }
+
+    async fn prepare_inner(&mut self, statement: WsStatement) -> WsResult<Prepared> {
         let role = roles::authenticated(self.role)?;
         let prepared = match statement {
             WsStatement::Sql(statement) => self.plan_statement(statement).await?,
-            WsStatement::Stream(statement) => self.prepare_stream(statement).await?,
+            WsStatement::Stream(statement) => {
+                self.check_failed_block(None)?;
+                self.prepare_stream(statement).await?
+            }
         };
         roles::authorize(role, &prepared.kind)?;
         Ok(prepared)
     }
+
     async fn prepare_stream(&mut self, statement: StreamStatement) -> WsResult<Prepared> {
         let kind = match statement {
             StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
@@ -368,6 +439,15 @@ impl Session {
     }
 
     async fn plan_statement(&mut self, mut statement: Statement) -> WsResult<Prepared> {
+        self.check_failed_block(Some(&statement))?;
+        if let Some(kind) = self.classify_compat(&statement).await? {
+            let (schema, param_types) = match &kind {
+                Kind::Compat(compat::Command::Declare { plan, .. }) => (empty_schema(), parameter_types(plan)?),
+                Kind::Compat(command) => (self.compat_schema(command)?, Vec::new()),
+                _ => unreachable!("classify_compat makes Compat kinds only"),
+            };
+            return Ok(Prepared { kind, param_types, schema });
+        }
         if let Some(kind) = self.classify_session_statement(&statement)? {
             let schema = match &kind {
                 Kind::Show { name } if name == "all" => Arc::new(Schema::new(vec![
@@ -386,9 +466,7 @@ impl Session {
             return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
-        self.pin_time_travel(&statement).await?;
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = self.plan_query(statement).await?;
         let param_types = parameter_types(&plan)?;
         let kind = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => {
@@ -428,6 +506,13 @@ impl Session {
             _ => empty_schema(),
         };
         Ok(Prepared { kind, param_types, schema })
+    }
+
+    /// Plans a statement with DataFusion, time-travel relations pinned first.
+    async fn plan_query(&self, statement: Statement) -> WsResult<LogicalPlan> {
+        self.pin_time_travel(&statement).await?;
+        let state = self.ctx.state();
+        Ok(state.statement_to_plan(statement).await?)
     }
 
     /// Statements that change or read session state, handled without DataFusion.
@@ -482,13 +567,6 @@ impl Session {
                 };
                 Kind::Show { name }
             }
-            sqlast::Statement::StartTransaction { .. } => {
-                Kind::Transaction { tag: "BEGIN", begins: Some(true) }
-            }
-            sqlast::Statement::Commit { .. } => Kind::Transaction { tag: "COMMIT", begins: Some(false) },
-            sqlast::Statement::Rollback { .. } => {
-                Kind::Transaction { tag: "ROLLBACK", begins: Some(false) }
-            }
             sqlast::Statement::Drop { object_type: sqlast::ObjectType::Table, if_exists, names, .. } => {
                 let names = names.iter().map(crate::sql::normalized_table_name).collect();
                 Kind::DropTable { names, if_exists: *if_exists }
@@ -542,7 +620,7 @@ impl Session {
         params: Option<ParamValues>,
         cancel: CancellationToken,
     ) -> WsResult<Outcome> {
-        let timeout_ms = self.settings.get("statement_timeout").and_then(|v| settings::parse_duration_ms(v));
+        let timeout_ms = self.settings.get("statement_timeout")?.and_then(|v| settings::parse_duration_ms(&v));
         let deadline = timeout_ms
             .filter(|&ms| ms > 0)
             .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
@@ -550,10 +628,14 @@ impl Session {
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(WsError::canceled()),
-            _ = sleep_until(deadline) => return Err(WsError::statement_timeout()),
-            outcome = work => outcome?,
+            _ = cancel.cancelled() => Err(WsError::canceled()),
+            _ = sleep_until(deadline) => Err(WsError::statement_timeout()),
+            outcome = work => outcome,
         };
+        if outcome.is_err() {
+            self.transaction.fail();
+        }
+        let outcome = outcome?;
         Ok(match outcome {
             Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
             Outcome::CopyOut { options, stream } => {
@@ -575,6 +657,15 @@ impl Session {
                 None => Ok(plan.clone()),
             }
         };
+        if let Kind::Insert { .. } | Kind::CreateTable { .. } | Kind::CreateExternal(_) | Kind::DropTable { .. } =
+            &prepared.kind
+            && self.settings.read_only(self.transaction.in_block())
+        {
+            return Err(WsError::new(
+                sqlstate::READ_ONLY_SQL_TRANSACTION,
+                "cannot execute a write in a read-only transaction",
+            ));
+        }
         match &prepared.kind {
             Kind::Rows(plan) => {
                 let plan = bind(plan)?;
@@ -637,13 +728,14 @@ impl Session {
                 Ok(Outcome::Done(CommandTag::new("DROP SOURCE")))
             }
             Kind::Set { name, value } => {
-                self.set(name, value.as_deref())?;
+                self.settings.set(name, value.as_deref())?;
                 Ok(Outcome::Done(CommandTag::new(if value.is_some() { "SET" } else { "RESET" })))
             }
             Kind::Show { name } => {
                 let columns: Vec<ArrayRef> = if name == "all" {
-                    let names: Vec<&str> = self.settings.keys().map(String::as_str).collect();
-                    let values: Vec<&str> = self.settings.values().map(String::as_str).collect();
+                    let all = self.settings.all();
+                    let names: Vec<&str> = all.iter().map(|(name, _)| name.as_str()).collect();
+                    let values: Vec<&str> = all.iter().map(|(_, value)| value.as_str()).collect();
                     let descriptions = vec![""; names.len()];
                     vec![
                         Arc::new(StringArray::from(names)),
@@ -651,7 +743,7 @@ impl Session {
                         Arc::new(StringArray::from(descriptions)),
                     ]
                 } else {
-                    vec![Arc::new(StringArray::from(vec![self.show(name)?]))]
+                    vec![Arc::new(StringArray::from(vec![self.settings.show(name)?]))]
                 };
                 let batch = RecordBatch::try_new(prepared.schema.clone(), columns)
                     .map_err(|error| WsError::internal(error.to_string()))?;
@@ -661,12 +753,7 @@ impl Session {
                     stream: Box::pin(RecordBatchStreamAdapter::new(prepared.schema.clone(), stream)),
                 })
             }
-            Kind::Transaction { tag, begins } => {
-                if let Some(begins) = begins {
-                    self.in_transaction = *begins;
-                }
-                Ok(Outcome::Done(CommandTag::new(tag)))
-            }
+            Kind::Compat(command) => self.execute_compat(command, params.clone()).await,
             Kind::CopyTo { plan, options } => {
                 let stream = self.stream(plan.clone()).await?;
                 Ok(Outcome::CopyOut { options: options.clone(), stream })
@@ -690,54 +777,6 @@ impl Session {
         count_rows(cancellable(self.stream(plan).await?, cancel.clone(), self.deadline)).await
     }
 
-    fn set(&mut self, name: &str, value: Option<&str>) -> WsResult<()> {
-        if name.starts_with("datafusion.") {
-            let state = self.ctx.state_ref();
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            // PostgreSQL spells booleans on/off; DataFusion's options parse true/false.
-            let value = value.map(|v| match v {
-                "on" => "true",
-                "off" => "false",
-                other => other,
-            });
-            return match value {
-                Some(value) => Ok(options.set(name, value)?),
-                None => Err(WsError::unsupported("RESET of datafusion.* options is not supported")),
-            };
-        }
-        if settings::is_read_only(name) {
-            return Err(WsError::new(
-                sqlstate::CANT_CHANGE_RUNTIME_PARAM,
-                format!("parameter \"{name}\" cannot be changed"),
-            ));
-        }
-        let defaults = self.engine.setting_defaults();
-        let known = defaults.contains_key(name);
-        if !known && !name.contains('.') {
-            return Err(WsError::new(
-                sqlstate::UNDEFINED_OBJECT,
-                format!("unrecognized configuration parameter \"{name}\""),
-            ));
-        }
-        match value {
-            Some(value) => {
-                let value = settings::normalize(name, value)
-                    .map_err(|reason| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason))?;
-                self.settings.insert(name.to_string(), value);
-            }
-            None => match defaults.get(name) {
-                Some(default) => {
-                    self.settings.insert(name.to_string(), default.clone());
-                }
-                None => {
-                    self.settings.remove(name);
-                }
-            },
-        }
-        Ok(())
-    }
-
     /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
     /// `TimeZone`, `options`...). Unknown or read-only names are ignored: a client may
     /// send any of them, and failing its connection for it would help nobody.
@@ -746,27 +785,14 @@ impl Session {
         if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
             return;
         }
-        if let Err(error) = self.set(&name, Some(value)) {
+        if let Err(error) = self.settings.set(&name, Some(value)) {
             tracing::debug!(name, %error, "startup parameter ignored");
         }
     }
 
     /// Current value of a setting, as SHOW prints it.
     pub fn show(&self, name: &str) -> WsResult<String> {
-        if let Some(value) = self.settings.get(name) {
-            return Ok(value.clone());
-        }
-        if name.starts_with("datafusion.") {
-            let state = self.ctx.state();
-            let entry = state.config().options().entries().into_iter().find(|e| e.key == name);
-            if let Some(entry) = entry {
-                return Ok(entry.value.unwrap_or_default());
-            }
-        }
-        Err(WsError::new(
-            sqlstate::UNDEFINED_OBJECT,
-            format!("unrecognized configuration parameter \"{name}\""),
-        ))
+        self.settings.show(name)
     }
 
     /// Prepares and executes every statement of `sql` in order and collects the results:
@@ -780,7 +806,14 @@ impl Session {
                 Outcome::Rows { tag, mut stream } => {
                     let mut batches = Vec::new();
                     while let Some(batch) = stream.next().await {
-                        batches.push(batch?);
+                        match batch {
+                            Ok(batch) => batches.push(batch),
+                            Err(error) => {
+                                // As server/ does for an error while rows stream out.
+                                self.transaction.fail();
+                                return Err(error.into());
+                            }
+                        }
                     }
                     let rows = batches.iter().map(RecordBatch::num_rows).sum();
                     results.push(Collected {

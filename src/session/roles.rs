@@ -13,6 +13,7 @@ use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use serde::{Deserialize, Serialize};
 
 use super::Kind;
+use super::compat::Command;
 use crate::error::{WsError, WsResult, sqlstate};
 
 /// What a user may do; each role may do everything the ones before it may.
@@ -76,7 +77,25 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::CopyFrom(_) => (Role::Write, "COPY FROM"),
         // DataFusion's options can undo server limits (batch size, partitions, spilling).
         Kind::Set { name, .. } if name.starts_with("datafusion.") => (Role::Admin, "SET of datafusion.* options"),
-        Kind::Set { .. } | Kind::Show { .. } | Kind::Transaction { .. } => (Role::Read, "SET/SHOW"),
+        Kind::Set { .. } | Kind::Show { .. } => (Role::Read, "SET/SHOW"),
+        // A cursor's query is checked like the same query run directly.
+        Kind::Compat(Command::Declare { plan, .. }) => plan_requirement(plan),
+        // Transactions, RESET/DISCARD ALL, SET TRANSACTION, FETCH/CLOSE of a cursor
+        // already authorized at DECLARE, DEALLOCATE: session state only.
+        Kind::Compat(
+            Command::ResetAll
+            | Command::DiscardAll
+            | Command::SetMany(_)
+            | Command::Begin(_)
+            | Command::Commit
+            | Command::Rollback
+            | Command::Savepoint
+            | Command::Release
+            | Command::RollbackTo
+            | Command::Fetch { .. }
+            | Command::Close(_)
+            | Command::Deallocate(_),
+        ) => (Role::Read, "session and transaction statements"),
     }
 }
 

@@ -1,11 +1,36 @@
-//! PostgreSQL run-time settings of one session (`SET`, `SHOW`, `RESET`), with the
-//! values clients expect at connect time. DataFusion's own options (`datafusion.*`)
-//! live in the session's DataFusion config and are reached through the same statements.
+//! PostgreSQL run-time settings of one session (`SET`, `SHOW`, `RESET`, `current_setting`,
+//! `set_config`), with the values clients expect at connect time. DataFusion's own options
+//! (`datafusion.*`) live in the session's DataFusion config and are reached through the
+//! same statements and functions.
+//!
+//! [`Settings`] is shared (`Arc`) between the session and the `current_setting`/`set_config`
+//! functions registered on that session's DataFusion context: those functions run inside
+//! a query, where the session itself is not reachable, and must see and change the very
+//! settings `SHOW` and `SET` use.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use datafusion::config::ConfigOptions;
+
+use crate::error::{WsError, WsResult, sqlstate};
 
 /// The PostgreSQL major.minor this server reports; SQLAlchemy and others parse it.
 pub const PG_SERVER_VERSION: &str = "16.6";
+/// `server_version_num` of [`PG_SERVER_VERSION`].
+pub const PG_SERVER_VERSION_NUM: &str = "160006";
+
+/// `version()`: PostgreSQL's shape (`PostgreSQL 16.6 ... on <target>, compiled by ...,
+/// 64-bit`), which SQLAlchemy and JDBC parse, with this server's name and version.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_SERVER_VERSION} (watershed {}) on {}-{}, compiled by rustc, {}-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        usize::BITS
+    )
+}
 
 /// Settings a client may read or change, with their defaults. Names are lower case, as
 /// PostgreSQL folds them; unknown names are accepted by SET only with a dot (custom
@@ -13,12 +38,14 @@ pub const PG_SERVER_VERSION: &str = "16.6";
 pub fn defaults() -> BTreeMap<String, String> {
     let pairs = [
         ("application_name", ""),
+        ("bytea_output", "hex"),
         ("client_encoding", "UTF8"),
         ("client_min_messages", "notice"),
         ("datestyle", "ISO, MDY"),
         ("default_transaction_isolation", "read committed"),
         ("default_transaction_read_only", "off"),
         ("extra_float_digits", "1"),
+        ("idle_in_transaction_session_timeout", "0"),
         ("integer_datetimes", "on"),
         ("intervalstyle", "postgres"),
         ("is_superuser", "on"),
@@ -27,7 +54,7 @@ pub fn defaults() -> BTreeMap<String, String> {
         ("search_path", "\"$user\", public"),
         ("server_encoding", "UTF8"),
         ("server_version", PG_SERVER_VERSION),
-        ("server_version_num", "160006"),
+        ("server_version_num", PG_SERVER_VERSION_NUM),
         ("standard_conforming_strings", "on"),
         ("statement_timeout", "0"),
         ("timezone", "UTC"),
@@ -48,6 +75,175 @@ pub fn is_read_only(name: &str) -> bool {
             | "max_identifier_length"
             | "is_superuser"
     )
+}
+
+/// Reads and writes the session's DataFusion options. A closure rather than the context
+/// itself: the functions holding [`Settings`] are registered in that context, and a strong
+/// reference back would keep every session's state alive forever.
+pub type DataFusionOptions = Box<dyn Fn(&mut dyn FnMut(&mut ConfigOptions)) -> WsResult<()> + Send + Sync>;
+
+/// One session's settings.
+pub struct Settings {
+    values: Mutex<BTreeMap<String, String>>,
+    datafusion: DataFusionOptions,
+    /// DataFusion options as the session started, for `RESET datafusion.x` and `RESET ALL`.
+    datafusion_initial: ConfigOptions,
+    /// What RESET returns to: PostgreSQL's defaults with the server's own
+    /// (`--statement-timeout-ms`).
+    defaults: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("values", &self.values).finish()
+    }
+}
+
+impl Settings {
+    pub fn new(
+        datafusion: DataFusionOptions,
+        datafusion_initial: ConfigOptions,
+        defaults: BTreeMap<String, String>,
+    ) -> Settings {
+        Settings { values: Mutex::new(defaults.clone()), datafusion, datafusion_initial, defaults }
+    }
+
+    /// Sets a value only the server may change (`is_superuser` after authentication);
+    /// it survives `RESET ALL`, which returns client-settable values to their defaults.
+    pub fn set_server(&self, name: &str, value: &str) {
+        self.values().insert(name.to_string(), value.to_string());
+    }
+
+    fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.values.lock().expect("settings lock poisoned")
+    }
+
+    /// `SET name = value`, or `RESET name` / `SET name TO DEFAULT` when `value` is None.
+    pub fn set(&self, name: &str, value: Option<&str>) -> WsResult<()> {
+        if name.starts_with("datafusion.") {
+            let value = match value {
+                // PostgreSQL spells booleans on/off; DataFusion's options parse true/false.
+                Some("on") => "true".to_string(),
+                Some("off") => "false".to_string(),
+                Some(other) => other.to_string(),
+                None => self.datafusion_initial_value(name)?,
+            };
+            let mut result = Ok(());
+            (self.datafusion)(&mut |options| result = options.set(name, &value))?;
+            return Ok(result?);
+        }
+        if is_read_only(name) {
+            return Err(WsError::new(
+                sqlstate::CANT_CHANGE_RUNTIME_PARAM,
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
+        let defaults = &self.defaults;
+        if !defaults.contains_key(name) && !name.contains('.') {
+            return Err(unrecognized(name));
+        }
+        let value = match value {
+            Some(value) => Some(
+                normalize(name, value).map_err(|reason| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason))?,
+            ),
+            None => None,
+        };
+        let value = value.as_deref();
+        if name == "timezone" {
+            // DataFusion types `timestamptz` with its own session time zone; keep it the
+            // same zone. Arrow accepts IANA names and offsets; a name it does not know
+            // is refused here rather than failing every later timestamptz.
+            let zone = value.unwrap_or("UTC").to_string();
+            let mut result = Ok(());
+            (self.datafusion)(&mut |options| result = options.set("datafusion.execution.time_zone", &zone))?;
+            result.map_err(|_| {
+                WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("invalid value for parameter \"TimeZone\": \"{zone}\""))
+            })?;
+        }
+        let mut values = self.values();
+        match (value, defaults.get(name)) {
+            (Some(value), _) => {
+                values.insert(name.to_string(), value.to_string());
+            }
+            (None, Some(default)) => {
+                values.insert(name.to_string(), default.clone());
+            }
+            (None, None) => {
+                values.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn datafusion_initial_value(&self, name: &str) -> WsResult<String> {
+        let entry = self.datafusion_initial.entries().into_iter().find(|e| e.key == name);
+        match entry {
+            Some(entry) => Ok(entry.value.unwrap_or_default()),
+            None => Err(unrecognized(name)),
+        }
+    }
+
+    /// `RESET ALL` and `DISCARD ALL`: every setting back to its session-start value.
+    pub fn reset_all(&self) -> WsResult<()> {
+        let mut values = self.values();
+        let server_set: Vec<(String, String)> =
+            values.iter().filter(|(name, _)| is_read_only(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        *values = self.defaults.clone();
+        values.extend(server_set);
+        drop(values);
+        let initial = self.datafusion_initial.clone();
+        (self.datafusion)(&mut |options| *options = initial.clone())
+    }
+
+    /// Current value of a setting, as SHOW prints it.
+    pub fn show(&self, name: &str) -> WsResult<String> {
+        self.get(name)?.ok_or_else(|| unrecognized(name))
+    }
+
+    /// Current value; `Ok(None)` for an unknown name.
+    pub fn get(&self, name: &str) -> WsResult<Option<String>> {
+        if let Some(value) = self.values().get(name) {
+            return Ok(Some(value.clone()));
+        }
+        if name.starts_with("datafusion.") {
+            let mut found = None;
+            (self.datafusion)(&mut |options| {
+                found = options.entries().into_iter().find(|e| e.key == name).map(|e| e.value.unwrap_or_default());
+            })?;
+            return Ok(found);
+        }
+        Ok(None)
+    }
+
+    /// Every PostgreSQL setting with its value, sorted by name (`SHOW ALL`).
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.values().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Whether writes are refused (`SET TRANSACTION READ ONLY`, or
+    /// `default_transaction_read_only`).
+    /// Outside a block every statement is its own transaction with the session defaults.
+    pub fn read_only(&self, in_block: bool) -> bool {
+        let name = if in_block { "transaction_read_only" } else { "default_transaction_read_only" };
+        self.values().get(name).is_some_and(|v| v == "on")
+    }
+
+    /// A transaction ended (or began without modes): the per-transaction settings take
+    /// the session defaults again, as in PostgreSQL.
+    pub fn start_transaction_defaults(&self) {
+        let mut values = self.values();
+        for (transaction, default) in [
+            ("transaction_isolation", "default_transaction_isolation"),
+            ("transaction_read_only", "default_transaction_read_only"),
+        ] {
+            let value = values.get(default).cloned().unwrap_or_default();
+            values.insert(transaction.to_string(), value);
+        }
+    }
+}
+
+fn unrecognized(name: &str) -> WsError {
+    WsError::new(sqlstate::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
 }
 
 /// Settings holding a duration in milliseconds, which SET checks and SHOW prints the way
@@ -109,6 +305,78 @@ pub fn normalize(name: &str, value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn settings() -> Settings {
+        let options = Arc::new(Mutex::new(ConfigOptions::new()));
+        let initial = options.lock().unwrap().clone();
+        Settings::new(
+            Box::new(move |f| {
+                f(&mut options.lock().unwrap());
+                Ok(())
+            }),
+            initial,
+            server_defaults(),
+        )
+    }
+
+    /// PostgreSQL's defaults with a server default `statement_timeout` of 2 s.
+    fn server_defaults() -> BTreeMap<String, String> {
+        let mut defaults = defaults();
+        defaults.insert("statement_timeout".into(), format_duration_ms(2000));
+        defaults
+    }
+
+    #[test]
+    fn set_reset_and_unknown_names() {
+        let s = settings();
+        s.set("application_name", Some("x")).unwrap();
+        assert_eq!(s.show("application_name").unwrap(), "x");
+        s.set("application_name", None).unwrap();
+        assert_eq!(s.show("application_name").unwrap(), "");
+        assert_eq!(s.set("no_such", Some("1")).unwrap_err().code, sqlstate::UNDEFINED_OBJECT);
+        s.set("myapp.tenant", Some("7")).unwrap();
+        assert_eq!(s.show("myapp.tenant").unwrap(), "7");
+        assert_eq!(s.set("server_version", Some("1")).unwrap_err().code, sqlstate::CANT_CHANGE_RUNTIME_PARAM);
+    }
+
+    #[test]
+    fn datafusion_options_reset_to_session_start() {
+        let s = settings();
+        s.set("datafusion.execution.batch_size", Some("17")).unwrap();
+        assert_eq!(s.show("datafusion.execution.batch_size").unwrap(), "17");
+        s.set("datafusion.execution.batch_size", None).unwrap();
+        assert_eq!(s.show("datafusion.execution.batch_size").unwrap(), "8192");
+        s.set("datafusion.execution.batch_size", Some("17")).unwrap();
+        s.set("timezone", Some("Europe/Paris")).unwrap();
+        s.reset_all().unwrap();
+        assert_eq!(s.show("datafusion.execution.batch_size").unwrap(), "8192");
+        assert_eq!(s.show("timezone").unwrap(), "UTC");
+    }
+
+    #[test]
+    fn version_string_is_postgres_shaped() {
+        let version = version_string();
+        assert!(version.starts_with(&format!("PostgreSQL {PG_SERVER_VERSION} (watershed ")), "{version}");
+    }
+
+    #[test]
+    fn set_normalizes_durations_and_resets_to_server_defaults() {
+        let s = settings();
+        s.set("statement_timeout", Some("60s")).unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "1min");
+        let error = s.set("statement_timeout", Some("soon")).unwrap_err();
+        assert_eq!(error.code, sqlstate::INVALID_PARAMETER_VALUE);
+        assert_eq!(s.show("statement_timeout").unwrap(), "1min");
+        s.set_server("is_superuser", "off");
+        s.set("statement_timeout", None).unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "2s");
+        s.set("statement_timeout", Some("5")).unwrap();
+        s.reset_all().unwrap();
+        assert_eq!(s.show("statement_timeout").unwrap(), "2s");
+        // Server-set values survive RESET ALL: a reader must not become a superuser.
+        assert_eq!(s.show("is_superuser").unwrap(), "off");
+    }
 
     #[test]
     fn durations_parse_and_print_like_postgresql() {

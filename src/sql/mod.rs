@@ -7,8 +7,11 @@
 //! PostgreSQL-isms that clients' metadata queries use (`OPERATOR(pg_catalog.~)`,
 //! `'t'::regclass`, unqualified `pg_class`...) are rewritten on the AST by
 //! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
+//! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
 mod dialect;
+mod regproc;
+mod subqueries;
 mod source;
 mod time_travel;
 pub mod windows;
@@ -18,6 +21,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
+pub use subqueries::single_value_udaf;
 pub use source::StreamStatement;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
@@ -111,8 +115,11 @@ static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
-            let mut rewritten = PG_COMPAT_RULES.iter().fold(*inner, |s, rule| rule.rewrite(s));
+            let mut inner = *inner;
+            regproc::rewrite(&mut inner);
+            let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
             windows::table_arguments_as_subqueries(&mut rewritten);
+            subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
         }
         Statement::Explain(mut explain) => {
