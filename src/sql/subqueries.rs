@@ -231,48 +231,37 @@ fn aggregates_over_domain(statement: &mut Statement) {
         },
     };
     let table = name.to_string();
-    let mut named = 0;
-    count_relations_named(query, &outer, &mut named);
-    if named != 1 {
-        return;
+    // Only subqueries directly in this query: deeper ones could sit inside a subquery
+    // whose own relation is also called `outer`, shadowing it.
+    struct Direct<'a> {
+        outer: &'a str,
+        table: &'a str,
+        depth: usize,
+        counter: usize,
     }
-    let mut counter = 0usize;
-    let _ = visit_expressions_mut(query.as_mut(), |expr| {
-        if let Expr::Subquery(subquery) = expr
-            && let Some(rewritten) = aggregate_over_domain(subquery, &outer, &table, counter)
-        {
-            *expr = rewritten;
-            counter += 1;
-        }
-        ControlFlow::<()>::Continue(())
-    });
-}
-
-/// How many relations of `query` (at any depth) are called `name` (alias, else table name).
-fn count_relations_named(query: &Query, name: &str, count: &mut usize) {
-    struct Counter<'a> {
-        name: &'a str,
-        count: &'a mut usize,
-    }
-    impl datafusion::sql::sqlparser::ast::Visitor for Counter<'_> {
+    impl datafusion::sql::sqlparser::ast::VisitorMut for Direct<'_> {
         type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            let effective = match factor {
-                TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
-                    Some(alias.name.value.to_lowercase())
-                }
-                TableFactor::Table { name, .. } => {
-                    name.0.last().and_then(|part| part.as_ident()).map(|i| i.value.to_lowercase())
-                }
-                _ => None,
-            };
-            if effective.as_deref() == Some(self.name) {
-                *self.count += 1;
+        fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 1
+                && let Expr::Subquery(subquery) = expr
+                && let Some(rewritten) = aggregate_over_domain(subquery, self.outer, self.table, self.counter)
+            {
+                *expr = rewritten;
+                self.counter += 1;
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = datafusion::sql::sqlparser::ast::Visit::visit(query, &mut Counter { name, count });
+    let mut visitor = Direct { outer: &outer, table: &table, depth: 0, counter: 0 };
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(query.as_mut(), &mut visitor);
 }
 
 fn aggregate_over_domain(query: &Query, outer: &str, table: &str, counter: usize) -> Option<Expr> {
