@@ -26,8 +26,13 @@
 //! - `SLT_FAILURES=n`: failure messages printed per file run (default 10, corpus 3);
 //! - `SLT_SQLITE=1` (or the argument `--sqlite`): run the SQLite corpus instead
 //!   (`../shared/conformance/sqlite/select1.test` by default; `SLT_SQLITE=a.test,b.test`
-//!   names corpus files), in-process and extended, and print records passed per file and
-//!   mode; failures there do not fail the run (full conformance is tracked separately).
+//!   names corpus files or directories, `SLT_SQLITE=all` runs every `.test` file of the
+//!   corpus), in-process and extended, and print records passed per file and mode; failures
+//!   there do not fail the run (full conformance is tracked separately);
+//! - `SLT_REPORT=path` (with `SLT_SQLITE`): write the per-file pass-count table into the
+//!   Markdown file at `path`, between the lines `<!-- sqlite-conformance:begin -->` and
+//!   `<!-- sqlite-conformance:end -->` (appended when they are missing; the rest of the file
+//!   is kept). `sql-tests/sqlite-conformance.sh` regenerates `sql-tests/README.md` this way.
 //!
 //! Command-line arguments that do not start with `-` select files whose name contains one
 //! of them (so `cargo test some_unit_test` runs no .slt file); `--list` lists the files.
@@ -130,6 +135,8 @@ struct Options {
     flavor: Flavor,
     /// Failure messages printed per file run.
     failures_shown: usize,
+    /// `SLT_REPORT`: the Markdown file the corpus' pass-count table is written into.
+    report: Option<PathBuf>,
     /// Substrings of file names given on the command line (`cargo test --test slt --
     /// time_travel`); a file runs when it matches one, or when there are none.
     filters: Vec<String>,
@@ -157,6 +164,10 @@ fn sqlite_selection() -> Option<Vec<String>> {
     let switch = |values: &[&str]| names.len() == 1 && values.contains(&names[0].as_str());
     if switch(&["1", "true", "yes"]) {
         return Some(default());
+    }
+    if switch(&["all"]) {
+        // The corpus directory itself: every `.test` file under it.
+        return Some(vec![".".to_string()]);
     }
     if !names.is_empty() && !switch(&["0", "false", "no"]) {
         return Some(names);
@@ -206,7 +217,11 @@ fn options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let filters = args.iter().filter(|arg| !arg.starts_with('-')).cloned().collect();
     let list = args.iter().any(|arg| arg == "--list");
-    Ok(Options { paths, modes, jobs, flavor, failures_shown, filters, list })
+    let report = std::env::var("SLT_REPORT").ok().filter(|path| !path.is_empty()).map(|path| {
+        let path = PathBuf::from(path);
+        if path.is_absolute() { path } else { manifest_dir().join(path) }
+    });
+    Ok(Options { paths, modes, jobs, flavor, failures_shown, report, filters, list })
 }
 
 /// The files under `paths` (files as given, directories searched for `extension`), sorted.
@@ -386,18 +401,26 @@ fn print_failures(report: &Report, shown: usize) {
 }
 
 async fn run_corpus(options: Options) -> ExitCode {
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for path in &options.paths {
         if path.exists() {
-            files.push(path.clone());
+            paths.push(path.clone());
         } else {
             // The corpus lives outside the repository; without it there is nothing to measure.
             println!("slt: SQLite corpus file {} not found; skipped", path.display());
         }
     }
-    if files.is_empty() {
+    if paths.is_empty() {
         return ExitCode::SUCCESS;
     }
+    let files = match collect_files(&paths, "test") {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("slt: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
     let jobs = jobs_for(&files, &options.modes, Flavor::SqliteCorpus);
     let shown = options.failures_shown;
     let mut results = run_jobs(jobs, options.jobs, |job, report| {
@@ -416,6 +439,7 @@ async fn run_corpus(options: Options) -> ExitCode {
         print_failures(report, shown);
     })
     .await;
+    let elapsed_s = started.elapsed().as_secs();
     results.sort_by(|(a, _), (b, _)| (&a.name, a.mode).cmp(&(&b.name, b.mode)));
     println!("\nSQLite corpus (records passed / run, per file and mode):");
     for (job, report) in &results {
@@ -427,7 +451,67 @@ async fn run_corpus(options: Options) -> ExitCode {
             report.passed + report.failed
         );
     }
+    if let Some(path) = &options.report {
+        let table = corpus_table(&results, options.jobs, elapsed_s);
+        if let Err(message) = write_report(path, &table) {
+            eprintln!("slt: SLT_REPORT: {message}");
+            return ExitCode::FAILURE;
+        }
+        println!("slt: table written to {}", path.display());
+    }
     ExitCode::SUCCESS
+}
+
+const REPORT_BEGIN: &str = "<!-- sqlite-conformance:begin -->";
+const REPORT_END: &str = "<!-- sqlite-conformance:end -->";
+
+/// The Markdown pass-count table of a corpus run: one row per file and mode.
+fn corpus_table(results: &[(Job, Report)], jobs: usize, elapsed_s: u64) -> String {
+    let corpus = manifest_dir().join("../shared/conformance/sqlite");
+    let mut out = String::new();
+    out.push_str("| file | mode | passed | failed | skipped | passed % |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|\n");
+    for (job, report) in results {
+        // Names relative to the corpus directory, whatever the working directory was.
+        let name = job.path.strip_prefix(&corpus).map_or_else(
+            |_| job.name.clone(),
+            |relative| relative.display().to_string(),
+        );
+        let run = report.passed + report.failed;
+        let percent = if run == 0 { 100.0 } else { report.passed as f64 * 100.0 / run as f64 };
+        let setup = if report.setup_error.is_some() { " (setup error)" } else { "" };
+        out.push_str(&format!(
+            "| {name}{setup} | {} | {} | {} | {} | {percent:.1} |\n",
+            job.mode.name(),
+            report.passed,
+            report.failed,
+            report.skipped
+        ));
+    }
+    out.push_str(&format!(
+        "\nRun time: {elapsed_s} s with {jobs} file run(s) at a time (`SLT_JOBS`).\n"
+    ));
+    out
+}
+
+/// Replaces the text between [`REPORT_BEGIN`] and [`REPORT_END`] in the file at `path` by
+/// `table`, appending the markers when the file has none (or does not exist yet).
+fn write_report(path: &Path, table: &str) -> Result<(), String> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(format!("read {}: {error}", path.display())),
+    };
+    let block = format!("{REPORT_BEGIN}\n{table}{REPORT_END}\n");
+    let updated = match (existing.find(REPORT_BEGIN), existing.find(REPORT_END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            let after = existing[end + REPORT_END.len()..].trim_start_matches('\n');
+            format!("{}{block}{after}", &existing[..begin])
+        }
+        _ if existing.is_empty() => block,
+        _ => format!("{}\n{block}", existing.trim_end_matches('\n').to_string() + "\n"),
+    };
+    std::fs::write(path, updated).map_err(|error| format!("write {}: {error}", path.display()))
 }
 
 /// The labels a file run is evaluated with (the engine name `watershed` is added by the

@@ -16,6 +16,10 @@
 //!    (`a.attcollation <> t.typcollation` becomes `c.oid <> t.typcollation`), leaving only
 //!    equalities to correlate on, which DataFusion decorrelates into joins.
 //!
+//! A fourth rewrite handles aggregate subqueries correlated by comparisons other than
+//! equality (`(SELECT count(*) FROM t1 AS x WHERE x.b < t1.b)`), which DataFusion cannot
+//! decorrelate at all, see [`aggregates_over_domain`].
+//!
 //! Columns are told apart by their qualifier (the relation part of `q.c` or `s.q.c`): one
 //! naming a relation of the subquery's FROM is inner, any other is outer; a subquery with unqualified columns in its WHERE is
 //! left as it is.
@@ -47,6 +51,7 @@ const AGGREGATES: &[&str] = &[
 ];
 
 pub fn rewrite(statement: &mut Statement) {
+    aggregates_over_domain(statement);
     let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::Subquery(query) = expr
             && let Some(rewritten) = rewrite_scalar_subquery(query)
@@ -195,6 +200,173 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
             else_result: None,
         },
     })
+}
+
+/// Rewrite 4. In a query over one table `o` (named once in the whole statement, so every
+/// `o.c` means its columns), a subquery `(SELECT agg(..) FROM r WHERE p)` whose `p` compares
+/// inner columns with `o`'s columns other than by equality is computed once per distinct
+/// value of those outer columns (their domain), then looked up by equality, which
+/// DataFusion decorrelates:
+///
+/// `(SELECT v FROM (SELECT d.k0 AS k0, agg(..) AS v FROM (SELECT DISTINCT c AS k0 FROM o)
+/// AS d JOIN r ON p[o.c := d.k0] GROUP BY d.k0) AS g WHERE g.k0 = o.c)`
+///
+/// Exact because every conjunct of `p` that reads an outer column is a comparison of
+/// NULL-propagating operands: an outer NULL matches no inner row, as the failed lookup
+/// does; a domain value no inner row matches has no group, so the lookup gives NULL,
+/// which is `agg` over no row except for `count`, wrapped in `coalesce(.., 0)`.
+fn aggregates_over_domain(statement: &mut Statement) {
+    let Statement::Query(query) = statement else { return };
+    let SetExpr::Select(select) = query.body.as_ref() else { return };
+    let [from] = select.from.as_slice() else { return };
+    if !from.joins.is_empty() {
+        return;
+    }
+    let TableFactor::Table { name, alias, args: None, .. } = &from.relation else { return };
+    let outer = match alias {
+        Some(alias) => alias.name.value.to_lowercase(),
+        None => match name.0.last().and_then(|part| part.as_ident()) {
+            Some(ident) => ident.value.to_lowercase(),
+            None => return,
+        },
+    };
+    let table = name.to_string();
+    // Only subqueries directly in this query: deeper ones could sit inside a subquery
+    // whose own relation is also called `outer`, shadowing it.
+    struct Direct<'a> {
+        outer: &'a str,
+        table: &'a str,
+        depth: usize,
+        counter: usize,
+    }
+    impl datafusion::sql::sqlparser::ast::VisitorMut for Direct<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 1
+                && let Expr::Subquery(subquery) = expr
+                && let Some(rewritten) = aggregate_over_domain(subquery, self.outer, self.table, self.counter)
+            {
+                *expr = rewritten;
+                self.counter += 1;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = Direct { outer: &outer, table: &table, depth: 0, counter: 0 };
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(query.as_mut(), &mut visitor);
+}
+
+fn aggregate_over_domain(query: &Query, outer: &str, table: &str, counter: usize) -> Option<Expr> {
+    if query.limit_clause.is_some() || query.fetch.is_some() || query.with.is_some() || query.order_by.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    if select.distinct.is_some() || select.having.is_some() {
+        return None;
+    }
+    if !matches!(&select.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty()) {
+        return None;
+    }
+    let [from] = select.from.as_slice() else { return None };
+    if !from.joins.is_empty() || !matches!(from.relation, TableFactor::Table { args: None, .. }) {
+        return None;
+    }
+    let inner = from_names(select);
+    if inner.len() != 1 || inner.contains(outer) {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(selected)] = select.projection.as_slice() else { return None };
+    let Expr::Function(function) = selected else { return None };
+    let function_name = function.name.0.last().and_then(|part| part.as_ident())?.value.to_lowercase();
+    if !["count", "sum", "min", "max", "avg"].contains(&function_name.as_str())
+        || function.over.is_some()
+        || function.filter.is_some()
+    {
+        return None;
+    }
+    if !columns(selected)?.iter().all(|q| inner.contains(q)) {
+        return None;
+    }
+    let mut conjuncts = Vec::new();
+    split_and(select.selection.as_ref()?, &mut conjuncts);
+    let mut outer_columns: Vec<Expr> = Vec::new();
+    let mut non_equality = false;
+    for conjunct in &conjuncts {
+        let qualifiers = columns(conjunct)?;
+        if qualifiers.iter().any(|q| q != outer && !inner.contains(q)) {
+            return None;
+        }
+        if !qualifiers.iter().any(|q| q == outer) {
+            continue;
+        }
+        let Expr::BinaryOp { left, op, right } = conjunct else { return None };
+        use BinaryOperator::*;
+        if !matches!(op, Lt | LtEq | Gt | GtEq | Eq | NotEq) || !null_propagating(left) || !null_propagating(right) {
+            return None;
+        }
+        non_equality |= *op != Eq;
+        let mut copy = (*conjunct).clone();
+        let _ = visit_expressions_mut(&mut copy, |e| {
+            if qualifier(e).as_deref() == Some(outer) && !outer_columns.contains(e) {
+                outer_columns.push(e.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    if !non_equality || outer_columns.is_empty() {
+        return None;
+    }
+    let domain = format!("__ws_domain{counter}");
+    let groups = format!("__ws_groups{counter}");
+    let mut condition = select.selection.clone()?;
+    let mut keys = Vec::new();
+    let mut distinct = Vec::new();
+    let mut lookup = Vec::new();
+    for (index, column) in outer_columns.iter().enumerate() {
+        let Expr::CompoundIdentifier(parts) = column else { return None };
+        let last = parts.last()?;
+        replace(&mut condition, column, &Expr::CompoundIdentifier(vec![Ident::new(&domain), Ident::new(format!("k{index}"))]));
+        keys.push(format!("{domain}.k{index}"));
+        distinct.push(format!("{last} AS k{index}"));
+        lookup.push(format!("{groups}.k{index} = {column}"));
+    }
+    let sql = format!(
+        "(SELECT {groups}.v FROM (SELECT {key_list}, {selected} AS v FROM (SELECT DISTINCT {distinct} FROM {table}) AS {domain} \
+         JOIN {relation} ON {condition} GROUP BY {group_list}) AS {groups} WHERE {lookup})",
+        key_list = keys.iter().enumerate().map(|(i, k)| format!("{k} AS k{i}")).collect::<Vec<_>>().join(", "),
+        group_list = keys.join(", "),
+        distinct = distinct.join(", "),
+        relation = from.relation,
+        lookup = lookup.join(" AND "),
+    );
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let lookup = datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(&sql).ok()?.parse_expr().ok()?;
+    Some(if function_name == "count" {
+        call("coalesce", vec![lookup, Expr::Value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false).into())])
+    } else {
+        lookup
+    })
+}
+
+/// Whether an expression is NULL whenever a column it reads is NULL.
+fn null_propagating(expr: &Expr) -> bool {
+    use BinaryOperator::*;
+    match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => true,
+        Expr::Nested(inner) | Expr::UnaryOp { expr: inner, .. } => null_propagating(inner),
+        Expr::BinaryOp { left, op: Plus | Minus | Multiply | Divide | Modulo, right } => {
+            null_propagating(left) && null_propagating(right)
+        }
+        _ => false,
+    }
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
