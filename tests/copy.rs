@@ -8,41 +8,28 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, TryStreamExt, pin_mut};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
-use watershed::config::Config;
-use watershed::session::Engine;
 
-struct Server {
-    port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
+mod support;
+
+use support::{Server, code_of};
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::rooted_at(dir.path());
     // Small batches so that even the modest COPYs here span many of them.
-    config.limits.batch_rows_max = 1000;
-    let engine = Engine::open(config).await.expect("engine opens");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        watershed::server::serve(engine, listener, shutdown).await.expect("server runs");
-    });
-    Server { port, stop: Some(stop), done, dir }
+    Server::start(tempfile::tempdir().expect("temp dir"), |config| config.limits.batch_rows_max = 1000).await
 }
 
-impl Server {
+/// What these tests do with a server: connect, and run psql against it.
+trait CopyServer {
+    async fn connect(&self) -> Client;
+    async fn psql_output(&self, command: &str) -> std::process::Output;
+    async fn psql(&self, command: &str) -> String;
+}
+
+impl CopyServer for Server {
     async fn connect(&self) -> Client {
         let url = format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port);
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connects");
@@ -71,17 +58,6 @@ impl Server {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().expect("stopped once").send(());
-        tokio::time::timeout(Duration::from_secs(30), self.done)
-            .await
-            .expect("server stops within its grace")
-            .expect("server task ends cleanly");
-    }
-}
-
-fn code_of(error: &tokio_postgres::Error) -> SqlState {
-    error.code().cloned().unwrap_or_else(|| panic!("a database error with a SQLSTATE, got {error}"))
 }
 
 async fn copy_out(client: &Client, sql: &str) -> String {
@@ -342,7 +318,7 @@ async fn malformed_input_writes_nothing_and_names_the_line() {
     assert_eq!(count(&client, "t").await, 1);
 
     // The simple protocol (psql) fails the same way and the session goes on.
-    let file = server.dir.path().join("bad.csv");
+    let file = server.dir().join("bad.csv");
     std::fs::write(&file, "7,fine\nnot a number,x\n").expect("write file");
     let output = server.psql_output(&format!("\\copy t from '{}' with (format csv)", file.display())).await;
     assert!(!output.status.success());
@@ -398,7 +374,7 @@ async fn psql_copy_both_directions() {
     let client = server.connect().await;
     client.batch_execute(TRICKY).await.expect("setup");
     for (format, options) in [("csv", "with (format csv, header)"), ("text", "")] {
-        let file = server.dir.path().join(format!("t.{format}"));
+        let file = server.dir().join(format!("t.{format}"));
         let out = server.psql(&format!("\\copy t to '{}' {options}", file.display())).await;
         assert_eq!(out.trim(), "COPY 6");
         let table = format!("back_{format}");

@@ -56,6 +56,7 @@ pub fn code_of(error: &tokio_postgres::Error) -> SqlState {
 }
 
 /// Sends a simple-protocol Query message on a raw socket.
+#[allow(dead_code)] // raw-socket helpers: not every test file needs them
 pub async fn send_query(socket: &mut TcpStream, sql: &str) {
     let mut message = vec![b'Q'];
     message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
@@ -65,6 +66,7 @@ pub async fn send_query(socket: &mut TcpStream, sql: &str) {
 }
 
 /// Reads until the server closes the connection; fails if it stays open.
+#[allow(dead_code)]
 pub async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buffer = [0u8; 4096];
