@@ -68,6 +68,9 @@ pub struct Limits {
     /// Windows one event may fall in: size/slide for HOP, size/step for CUMULATE (54000
     /// beyond it), as each window is a row.
     pub windows_per_event_max: usize,
+    /// Materialized views: stored-row retention, subscriber buffers, open windows and
+    /// window state per view (stream/continuous/).
+    pub views: crate::stream::continuous::ViewLimits,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             statement_timeout_ms: 0,
             copy_batch_bytes_max: 32 * 1024 * 1024,
             windows_per_event_max: 10_000,
+            views: crate::stream::continuous::ViewLimits::default(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub mod sqlstate {
     pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
     pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
     pub const NOT_NULL_VIOLATION: &str = "23502";
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
+    pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
@@ -311,7 +313,7 @@ pub fn sqlstate_static(code: &str) -> &'static str {
         INVALID_CURSOR_NAME, PROTOCOL_VIOLATION, INSUFFICIENT_PRIVILEGE,
         INVALID_AUTHORIZATION_SPECIFICATION, INVALID_PASSWORD,
         BAD_COPY_FILE_FORMAT, CHARACTER_NOT_IN_REPERTOIRE, NOT_NULL_VIOLATION, WRONG_OBJECT_TYPE,
-        DUPLICATE_OBJECT,
+        DUPLICATE_OBJECT, DEPENDENT_OBJECTS_STILL_EXIST, CONFIGURATION_LIMIT_EXCEEDED,
     ];
     ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
 }

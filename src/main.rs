@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use watershed::config::{Config, LISTEN_DEFAULT, Limits, SecurityConfig};
 use watershed::session::Role;
+use watershed::stream::continuous::ViewLimits;
 use watershed::session::users::Method;
 
 #[derive(Parser)]
@@ -74,6 +75,21 @@ struct Common {
     /// Windows one event may fall in for HOP (size/slide) and CUMULATE (size/step); 54000 beyond.
     #[arg(long, env = "WATERSHED_WINDOWS_PER_EVENT_MAX", default_value_t = Limits::default().windows_per_event_max, global = true)]
     windows_per_event_max: usize,
+    /// A materialized view's stored rows older than this (by emission time) are dropped.
+    #[arg(long, env = "WATERSHED_VIEW_RETENTION_MS", default_value_t = ViewLimits::default().retention_ms, global = true)]
+    view_retention_ms: u64,
+    /// Rows a materialized view stores; the oldest go first.
+    #[arg(long, env = "WATERSHED_VIEW_ROWS_MAX", default_value_t = ViewLimits::default().rows_max, global = true)]
+    view_rows_max: u64,
+    /// Emissions a subscriber may fall behind before its subscription ends with 53400.
+    #[arg(long, env = "WATERSHED_SUBSCRIBER_BUFFER_MAX", default_value_t = ViewLimits::default().subscriber_buffer_max, global = true)]
+    subscriber_buffer_max: usize,
+    /// Open windows per materialized view (54000 beyond).
+    #[arg(long, env = "WATERSHED_VIEW_WINDOWS_OPEN_MAX", default_value_t = ViewLimits::default().windows_open_max, global = true)]
+    view_windows_open_max: usize,
+    /// Window state per materialized view, in bytes (53200 beyond).
+    #[arg(long, env = "WATERSHED_VIEW_STATE_BYTES_MAX", default_value_t = ViewLimits::default().state_bytes_max, global = true)]
+    view_state_bytes_max: usize,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +151,13 @@ impl Common {
                 statement_timeout_ms: self.statement_timeout_ms,
                 copy_batch_bytes_max: self.copy_batch_bytes_max,
                 windows_per_event_max: self.windows_per_event_max,
+                views: ViewLimits {
+                    retention_ms: self.view_retention_ms,
+                    rows_max: self.view_rows_max,
+                    subscriber_buffer_max: self.subscriber_buffer_max,
+                    windows_open_max: self.view_windows_open_max,
+                    state_bytes_max: self.view_state_bytes_max,
+                },
             },
             security: SecurityConfig {
                 tls_cert: self.tls_cert.clone(),

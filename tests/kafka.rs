@@ -18,9 +18,9 @@
 //!
 //! A second test runs librdkafka's mock cluster (in this process) over TCP.
 
-mod common;
+mod support;
 
-use common::{free_port, start_in_process};
+use support::{free_port, start_in_process};
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -406,4 +406,131 @@ fn kafka_bench_broker() {
     println!("bootstrap={bootstrap}");
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Kafka -> TUMBLE view -> Delta sink, with the server killed (-9) at random points: after
+/// the last restart the Delta table holds every closed window exactly once. The broker is
+/// librdkafka's mock cluster in this process, so it outlives every server process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_to_delta_is_exactly_once_across_kill_9() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("ev", 2, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let root = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut server = support::Process::start(root.path(), port);
+    let client = server.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ev (k TEXT, v BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) \
+               WITH (connector = 'kafka', topic = 'ev', properties.bootstrap.server = '{bootstrap}', \
+                     scan.startup.mode = 'earliest') FORMAT PLAIN ENCODE JSON; \
+             CREATE MATERIALIZED VIEW w AS SELECT window_start, window_end, k, count(*) AS n, sum(v) AS s \
+               FROM TUMBLE(ev, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, k; \
+             CREATE SINK out FROM w WITH (connector = 'delta', table = 'impact', checkpoint_interval = '2')"
+        ))
+        .await
+        .expect("pipeline");
+    drop(client);
+    let message = |v: i64, second: i64| {
+        format!(r#"{{"k": "k{}", "v": {v}, "ts": "2026-01-01T{:02}:{:02}:{:02}Z"}}"#, v % 3, second / 3600, second / 60 % 60, second % 60)
+    };
+    // 60 s of event time, one message per 100 ms alternating partitions; a kill -9 after
+    // a random pause in about a third of the rounds.
+    let mut seed = 42u64;
+    let mut random = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed >> 33
+    };
+    for round in 0..60i64 {
+        let batch: Vec<(i32, String)> = (0..10).map(|i| ((i % 2) as i32, message(round * 10 + i, round))).collect();
+        produce(&bootstrap, "ev", &batch).await;
+        if random() % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(random() % 500)).await;
+            server.kill_9();
+            server = support::Process::start(root.path(), port);
+        }
+    }
+    // An hour later on both partitions: every window of the minute closes.
+    produce(&bootstrap, "ev", &[(0, message(0, 3_600)), (1, message(0, 3_600))]).await;
+    let client = server.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let windows: i64 = client
+            .query_one("SELECT count(DISTINCT window_start) FROM impact", &[])
+            .await
+            .expect("impact")
+            .get(0);
+        if windows == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sink delivered {windows} of 6 windows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let got = rows("SELECT k, n, s FROM impact ORDER BY window_start, k").await;
+    let expected = rows(
+        "SELECT k, count(*), sum(v) FROM TUMBLE(ev, ts, INTERVAL '10' SECOND) \
+         WHERE ts < TIMESTAMPTZ '2026-01-01 01:00:00+00' GROUP BY window_start, k ORDER BY window_start, k",
+    )
+    .await;
+    assert_eq!(expected.len(), 18, "6 windows x 3 keys");
+    assert_eq!(expected.iter().map(|r| r.1).sum::<i64>(), 600, "the source replayed every message once");
+    assert_eq!(got, expected, "each window exactly once in the Delta table");
+}
+
+/// A kafka sink writes each row of its query as a JSON message keyed by the key column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_sink_writes_json_rows_with_their_key() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("alerts", 1, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let (client, _dir) = start_in_process().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE pay (account TEXT, amount BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest'); \
+             CREATE SINK alerts AS SELECT account, amount FROM pay WHERE amount > 100 \
+               WITH (connector = 'kafka', topic = 'alerts', properties.bootstrap.server = '{bootstrap}', key = 'account')"
+        ))
+        .await
+        .expect("sink");
+    client
+        .batch_execute("INSERT INTO pay VALUES ('a', 50, now()), ('b', 500, now()), ('c', 101, now())")
+        .await
+        .expect("insert");
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["alerts"]).expect("subscribe");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let message = tokio::time::timeout(DEADLINE, consumer.recv()).await.expect("messages arrive").expect("message");
+        let key = String::from_utf8(message.key().expect("keyed").to_vec()).unwrap();
+        let payload = String::from_utf8(message.payload().expect("payload").to_vec()).unwrap();
+        got.push((key, payload));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("b".to_string(), r#"{"account":"b","amount":500}"#.to_string()),
+            ("c".to_string(), r#"{"account":"c","amount":101}"#.to_string()),
+        ]
+    );
 }

@@ -1,72 +1,11 @@
 //! Sources over the wire: ingest durability across kill -9 (a real server process),
 //! event-time pruning, the datagen connector and the watershed.sources view.
 
-mod common;
+mod support;
 
-use common::{free_port, start_in_process};
+use support::{Process, free_port, start_in_process};
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use tokio_postgres::{Client, NoTls};
-
-/// A watershed server process on its own data and catalog dirs.
-struct Process {
-    child: Child,
-    port: u16,
-}
-
-impl Process {
-    fn start(root: &std::path::Path, port: u16) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_watershed"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .arg("--catalog-dir")
-            .arg(root.join("catalog"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the watershed binary starts");
-        Process { child, port }
-    }
-
-    /// Connects, retrying while the server is still starting (bounded by a deadline).
-    async fn connect(&mut self) -> Client {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port);
-        loop {
-            match tokio_postgres::connect(&url, NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(connection);
-                    return client;
-                }
-                Err(error) => {
-                    if let Some(status) = self.child.try_wait().expect("child status") {
-                        panic!("server exited with {status} before accepting connections");
-                    }
-                    assert!(Instant::now() < deadline, "server not accepting connections: {error}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const ROWS_PER_STATEMENT: i64 = 10;
 

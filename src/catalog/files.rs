@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::TableDef;
+use crate::connectors::sinks::SinkDef;
 use crate::stream::SourceDef;
+use crate::stream::continuous::ViewDef;
 use crate::error::{WsError, WsResult, sqlstate};
 
 /// `[demo]`: this catalog declares the built-in demo lake, generated when missing.
@@ -28,6 +30,10 @@ struct FileToml {
     tables: Vec<TableDef>,
     #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
     sources: Vec<SourceDef>,
+    #[serde(default, rename = "materialized_view", skip_serializing_if = "Vec::is_empty")]
+    views: Vec<ViewDef>,
+    #[serde(default, rename = "sink", skip_serializing_if = "Vec::is_empty")]
+    sinks: Vec<SinkDef>,
 }
 
 /// One parsed catalog file.
@@ -37,21 +43,52 @@ pub struct CatalogFile {
     pub demo: Option<DemoDecl>,
     pub tables: Vec<TableDef>,
     pub sources: Vec<SourceDef>,
+    pub views: Vec<ViewDef>,
+    pub sinks: Vec<SinkDef>,
     text: String,
 }
 
 impl CatalogFile {
+    fn empty() -> CatalogFile {
+        CatalogFile {
+            path: PathBuf::new(),
+            demo: None,
+            tables: Vec::new(),
+            sources: Vec::new(),
+            views: Vec::new(),
+            sinks: Vec::new(),
+            text: String::new(),
+        }
+    }
+
     pub fn single(def: TableDef) -> CatalogFile {
-        CatalogFile { path: PathBuf::new(), demo: None, tables: vec![def], sources: Vec::new(), text: String::new() }
+        CatalogFile { tables: vec![def], ..CatalogFile::empty() }
     }
 
     pub fn single_source(def: SourceDef) -> CatalogFile {
-        CatalogFile { path: PathBuf::new(), demo: None, tables: Vec::new(), sources: vec![def], text: String::new() }
+        CatalogFile { sources: vec![def], ..CatalogFile::empty() }
     }
 
-    /// Names of every relation this file declares.
+    pub fn single_view(def: ViewDef) -> CatalogFile {
+        CatalogFile { views: vec![def], ..CatalogFile::empty() }
+    }
+
+    pub fn single_sink(def: SinkDef) -> CatalogFile {
+        CatalogFile { sinks: vec![def], ..CatalogFile::empty() }
+    }
+
+    /// Names of every object this file declares.
     fn names(&self) -> impl Iterator<Item = &str> {
-        self.tables.iter().map(|t| t.name.as_str()).chain(self.sources.iter().map(|s| s.name.as_str()))
+        self.tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.sources.iter().map(|s| s.name.as_str()))
+            .chain(self.views.iter().map(|v| v.name.as_str()))
+            .chain(self.sinks.iter().map(|s| s.name.as_str()))
+    }
+
+    fn declarations(&self) -> usize {
+        self.tables.len() + self.sources.len() + self.views.len() + self.sinks.len()
     }
 
     /// 1-based line of the `name = "..."` entry of a table, for error messages.
@@ -68,7 +105,13 @@ impl CatalogFile {
     }
 
     fn render(&self) -> WsResult<String> {
-        let body = FileToml { demo: self.demo.clone(), tables: self.tables.clone(), sources: self.sources.clone() };
+        let body = FileToml {
+            demo: self.demo.clone(),
+            tables: self.tables.clone(),
+            sources: self.sources.clone(),
+            views: self.views.clone(),
+            sinks: self.sinks.clone(),
+        };
         let text = toml::to_string_pretty(&body)
             .map_err(|error| WsError::internal(format!("catalog serialization: {error}")))?;
         Ok(format!("# Written by watershed; edit while the server is stopped.\n{text}"))
@@ -93,6 +136,8 @@ pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
         demo: parsed.demo,
         tables: parsed.tables,
         sources: parsed.sources,
+        views: parsed.views,
+        sinks: parsed.sinks,
         text: text.to_string(),
     };
     for name in file.names() {
@@ -216,11 +261,13 @@ pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()>
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     let text = std::fs::read_to_string(path)?;
     let mut file = parse_file(path, &text)?;
-    let before = file.tables.len() + file.sources.len();
+    let before = file.declarations();
     file.tables.retain(|def| def.name != name);
     file.sources.retain(|def| def.name != name);
-    assert_eq!(before, file.tables.len() + file.sources.len() + 1, "the declaration was in this file");
-    if file.tables.is_empty() && file.sources.is_empty() && file.demo.is_none() {
+    file.views.retain(|def| def.name != name);
+    file.sinks.retain(|def| def.name != name);
+    assert_eq!(before, file.declarations() + 1, "the declaration was in this file");
+    if file.declarations() == 0 && file.demo.is_none() {
         std::fs::remove_file(path)?;
         let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
         std::fs::File::open(dir)?.sync_all()?;

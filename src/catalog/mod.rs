@@ -35,7 +35,9 @@ pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_te
 use crate::connectors::ConnectorContext;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
-use crate::stream::system::{SOURCES_VIEW, SYSTEM_SCHEMA, SourceRegistry, SourcesView};
+use crate::connectors::sinks::Sink;
+use crate::stream::continuous::{MaterializedView, ViewRegistry, ViewTable};
+use crate::stream::system::{SINKS_VIEW, SOURCES_VIEW, SYSTEM_SCHEMA, SinkRegistry, SourceRegistry, SourcesView, VIEWS_VIEW};
 use crate::stream::{Source, SourceDef, SourceSpec, SourceTable};
 
 /// How often sources are trimmed to their retention and their rates sampled.
@@ -99,6 +101,25 @@ struct RegisteredSource {
     source: Arc<Source>,
 }
 
+/// A running materialized view and the file that declares it.
+struct RegisteredView {
+    file: PathBuf,
+    view: Arc<MaterializedView>,
+}
+
+/// A running sink and the file that declares it.
+struct RegisteredSink {
+    file: PathBuf,
+    sink: Arc<Sink>,
+}
+
+fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
+    WsError::new(
+        sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+        format!("cannot drop {kind} {name} because {} depend on it; drop them first", dependents.join(", ")),
+    )
+}
+
 pub struct Catalog {
     dir: PathBuf,
     data_dir: PathBuf,
@@ -111,6 +132,11 @@ pub struct Catalog {
     sources: Mutex<BTreeMap<String, RegisteredSource>>,
     /// The same sources, for the system view and upkeep (synchronous readers).
     registry: SourceRegistry,
+    /// Materialized views and sinks; changed only under the `tables` lock.
+    views: Mutex<BTreeMap<String, RegisteredView>>,
+    view_registry: ViewRegistry,
+    sinks: Mutex<BTreeMap<String, RegisteredSink>>,
+    sink_registry: SinkRegistry,
     connectors: ConnectorContext,
 }
 
@@ -129,10 +155,17 @@ impl Catalog {
             .register_schema(SCHEMA_NAME, schema.clone())
             .expect("a fresh memory catalog accepts a schema");
         let registry = SourceRegistry::default();
+        let view_registry = ViewRegistry::default();
+        let sink_registry = SinkRegistry::default();
         let system = Arc::new(MemorySchemaProvider::new());
-        system
-            .register_table(SOURCES_VIEW.to_string(), Arc::new(SourcesView::new(registry.clone())))
-            .expect("a fresh schema accepts a table");
+        let system_views: [(&str, Arc<dyn TableProvider>); 3] = [
+            (SOURCES_VIEW, Arc::new(SourcesView::new(registry.clone()))),
+            (VIEWS_VIEW, Arc::new(crate::stream::system::views_view(view_registry.clone()))),
+            (SINKS_VIEW, Arc::new(crate::stream::system::sinks_view(sink_registry.clone()))),
+        ];
+        for (name, provider) in system_views {
+            system.register_table(name.to_string(), provider).expect("a fresh schema accepts a table");
+        }
         catalog
             .register_schema(SYSTEM_SCHEMA, system)
             .expect("a fresh memory catalog accepts a second schema");
@@ -151,6 +184,10 @@ impl Catalog {
             tables: Mutex::new(BTreeMap::new()),
             sources: Mutex::new(BTreeMap::new()),
             registry,
+            views: Mutex::new(BTreeMap::new()),
+            view_registry,
+            sinks: Mutex::new(BTreeMap::new()),
+            sink_registry,
             connectors,
         }
     }
@@ -278,6 +315,20 @@ impl Catalog {
     /// false when there was no such source.
     pub async fn drop_source(&self, name: &str) -> WsResult<bool> {
         let _ddl = self.tables.lock().await;
+        let readers: Vec<String> =
+            self.views.lock().await.values().filter(|r| r.view.sources.iter().any(|s| s == name)).map(|r| r.view.name().to_string()).collect();
+        let sink_readers: Vec<String> = self
+            .sinks
+            .lock()
+            .await
+            .values()
+            .filter(|r| r.sink.owns_view && r.sink.view.sources.iter().any(|s| s == name))
+            .map(|r| r.sink.name().to_string())
+            .collect();
+        let readers: Vec<String> = readers.into_iter().chain(sink_readers).collect();
+        if !readers.is_empty() {
+            return Err(dependent("source", name, &readers));
+        }
         let file = match self.sources.lock().await.get(name) {
             Some(registered) => registered.file.clone(),
             None => {
@@ -301,11 +352,136 @@ impl Catalog {
         self.sources.lock().await.get(name).map(|r| r.source.clone())
     }
 
-    /// Stops every source's connector (server shutdown).
+    /// Stops every sink, view and source (server shutdown).
     pub async fn stop_sources(&self) {
+        for registered in self.sinks.lock().await.values() {
+            registered.sink.stop();
+        }
+        for registered in self.views.lock().await.values() {
+            registered.view.stop();
+        }
         for registered in self.sources.lock().await.values() {
             registered.source.stop();
         }
+    }
+
+    fn object_file(&self, name: &str) -> WsResult<PathBuf> {
+        let file = self.dir.join(format!("{}.toml", files::file_stem(name)));
+        if file.exists() {
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists (catalog file {})", file.display()),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Registers a started view as a relation. With `file` None (CREATE), its declaration
+    /// is persisted first; at start-up it comes from `file`. On error the view is stopped.
+    pub async fn register_view(&self, view: Arc<MaterializedView>, file: Option<PathBuf>) -> WsResult<()> {
+        let registered = async {
+            let _ddl = self.tables.lock().await;
+            let name = view.name().to_string();
+            if self.sources.lock().await.contains_key(&name) || self.schema.table_exist(&name) {
+                return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+            }
+            let file = match file {
+                Some(file) => file,
+                None => {
+                    let file = self.object_file(&name)?;
+                    files::write_atomic(&file, &CatalogFile::single_view(view.def.clone()))?;
+                    file
+                }
+            };
+            self.schema.register_table(name.clone(), Arc::new(ViewTable::new(view.clone())))?;
+            self.view_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), view.clone());
+            self.views.lock().await.insert(name, RegisteredView { file, view: view.clone() });
+            Ok(())
+        }
+        .await;
+        if registered.is_err() {
+            view.stop();
+        }
+        registered
+    }
+
+    pub async fn view(&self, name: &str) -> Option<Arc<MaterializedView>> {
+        self.views.lock().await.get(name).map(|r| r.view.clone())
+    }
+
+    /// DROP MATERIALIZED VIEW. Returns false when there was no such view.
+    pub async fn drop_view(&self, name: &str) -> WsResult<bool> {
+        let _ddl = self.tables.lock().await;
+        let mut views = self.views.lock().await;
+        let Some(registered) = views.get(name) else {
+            if self.schema.table_exist(name) {
+                return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a materialized view")));
+            }
+            return Ok(false);
+        };
+        let readers: Vec<String> = self
+            .sinks
+            .lock()
+            .await
+            .values()
+            .filter(|r| !r.sink.owns_view && r.sink.view.name() == name)
+            .map(|r| r.sink.name().to_string())
+            .collect();
+        if !readers.is_empty() {
+            return Err(dependent("materialized view", name, &readers));
+        }
+        files::remove_declaration(&registered.file, name)?;
+        let registered = views.remove(name).expect("checked above");
+        self.view_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let _ = self.schema.deregister_table(name);
+        registered.view.stop();
+        Ok(true)
+    }
+
+    pub async fn sink_exists(&self, name: &str) -> bool {
+        self.sinks.lock().await.contains_key(name)
+    }
+
+    /// Registers a started sink, persisting its declaration when `file` is None (CREATE).
+    /// On error the sink is stopped.
+    pub async fn register_sink(&self, sink: Arc<Sink>, file: Option<PathBuf>) -> WsResult<()> {
+        let registered = async {
+            let _ddl = self.tables.lock().await;
+            let name = sink.name().to_string();
+            if self.sinks.lock().await.contains_key(&name) {
+                return Err(WsError::new(sqlstate::DUPLICATE_OBJECT, format!("sink \"{name}\" already exists")));
+            }
+            let file = match file {
+                Some(file) => file,
+                None => {
+                    let file = self.object_file(&name)?;
+                    files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone()))?;
+                    file
+                }
+            };
+            self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), sink.clone());
+            self.sinks.lock().await.insert(name, RegisteredSink { file, sink: sink.clone() });
+            Ok(())
+        }
+        .await;
+        if registered.is_err() {
+            sink.stop();
+        }
+        registered
+    }
+
+    /// DROP SINK. Returns false when there was no such sink.
+    pub async fn drop_sink(&self, name: &str) -> WsResult<bool> {
+        let _ddl = self.tables.lock().await;
+        let mut sinks = self.sinks.lock().await;
+        let Some(registered) = sinks.get(name) else {
+            return Ok(false);
+        };
+        files::remove_declaration(&registered.file, name)?;
+        let registered = sinks.remove(name).expect("checked above");
+        self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        registered.sink.stop();
+        Ok(true)
     }
 
     async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
@@ -419,6 +595,7 @@ impl Catalog {
     pub async fn exists(&self, name: &str) -> bool {
         self.tables.lock().await.contains_key(name)
             || self.sources.lock().await.contains_key(name)
+            || self.views.lock().await.contains_key(name)
             || self.schema.table_exist(name)
     }
 

@@ -9,6 +9,7 @@
 pub mod datagen;
 pub mod ingest;
 pub mod kafka;
+pub mod sinks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -128,6 +128,12 @@ impl LakeTable {
         &self.url
     }
 
+    /// The Delta table as of the latest commit (read from the log now), for writers
+    /// that commit on their own (the Delta sink).
+    pub async fn current_table(&self) -> WsResult<DeltaTable> {
+        Ok(self.reload(true).await?.table.clone())
+    }
+
     /// Current snapshot, refreshed first when it is older than the staleness bound.
     async fn current(&self) -> WsResult<Arc<Loaded>> {
         {

@@ -87,6 +87,8 @@ where
             emit(client, &mut out).await?;
             rows += 1;
         }
+        // A subscription's batches come as windows close: each goes out when it is done.
+        client.flush().await?;
     }
     if options.format == CopyFormat::Binary {
         out.put_i16(-1);

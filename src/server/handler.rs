@@ -223,6 +223,10 @@ impl Connection {
         })
     }
 
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     async fn run(&self, prepared: &Prepared, params: Option<datafusion::common::ParamValues>) -> Result<Outcome, WsError> {
         let token = self.cancel.begin();
         let mut session = self.session.lock().await;

@@ -7,6 +7,7 @@
 //! is done), then closes what is left. TLS and authentication: auth.rs and tls.rs.
 
 mod auth;
+mod connection_loop;
 mod copy;
 pub mod encode;
 mod handler;
@@ -92,9 +93,10 @@ pub async fn serve_with(
                 let task_busy = busy.clone();
                 open.retain(|(handle, _)| !handle.is_finished());
                 let handle = connections.spawn(async move {
-                    let connection = Connection::new(shared, task_busy);
+                    let connection = Connection::new(shared.clone(), task_busy);
+                    let notifications = shared.engine.notify_hub().connect(connection.pid() as u32);
                     let handlers = Arc::new(ConnectionHandlers(connection));
-                    if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    if let Err(error) = connection_loop::serve_socket(socket, tls, handlers, notifications).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                     drop(permit);

@@ -25,7 +25,7 @@ use super::{CommandTag, Kind, Outcome, Session};
 use crate::error::{WsError, WsResult};
 
 /// SQLSTATE 25P01: the statement needs a transaction block.
-const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
+pub(super) const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
 /// SQLSTATE 25P02: the block failed; only its end is accepted.
 const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 /// SQLSTATE 25001: the statement cannot run inside a block.

@@ -36,6 +36,9 @@ struct Cursor {
     done: bool,
     /// WITH HOLD: survives the end of the transaction that declared it.
     hold: bool,
+    /// A subscription: never ends, so FETCH waits for the first rows and then returns
+    /// only what is already there (up to its count) instead of waiting for the count.
+    live: bool,
 }
 
 impl Cursor {
@@ -43,12 +46,21 @@ impl Cursor {
         self.stream.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Next batch of at most `limit` rows, or None at the end.
-    async fn next(&mut self, limit: u64) -> WsResult<Option<RecordBatch>> {
+    /// Next batch of at most `limit` rows, or None at the end; with `wait` false, None
+    /// also when no batch is ready now.
+    async fn next(&mut self, limit: u64, wait: bool) -> WsResult<Option<RecordBatch>> {
         loop {
             let batch = match self.leftover.take() {
                 Some(batch) => batch,
                 None if self.done => return Ok(None),
+                None if !wait => match futures::FutureExt::now_or_never(self.stream().next()) {
+                    None => return Ok(None),
+                    Some(Some(batch)) => batch?,
+                    Some(None) => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                },
                 None => match self.stream().next().await {
                     Some(batch) => batch?,
                     None => {
@@ -83,6 +95,15 @@ impl Cursors {
     }
 
     pub fn declare(&mut self, name: &str, stream: SendableRecordBatchStream, hold: bool) -> WsResult<()> {
+        self.declare_cursor(name, stream, hold, false)
+    }
+
+    /// A cursor over a subscription (see `Cursor::live`).
+    pub fn declare_live(&mut self, name: &str, stream: SendableRecordBatchStream, hold: bool) -> WsResult<()> {
+        self.declare_cursor(name, stream, hold, true)
+    }
+
+    fn declare_cursor(&mut self, name: &str, stream: SendableRecordBatchStream, hold: bool, live: bool) -> WsResult<()> {
         if self.open.contains_key(name) {
             return Err(WsError::new(DUPLICATE_CURSOR, format!("cursor \"{name}\" already exists")));
         }
@@ -92,7 +113,7 @@ impl Cursors {
                 format!("a session may have {} open cursors (cursors_max); close one first", self.max),
             ));
         }
-        self.open.insert(name.to_string(), Cursor { stream: Mutex::new(stream), leftover: None, done: false, hold });
+        self.open.insert(name.to_string(), Cursor { stream: Mutex::new(stream), leftover: None, done: false, hold, live });
         Ok(())
     }
 
@@ -112,6 +133,10 @@ impl Cursors {
     pub async fn fetch(&mut self, name: &str, count: Count) -> WsResult<SendableRecordBatchStream> {
         let cursor = self.get(name)?;
         let schema = cursor.stream().schema();
+        let count = match count {
+            Count::All if cursor.live => Count::Rows(u64::MAX),
+            other => other,
+        };
         match count {
             Count::All => {
                 let leftover = cursor.leftover.take();
@@ -130,7 +155,8 @@ impl Cursors {
             Count::Rows(mut wanted) => {
                 let mut batches = Vec::new();
                 while wanted > 0 {
-                    let Some(batch) = cursor.next(wanted).await? else { break };
+                    let wait = !cursor.live || batches.is_empty();
+                    let Some(batch) = cursor.next(wanted, wait).await? else { break };
                     wanted -= batch.num_rows() as u64;
                     batches.push(Ok(batch));
                 }

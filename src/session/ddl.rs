@@ -3,7 +3,7 @@
 //! filled (for CTAS), and only then entered in the catalog, so a failed CTAS leaves
 //! nothing behind and a catalog entry always points at a complete table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -127,7 +127,21 @@ pub async fn create_managed_table(
             ));
         }
     }
-    let location = catalog.managed_location(&name);
+    let (_, rows) = new_managed_table(session, &name, &schema, partition_by, has_rows.then_some(input)).await?;
+    Ok(has_rows.then_some(rows))
+}
+
+/// Creates, fills (with `input`) and registers a managed Delta table; nothing is left
+/// behind on failure.
+async fn new_managed_table(
+    session: &Session,
+    name: &str,
+    schema: &Schema,
+    partition_by: &[String],
+    input: Option<LogicalPlan>,
+) -> WsResult<(Arc<LakeTable>, usize)> {
+    let catalog = session.engine().catalog();
+    let location = catalog.managed_location(name);
     let url = location_url(&location, catalog.data_dir())?;
     let path = url
         .to_file_path()
@@ -139,27 +153,60 @@ pub async fn create_managed_table(
         ));
     }
     std::fs::create_dir_all(&path)?;
-    let result = fill_new_table(session, &name, url, &schema, partition_by, has_rows.then_some(input)).await;
+    let result = fill_new_table(session, name, url, schema, partition_by, input).await;
     match result {
         Ok((lake, rows)) => {
             let def = TableDef {
-                name: name.clone(),
+                name: name.to_string(),
                 format: Format::Delta,
                 location,
                 managed: true,
                 options: BTreeMap::new(),
             };
-            if let Err(error) = catalog.adopt_lake(def, lake).await {
+            if let Err(error) = catalog.adopt_lake(def, lake.clone()).await {
                 remove_quietly(&path);
                 return Err(error);
             }
-            Ok(has_rows.then_some(rows))
+            Ok((lake, rows))
         }
         Err(error) => {
             remove_quietly(&path);
             Err(error)
         }
     }
+}
+
+/// A sink's schema as Delta columns (nullable, Delta's types).
+fn delta_schema(schema: &Schema) -> Schema {
+    Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), delta_type(f.data_type()), true)).collect::<Vec<_>>())
+}
+
+/// The lake table a Delta sink writes to by name: an existing one, or a new managed
+/// table with the sink's columns.
+pub async fn lake_table_for_sink(session: &Session, table: &str, schema: &Schema) -> WsResult<Arc<LakeTable>> {
+    let catalog = session.engine().catalog();
+    if let Some(lake) = catalog.lake_table(table).await {
+        return Ok(lake);
+    }
+    if catalog.exists(table).await {
+        return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{table}\" is not a Delta table")));
+    }
+    Ok(new_managed_table(session, table, &delta_schema(schema), &[], None).await?.0)
+}
+
+/// The Delta table at `location` a sink writes to (created with the sink's columns when
+/// there is none yet). It is not registered in the catalog.
+pub async fn delta_at_location(session: &Session, sink: &str, location: &str, schema: &Schema) -> WsResult<Arc<LakeTable>> {
+    let catalog = session.engine().catalog();
+    let url = location_url(location, catalog.data_dir())?;
+    let staleness_ms = session.engine().config().limits.lake_staleness_ms;
+    if let Ok(lake) = LakeTable::open(sink, url.clone(), HashMap::new(), staleness_ms).await {
+        return Ok(Arc::new(lake));
+    }
+    if let Ok(path) = url.to_file_path() {
+        std::fs::create_dir_all(&path)?;
+    }
+    Ok(fill_new_table(session, sink, url, &delta_schema(schema), &[], None).await?.0)
 }
 
 fn remove_quietly(path: &std::path::Path) {

@@ -8,6 +8,7 @@
 //! in-process test runner drive the same code.
 
 mod compat;
+mod continuous;
 pub mod copy;
 mod cursors;
 mod ddl;
@@ -59,6 +60,8 @@ struct EngineInner {
     catalog: Arc<Catalog>,
     object_stores: Arc<dyn ObjectStoreRegistry>,
     next_session_id: AtomicU32,
+    /// LISTEN/NOTIFY routing between sessions (and from notify sinks).
+    notify: crate::connectors::sinks::notify::NotifyHub,
     /// DataFusion's defaults plus datafusion-pg-catalog's functions and type planner;
     /// every session starts from it (see [`pg_template`]).
     pg_template: datafusion::execution::SessionState,
@@ -142,10 +145,27 @@ impl Engine {
                 catalog,
                 object_stores: Arc::new(DefaultObjectStoreRegistry::new()),
                 next_session_id: AtomicU32::new(1),
+                notify: Default::default(),
             }),
         };
         let session = engine.session();
         engine.inner.catalog.register_files(&files, &session.ctx.state()).await?;
+        // Views and sinks are planned by a session (window functions, time travel...),
+        // after every table and source they read is registered; views before sinks.
+        for file in &files {
+            for def in &file.views {
+                let started = session.start_view(def.clone()).await;
+                let view = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
+                engine.inner.catalog.register_view(view, Some(file.path.clone())).await?;
+            }
+        }
+        for file in &files {
+            for def in &file.sinks {
+                let started = session.start_sink(def.clone()).await;
+                let sink = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
+                engine.inner.catalog.register_sink(sink, Some(file.path.clone())).await?;
+            }
+        }
         Ok(engine)
     }
 
@@ -155,6 +175,10 @@ impl Engine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
+    }
+
+    pub fn notify_hub(&self) -> &crate::connectors::sinks::notify::NotifyHub {
+        &self.inner.notify
     }
 
     /// Settings of a new session and what RESET returns to: PostgreSQL's defaults with
@@ -236,6 +260,15 @@ impl Engine {
     }
 }
 
+/// A view or sink of the catalog that no longer plans: the server does not start with a
+/// half-restored catalog, and the message says which file and object.
+fn continuous_load_error(file: &crate::catalog::CatalogFile, name: &str, error: WsError) -> WsError {
+    WsError::new(
+        sqlstate::CONFIG_FILE_ERROR,
+        format!("{}:{}: {name}: {}", file.path.display(), file.line_of_table(name), error.message),
+    )
+}
+
 /// What a statement is, decided once at prepare time.
 #[derive(Debug, Clone)]
 enum Kind {
@@ -259,6 +292,8 @@ enum Kind {
     CopyTo { plan: LogicalPlan, options: copy::CopyOptions },
     /// COPY table FROM STDIN: the client's data, inserted through the table's provider.
     CopyFrom(copy::CopyInTarget),
+    /// Views, subscriptions, sinks, LISTEN/NOTIFY: see continuous.rs.
+    Continuous(continuous::Command),
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -334,6 +369,13 @@ pub struct Session {
     role: Option<Role>,
     /// When the running statement hits `statement_timeout`.
     deadline: Option<tokio::time::Instant>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Its LISTENs end with it.
+        self.engine.notify_hub().disconnect(self.id);
+    }
 }
 
 fn empty_schema() -> SchemaRef {
@@ -417,6 +459,9 @@ impl Session {
     }
 
     async fn prepare_stream(&mut self, statement: StreamStatement) -> WsResult<Prepared> {
+        if let Some(command) = continuous::classify(&statement)? {
+            return Ok(Prepared { kind: Kind::Continuous(command), param_types: Vec::new(), schema: empty_schema() });
+        }
         let kind = match statement {
             StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
             StreamStatement::DropSource { names, if_exists } => Kind::DropSource { names, if_exists },
@@ -434,12 +479,16 @@ impl Session {
                 let schema = Arc::new(plan.schema().as_arrow().clone());
                 return Ok(Prepared { kind: Kind::Rows(plan), param_types: Vec::new(), schema });
             }
+            other => unreachable!("continuous::classify takes the other statements: {other:?}"),
         };
         Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() })
     }
 
     async fn plan_statement(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         self.check_failed_block(Some(&statement))?;
+        if let Some(command) = continuous::classify_sql(&statement) {
+            return Ok(Prepared { kind: Kind::Continuous(command), param_types: Vec::new(), schema: empty_schema() });
+        }
         if let Some(kind) = self.classify_compat(&statement).await? {
             let (schema, param_types) = match &kind {
                 Kind::Compat(compat::Command::Declare { plan, .. }) => (empty_schema(), parameter_types(plan)?),
@@ -759,6 +808,7 @@ impl Session {
                 Ok(Outcome::CopyOut { options: options.clone(), stream })
             }
             Kind::CopyFrom(target) => Ok(Outcome::CopyIn(copy::CopyIn::start(self, target, cancel).await?)),
+            Kind::Continuous(command) => self.execute_continuous(command).await,
         }
     }
 

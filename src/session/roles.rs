@@ -75,6 +75,7 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::DropSource { .. } => (Role::Admin, "DROP SOURCE"),
         Kind::CopyTo { plan, .. } => plan_requirement(plan),
         Kind::CopyFrom(_) => (Role::Write, "COPY FROM"),
+        Kind::Continuous(command) => (command.role(), command.words()),
         // DataFusion's options can undo server limits (batch size, partitions, spilling).
         Kind::Set { name, .. } if name.starts_with("datafusion.") => (Role::Admin, "SET of datafusion.* options"),
         Kind::Set { .. } | Kind::Show { .. } => (Role::Read, "SET/SHOW"),

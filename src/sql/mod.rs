@@ -9,6 +9,7 @@
 //! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
 //! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
+mod continuous;
 mod dialect;
 mod regproc;
 mod subqueries;
@@ -22,6 +23,7 @@ use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use dialect::WatershedDialect;
 pub use subqueries::single_value_udaf;
+pub use continuous::{SinkInput, Subscribe};
 pub use source::StreamStatement;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
@@ -66,7 +68,10 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let found = parser.parser.peek_token();
             return Err(WsError::syntax(format!("expected end of statement, found: {found}")));
         }
-        let statement = if source::starts_stream_statement(&parser.parser) {
+        let statement = if continuous::starts(&parser.parser) {
+            let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
+            WsStatement::Stream(parsed)
+        } else if source::starts_stream_statement(&parser.parser) {
             let parsed = source::parse_stream_statement(&mut parser.parser)
                 .map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)

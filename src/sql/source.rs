@@ -19,6 +19,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::continuous::{SinkInput, Subscribe};
+use crate::stream::continuous::Emit;
 use crate::stream::spec::parse_duration_ms;
 use crate::stream::{ColumnDef, SourceDef, WatermarkDef};
 
@@ -28,9 +30,18 @@ pub enum StreamStatement {
     CreateSource { def: SourceDef, if_not_exists: bool },
     DropSource { names: Vec<String>, if_exists: bool },
     ShowSources,
+    /// `emit` is None when not written: the plan's shape decides (sql/continuous.rs).
+    CreateView { name: String, query: String, emit: Option<Emit>, if_not_exists: bool },
+    DropView { names: Vec<String>, if_exists: bool },
+    Subscribe(Subscribe),
+    /// `copy` is a COPY of a placeholder table carrying the COPY options.
+    CopySubscribe { subscribe: Subscribe, copy: Box<datafusion::sql::sqlparser::ast::Statement> },
+    DeclareSubscribe { name: String, hold: bool, subscribe: Subscribe },
+    CreateSink { name: String, input: SinkInput, options: BTreeMap<String, String>, if_not_exists: bool },
+    DropSink { names: Vec<String>, if_exists: bool },
 }
 
-fn word_is(token: &Token, word: &str) -> bool {
+pub(super) fn word_is(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
@@ -42,7 +53,7 @@ pub fn starts_stream_statement(parser: &Parser) -> bool {
         || word_is(&first, "show") && word_is(&second, "sources")
 }
 
-fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
+pub(super) fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
     let token = parser.next_token();
     if word_is(&token.token, word) {
         Ok(())
@@ -52,14 +63,14 @@ fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
 }
 
 /// An identifier as PostgreSQL folds it: unquoted to lower case, quoted as written.
-fn normalize(ident: &Ident) -> String {
+pub(super) fn normalize(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
     }
 }
 
-fn single_name(name: &ObjectName) -> Result<String, ParserError> {
+pub(super) fn single_name(name: &ObjectName) -> Result<String, ParserError> {
     let parts: Vec<Ident> = name.0.iter().filter_map(|part| part.as_ident().cloned()).collect();
     match parts.as_slice() {
         [one] => Ok(normalize(one)),
@@ -114,31 +125,7 @@ pub fn parse_stream_statement(parser: &mut Parser) -> Result<StreamStatement, Pa
         }
         parser.expect_token(&Token::Comma)?;
     }
-    let mut options = BTreeMap::new();
-    if parser.parse_keyword(Keyword::WITH) {
-        parser.expect_token(&Token::LParen)?;
-        loop {
-            let key = match parser.peek_token().token {
-                Token::SingleQuotedString(text) => {
-                    parser.next_token();
-                    text
-                }
-                _ => {
-                    let name = parser.parse_object_name(false)?;
-                    name.0.iter().filter_map(|p| p.as_ident()).map(normalize).collect::<Vec<_>>().join(".")
-                }
-            };
-            parser.expect_token(&Token::Eq)?;
-            let value = option_value(parser)?;
-            if options.insert(key.clone(), value).is_some() {
-                return Err(ParserError::ParserError(format!("option {key} is given twice")));
-            }
-            if parser.consume_token(&Token::RParen) {
-                break;
-            }
-            parser.expect_token(&Token::Comma)?;
-        }
-    }
+    let mut options = parse_with_options(parser)?;
     let mut encode = None;
     if parser.parse_keyword(Keyword::FORMAT) {
         expect_word(parser, "plain")?;
@@ -150,6 +137,37 @@ pub fn parse_stream_statement(parser: &mut Parser) -> Result<StreamStatement, Pa
         .ok_or_else(|| ParserError::ParserError("CREATE SOURCE needs WITH (connector = '...')".into()))?;
     let def = SourceDef { name, connector, columns, watermark, encode, options };
     Ok(StreamStatement::CreateSource { def, if_not_exists })
+}
+
+/// `[WITH (key = value, ...)]`: keys are words, dotted names or quoted strings.
+pub(super) fn parse_with_options(parser: &mut Parser) -> Result<BTreeMap<String, String>, ParserError> {
+    let mut options = BTreeMap::new();
+    if !parser.parse_keyword(Keyword::WITH) {
+        return Ok(options);
+    }
+    parser.expect_token(&Token::LParen)?;
+    loop {
+        let key = match parser.peek_token().token {
+            Token::SingleQuotedString(text) => {
+                parser.next_token();
+                text
+            }
+            _ => {
+                let name = parser.parse_object_name(false)?;
+                name.0.iter().filter_map(|p| p.as_ident()).map(normalize).collect::<Vec<_>>().join(".")
+            }
+        };
+        parser.expect_token(&Token::Eq)?;
+        let value = option_value(parser)?;
+        if options.insert(key.clone(), value).is_some() {
+            return Err(ParserError::ParserError(format!("option {key} is given twice")));
+        }
+        if parser.consume_token(&Token::RParen) {
+            break;
+        }
+        parser.expect_token(&Token::Comma)?;
+    }
+    Ok(options)
 }
 
 fn option_value(parser: &mut Parser) -> Result<String, ParserError> {

@@ -82,6 +82,23 @@ pub struct RetainedLog {
     retention_bytes: u64,
     idle_timeout_ms: u64,
     state: Mutex<LogState>,
+    /// Woken after every append and watermark move, for continuous queries that follow
+    /// the log (stream/continuous/).
+    changed: tokio::sync::Notify,
+}
+
+/// What a continuous reader gets from [`RetainedLog::read_from`]: the rows from its
+/// offset to the end of the log, and the watermark that holds for all of them.
+#[derive(Debug, Default)]
+pub struct LogRead {
+    /// Slices of retained chunks (no copy), in offset order.
+    pub batches: Vec<RecordBatch>,
+    /// Offset of the row after the last one returned: where the next read starts.
+    pub next_offset: u64,
+    /// Rows between the requested offset and the first retained one: lost to retention
+    /// before the reader got to them.
+    pub missed_rows: u64,
+    pub watermark_us: Option<i64>,
 }
 
 impl RetainedLog {
@@ -113,7 +130,40 @@ impl RetainedLog {
                 watermark_us: None,
                 late_rows: 0,
             }),
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves after the next append or watermark move (register before reading, so
+    /// nothing is missed between a read and the wait).
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Every retained row at or after `offset`, and the watermark as of the last of them.
+    /// One lock: the watermark accounts for exactly the rows returned and those before.
+    pub fn read_from(&self, offset: u64) -> LogRead {
+        let state = self.lock();
+        let mut read = LogRead {
+            next_offset: state.next_offset.max(offset),
+            watermark_us: state.watermark_us,
+            ..LogRead::default()
+        };
+        if let Some(first) = state.chunks.front() {
+            read.missed_rows = first.first_offset.saturating_sub(offset);
+        } else {
+            read.missed_rows = state.next_offset.saturating_sub(offset);
+        }
+        for chunk in &state.chunks {
+            let rows = chunk.batch.num_rows() as u64;
+            let end = chunk.first_offset + rows;
+            if end <= offset {
+                continue;
+            }
+            let skip = offset.saturating_sub(chunk.first_offset);
+            read.batches.push(chunk.batch.slice(skip as usize, (rows - skip) as usize));
+        }
+        read
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -224,6 +274,8 @@ impl RetainedLog {
         };
         state.chunks.push_back(Arc::new(chunk));
         self.trim_locked(&mut state, arrival_ms);
+        drop(state);
+        self.changed.notify_waiters();
         Ok(first_offset)
     }
 
@@ -252,8 +304,15 @@ impl RetainedLog {
     /// offset below which nothing is retained any more.
     pub fn trim(&self, now_ms: i64) -> u64 {
         let mut state = self.lock();
+        let before = state.watermark_us;
         self.advance_watermark(&mut state, now_ms);
-        self.trim_locked(&mut state, now_ms)
+        let moved = state.watermark_us != before;
+        let first_retained = self.trim_locked(&mut state, now_ms);
+        drop(state);
+        if moved {
+            self.changed.notify_waiters();
+        }
+        first_retained
     }
 
     fn trim_locked(&self, state: &mut LogState, now_ms: i64) -> u64 {

@@ -6,6 +6,7 @@
 //! filters on event time skipping whole chunks. `watershed.sources` ([`system`]) shows
 //! every source's state.
 
+pub mod continuous;
 pub mod log;
 pub mod spec;
 pub mod system;

@@ -64,6 +64,10 @@ impl SourceTable {
         SourceTable { source }
     }
 
+    pub fn source(&self) -> &Arc<Source> {
+        &self.source
+    }
+
     /// Chunks that may hold rows matching `filters`, judged by event-time ranges alone.
     fn prune(&self, state: &dyn Session, chunks: Vec<Arc<Chunk>>, filters: &[Expr]) -> DfResult<Vec<Arc<Chunk>>> {
         let Some(event_time) = &self.source.spec.event_time else {

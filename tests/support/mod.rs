@@ -1,13 +1,18 @@
 //! What the wire-level test files share: a watershed server on an ephemeral loopback
-//! port with its own temporary directory, stopped through its shutdown future, and the
-//! SQLSTATE of a client error.
+//! port with its own temporary directory, stopped through its shutdown future; a server
+//! process to kill -9; ephemeral ports; and the SQLSTATE of a client error.
+#![allow(dead_code)] // each test file uses its own part
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
 use watershed::session::Engine;
 
@@ -37,17 +42,26 @@ impl Server {
     }
 
     /// The server's root directory (data, catalog, and whatever a test puts there).
-    #[allow(dead_code)] // not every test file needs it
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server; its directory is returned, to start again on it or to drop.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().expect("stopped once").send(());
         tokio::time::timeout(Duration::from_secs(30), self.done)
             .await
             .expect("server stops within its grace")
             .expect("server task ends cleanly");
+        self.dir
+    }
+
+    /// A client of this server (its connection task runs in the background).
+    pub async fn client(&self) -> Client {
+        let url = format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port);
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connects");
+        tokio::spawn(connection);
+        client
     }
 }
 
@@ -56,7 +70,6 @@ pub fn code_of(error: &tokio_postgres::Error) -> SqlState {
 }
 
 /// Sends a simple-protocol Query message on a raw socket.
-#[allow(dead_code)] // raw-socket helpers: not every test file needs them
 pub async fn send_query(socket: &mut TcpStream, sql: &str) {
     let mut message = vec![b'Q'];
     message.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
@@ -66,7 +79,6 @@ pub async fn send_query(socket: &mut TcpStream, sql: &str) {
 }
 
 /// Reads until the server closes the connection; fails if it stays open.
-#[allow(dead_code)]
 pub async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -77,4 +89,85 @@ pub async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
             Err(_) => panic!("the server kept the connection open"),
         }
     }
+}
+
+/// A watershed server process on its own data and catalog dirs.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Process {
+    pub fn start(root: &std::path::Path, port: u16) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_watershed"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .arg("--catalog-dir")
+            .arg(root.join("catalog"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the watershed binary starts");
+        Process { child, port }
+    }
+
+    /// Connects, retrying while the server is still starting (bounded by a deadline).
+    pub async fn connect(&mut self) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("host=127.0.0.1 port={} user=watershed dbname=watershed", self.port);
+        loop {
+            match tokio_postgres::connect(&url, NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    return client;
+                }
+                Err(error) => {
+                    if let Some(status) = self.child.try_wait().expect("child status") {
+                        panic!("server exited with {status} before accepting connections");
+                    }
+                    assert!(Instant::now() < deadline, "server not accepting connections: {error}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("addr").port()
+}
+
+/// An engine on a fresh temporary root, served on an ephemeral port, and a client of it.
+pub async fn start_in_process() -> (Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = watershed::session::Engine::open(watershed::config::Config::rooted_at(dir.path()))
+        .await
+        .expect("engine opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        watershed::server::serve(engine, listener, std::future::pending()).await.expect("serves");
+    });
+    let url = format!("host=127.0.0.1 port={port} user=watershed dbname=watershed");
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    (client, dir)
 }

@@ -179,6 +179,14 @@ fn parse_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> WsResul
 
 /// Applies PostgreSQL's defaults and checks (ProcessCopyOptions) to the written options.
 /// `columns` are the names of the rows' columns, for FORCE_QUOTE.
+/// The options of a `COPY ... TO STDOUT` statement for output columns `columns`.
+pub fn copy_to_options(statement: &sqlast::Statement, columns: &[String]) -> WsResult<CopyOptions> {
+    let sqlast::Statement::Copy { options, legacy_options, .. } = statement else {
+        return Err(WsError::internal("copy_to_options takes a COPY statement"));
+    };
+    resolve_options(parse_options(options, legacy_options)?, true, columns)
+}
+
 fn resolve_options(w: Written, to: bool, columns: &[String]) -> WsResult<CopyOptions> {
     let format = w.format.unwrap_or(CopyFormat::Text);
     let mut options = CopyOptions::defaults(format);

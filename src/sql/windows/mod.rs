@@ -37,7 +37,7 @@ use datafusion::logical_expr::planner::{
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF, lit};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart,
-    Query, SetExpr, Statement as SqlStatement, TableFactor, VisitMut, VisitorMut,
+    Query, SetExpr, Statement as SqlStatement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use crate::error::{WsError, sqlstate};
@@ -95,6 +95,79 @@ impl Kind {
             Kind::Hop | Kind::Cumulate => 4..=4,
             Kind::Session => 3..=4,
         }
+    }
+}
+
+/// How far back and how often the window calls of a statement reach, from their INTERVAL
+/// literals: the largest window size and the smallest slide or step (µs), or None when the
+/// statement calls no window function. A view joining two sources keeps each source's
+/// rows for the largest size, and evaluates when the watermark crosses a step. SESSION
+/// windows (no bound on their length) and sizes that are not INTERVAL literals are
+/// refused with the reason.
+pub fn window_extents(statement: &SqlStatement) -> Result<Option<(i64, i64)>, String> {
+    struct Finder {
+        extents: Option<(i64, i64)>,
+        error: Option<String>,
+    }
+    fn literal_us(expr: &SqlExpr) -> Result<i64, String> {
+        let SqlExpr::Interval(interval) = expr else {
+            return Err(format!("window sizes of views joining sources are INTERVAL literals, got {expr}"));
+        };
+        let SqlExpr::Value(value) = interval.value.as_ref() else {
+            return Err(format!("window sizes of views joining sources are INTERVAL literals, got {expr}"));
+        };
+        let datafusion::sql::sqlparser::ast::Value::SingleQuotedString(text) = &value.value else {
+            return Err(format!("window sizes of views joining sources are INTERVAL literals, got {expr}"));
+        };
+        let text = match &interval.leading_field {
+            Some(field) => format!("{text} {field}"),
+            None => text.clone(),
+        };
+        crate::stream::spec::parse_duration_ms(&text).map(|ms| ms as i64 * 1_000).map_err(|e| e.message)
+    }
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            let TableFactor::Table { name, args: Some(args), .. } = factor else {
+                return ControlFlow::Continue(());
+            };
+            let Some(kind) = Kind::of(name) else {
+                return ControlFlow::Continue(());
+            };
+            let exprs: Vec<&SqlExpr> = args
+                .args
+                .iter()
+                .filter_map(|arg| match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+                    _ => None,
+                })
+                .collect();
+            let found = match (kind, exprs.as_slice()) {
+                (Kind::Session, _) => Err("SESSION windows have no bounded length".to_string()),
+                (Kind::Tumble, [_, _, size, ..]) => literal_us(size).map(|size| (size, size)),
+                (Kind::Hop | Kind::Cumulate, [_, _, step, size]) => {
+                    literal_us(step).and_then(|step| literal_us(size).map(|size| (size, step)))
+                }
+                _ => Err(format!("{}: {}", kind.name(), kind.usage())),
+            };
+            match found {
+                Ok((size, step)) => {
+                    let (size_max, step_min) = self.extents.unwrap_or((size, step));
+                    self.extents = Some((size_max.max(size), step_min.min(step)));
+                    ControlFlow::Continue(())
+                }
+                Err(error) => {
+                    self.error = Some(error);
+                    ControlFlow::Break(())
+                }
+            }
+        }
+    }
+    let mut finder = Finder { extents: None, error: None };
+    let _ = statement.visit(&mut finder);
+    match finder.error {
+        Some(error) => Err(error),
+        None => Ok(finder.extents),
     }
 }
 

@@ -1,0 +1,284 @@
+//! Windowed aggregation state: per open window, DataFusion's `GroupValues` (the group
+//! keys) and one `GroupsAccumulator` per aggregate, fed batch by batch. When the
+//! watermark passes a window's end its groups are evaluated once, emitted and freed: the
+//! state is bounded by the windows the watermark keeps open, not by the events seen.
+//!
+//! Any aggregate DataFusion has works: those with a specialized `GroupsAccumulator`
+//! (count, sum, avg, min, max...) use it, the others (count(DISTINCT), approx_distinct,
+//! approx_percentile_cont...) their row `Accumulator` behind `GroupsAccumulatorAdapter`.
+//!
+//! Without a `window_end` key (EMIT ON UPDATE) there is one window that never closes,
+//! and [`WindowAggregate::current`] evaluates it without consuming it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use crate::error::{WsError, WsResult, sqlstate};
+
+use super::plan::{AggregatePart, AggregateSpec};
+
+/// Key of the single window of an aggregate without window_end.
+const GLOBAL_WINDOW: i64 = i64::MAX;
+
+struct WindowState {
+    groups: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// What one batch did to the state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UpdateCounts {
+    pub rows: u64,
+    /// Rows for windows already emitted: dropped.
+    pub late_rows: u64,
+}
+
+pub struct WindowAggregate {
+    part: AggregatePart,
+    /// Open windows by end (µs since the epoch).
+    windows: BTreeMap<i64, WindowState>,
+    /// Windows ending at or before this have been emitted (µs).
+    emitted_until_us: Option<i64>,
+    windows_open_max: usize,
+    state_bytes_max: usize,
+    group_indices: Vec<usize>,
+}
+
+fn new_accumulator(spec: &AggregateSpec) -> WsResult<Box<dyn GroupsAccumulator>> {
+    let expr = spec.expr.clone();
+    Ok(if expr.groups_accumulator_supported() {
+        expr.create_groups_accumulator()?
+    } else {
+        Box::new(GroupsAccumulatorAdapter::new(move || expr.create_accumulator()))
+    })
+}
+
+fn new_accumulators(part: &AggregatePart) -> WsResult<Vec<Box<dyn GroupsAccumulator>>> {
+    part.aggregates.iter().map(new_accumulator).collect()
+}
+
+/// Window ends of `column` (the window_end group values) in µs.
+fn ends_us(column: &ArrayRef) -> WsResult<Vec<Option<i64>>> {
+    let as_micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let micros = as_micros
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+        .ok_or_else(|| WsError::internal("window_end is not a timestamp"))?;
+    Ok(micros.iter().collect())
+}
+
+impl WindowAggregate {
+    pub fn new(part: AggregatePart, windows_open_max: usize, state_bytes_max: usize) -> WindowAggregate {
+        WindowAggregate {
+            part,
+            windows: BTreeMap::new(),
+            emitted_until_us: None,
+            windows_open_max,
+            state_bytes_max,
+            group_indices: Vec::new(),
+        }
+    }
+
+    pub fn windows_open(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Bytes held by open windows: group keys plus accumulator states.
+    pub fn state_bytes(&self) -> usize {
+        self.windows
+            .values()
+            .map(|w| w.groups.size() + w.accumulators.iter().map(|a| a.size()).sum::<usize>())
+            .sum()
+    }
+
+    /// Adds one batch of the aggregate's input.
+    pub fn update(&mut self, batch: &RecordBatch) -> WsResult<UpdateCounts> {
+        let rows = batch.num_rows();
+        let mut counts = UpdateCounts { rows: rows as u64, late_rows: 0 };
+        if rows == 0 {
+            return Ok(counts);
+        }
+        let groups: Vec<ArrayRef> = self
+            .part
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .collect::<Result<_, _>>()?;
+        // Rows per window; most batches fall in one or two windows.
+        let mut by_window: HashMap<i64, Vec<u32>> = HashMap::new();
+        match self.part.window_end {
+            None => {
+                by_window.insert(GLOBAL_WINDOW, (0..rows as u32).collect());
+            }
+            Some(index) => {
+                for (row, end) in ends_us(&groups[index])?.into_iter().enumerate() {
+                    // Rows without a window were dropped by the window function already.
+                    let Some(end) = end else { continue };
+                    if self.emitted_until_us.is_some_and(|until| end <= until) {
+                        counts.late_rows += 1;
+                        continue;
+                    }
+                    by_window.entry(end).or_default().push(row as u32);
+                }
+            }
+        }
+        let single = by_window.len() == 1 && counts.late_rows == 0;
+        for (end, rows_of_window) in by_window {
+            let (group_columns, sub_batch) = if single {
+                (groups.clone(), batch.clone())
+            } else {
+                let indices = UInt32Array::from(rows_of_window);
+                let columns = groups.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
+                let taken = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c, &indices, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (columns, RecordBatch::try_new(batch.schema(), taken)?)
+            };
+            self.update_window(end, &group_columns, &sub_batch)?;
+        }
+        if self.windows.len() > self.windows_open_max {
+            return Err(WsError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "the view has {} open windows, over windows_open_max = {}; the watermark is not advancing \
+                     or windows are too small for the allowed delay",
+                    self.windows.len(),
+                    self.windows_open_max
+                ),
+            ));
+        }
+        Ok(counts)
+    }
+
+    fn update_window(&mut self, end: i64, groups: &[ArrayRef], batch: &RecordBatch) -> WsResult<()> {
+        if !self.windows.contains_key(&end) {
+            let state = WindowState {
+                groups: new_group_values(self.part.group_schema.clone(), &GroupOrdering::None)?,
+                accumulators: new_accumulators(&self.part)?,
+            };
+            self.windows.insert(end, state);
+        }
+        let window = self.windows.get_mut(&end).expect("inserted above");
+        self.group_indices.clear();
+        window.groups.intern(groups, &mut self.group_indices)?;
+        let total_groups = window.groups.len();
+        let rows = batch.num_rows();
+        for (spec, accumulator) in self.part.aggregates.iter().zip(window.accumulators.iter_mut()) {
+            let values: Vec<ArrayRef> = spec
+                .expr
+                .expressions()
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<Result<_, _>>()?;
+            let filter = match &spec.filter {
+                Some(filter) => {
+                    let array = filter.evaluate(batch)?.into_array(rows)?;
+                    Some(
+                        array
+                            .as_any()
+                            .downcast_ref::<BooleanArray>()
+                            .ok_or_else(|| WsError::internal("aggregate FILTER is not boolean"))?
+                            .clone(),
+                    )
+                }
+                None => None,
+            };
+            accumulator.update_batch(&values, &self.group_indices, filter.as_ref(), total_groups)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the state limit; called after each step's updates.
+    pub fn check_state_bytes(&self) -> WsResult<usize> {
+        let bytes = self.state_bytes();
+        if bytes > self.state_bytes_max {
+            return Err(WsError::new(
+                sqlstate::OUT_OF_MEMORY,
+                format!("the view's window state is {bytes} bytes, over state_bytes_max = {}", self.state_bytes_max),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Evaluates and frees every window ending at or before `watermark_us`, oldest first.
+    pub fn close_until(&mut self, watermark_us: i64) -> WsResult<Vec<RecordBatch>> {
+        assert!(self.part.window_end.is_some(), "only windowed aggregates close windows");
+        let still_open = self.windows.split_off(&(watermark_us.saturating_add(1)));
+        let closed = std::mem::replace(&mut self.windows, still_open);
+        self.emitted_until_us = Some(self.emitted_until_us.map_or(watermark_us, |u| u.max(watermark_us)));
+        let mut batches = Vec::with_capacity(closed.len());
+        for (_, mut window) in closed {
+            batches.push(self.evaluate(&mut window)?);
+        }
+        Ok(batches)
+    }
+
+    fn evaluate(&self, window: &mut WindowState) -> WsResult<RecordBatch> {
+        let mut columns = window.groups.emit(EmitTo::All)?;
+        for accumulator in window.accumulators.iter_mut() {
+            columns.push(accumulator.evaluate(EmitTo::All)?);
+        }
+        self.output_batch(columns)
+    }
+
+    fn output_batch(&self, columns: Vec<ArrayRef>) -> WsResult<RecordBatch> {
+        let schema = self.part.output_schema.clone();
+        let columns = columns
+            .into_iter()
+            .zip(schema.fields().iter())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() { Ok(column) } else { cast(&column, field.data_type()) }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// Current values of every open window's groups, leaving the state as it was
+    /// (EMIT ON UPDATE). Costs one state round trip per group, not a pass over events.
+    pub fn current(&mut self) -> WsResult<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        let ends: Vec<i64> = self.windows.keys().copied().collect();
+        for end in ends {
+            let mut window = self.windows.remove(&end).expect("key listed above");
+            let group_columns = window.groups.emit(EmitTo::All)?;
+            let count = group_columns.first().map_or(0, |c| c.len());
+            let mut kept_groups = new_group_values(self.part.group_schema.clone(), &GroupOrdering::None)?;
+            let mut indices = Vec::new();
+            kept_groups.intern(&group_columns, &mut indices)?;
+            assert!(indices.iter().enumerate().all(|(i, &g)| i == g), "re-interned groups keep their order");
+            let mut columns = group_columns;
+            let mut kept_accumulators = Vec::with_capacity(window.accumulators.len());
+            for (spec, old) in self.part.aggregates.iter().zip(window.accumulators.iter_mut()) {
+                // state() consumes: merge it into two fresh accumulators, one to keep and
+                // one to evaluate.
+                let state = old.state(EmitTo::All)?;
+                let mut kept = new_accumulator(spec)?;
+                kept.merge_batch(&state, &indices, count)?;
+                let mut evaluator = new_accumulator(spec)?;
+                evaluator.merge_batch(&state, &indices, count)?;
+                columns.push(evaluator.evaluate(EmitTo::All)?);
+                kept_accumulators.push(kept);
+            }
+            if count > 0 {
+                batches.push(self.output_batch(columns)?);
+            }
+            self.windows.insert(end, WindowState { groups: kept_groups, accumulators: kept_accumulators });
+        }
+        Ok(batches)
+    }
+}
+
+impl std::fmt::Debug for WindowAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowAggregate").field("windows_open", &self.windows.len()).finish()
+    }
+}
