@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
@@ -40,6 +40,9 @@ pub struct Chunk {
     /// Log offset of the chunk's first row; offsets count rows appended, from 0.
     pub first_offset: u64,
     pub bytes: usize,
+    /// Which rows were late when they arrived (None: none was). Kept so that continuous
+    /// queries leave out the same rows however they read the log, replays included.
+    pub late: Option<BooleanArray>,
 }
 
 /// Event-time progress of one partition.
@@ -93,6 +96,8 @@ pub struct RetainedLog {
 pub struct LogRead {
     /// Slices of retained chunks (no copy), in offset order.
     pub batches: Vec<RecordBatch>,
+    /// For each batch, which of its rows were late when they arrived (None: none).
+    pub late: Vec<Option<BooleanArray>>,
     /// Offset of the row after the last one returned: where the next read starts.
     pub next_offset: u64,
     /// Rows between the requested offset and the first retained one: lost to retention
@@ -162,6 +167,7 @@ impl RetainedLog {
             }
             let skip = offset.saturating_sub(chunk.first_offset);
             read.batches.push(chunk.batch.slice(skip as usize, (rows - skip) as usize));
+            read.late.push(chunk.late.as_ref().map(|late| late.slice(skip as usize, (rows - skip) as usize)));
         }
         read
     }
@@ -228,9 +234,14 @@ impl RetainedLog {
             return Ok(first_offset);
         }
         // Late rows: behind the watermark as it stood when they arrived.
+        let mut late = None;
         if let (Some(times), Some(watermark)) = (&event_us, state.watermark_us) {
-            let late = times.iter().flatten().filter(|&t| t < watermark).count() as u64;
-            state.late_rows += late;
+            let mask: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t < watermark))).collect();
+            let count = mask.true_count() as u64;
+            state.late_rows += count;
+            if count > 0 {
+                late = Some(mask);
+            }
         }
         if state.clocks.len() <= partition as usize {
             state.clocks.resize(partition as usize + 1, PartitionClock::default());
@@ -260,6 +271,16 @@ impl RetainedLog {
             state.bytes -= bytes as u64;
             let merged = concat_batches(&self.schema, [&last.batch, &batch])?;
             let merged_bytes = merged.get_array_memory_size();
+            let late = match (&last.late, &late) {
+                (None, None) => None,
+                (a, b) => {
+                    let none = |rows: usize| BooleanArray::from(vec![false; rows]);
+                    let a = a.clone().unwrap_or_else(|| none(last.batch.num_rows()));
+                    let b = b.clone().unwrap_or_else(|| none(batch.num_rows()));
+                    let joined = datafusion::arrow::compute::concat(&[&a, &b])?;
+                    Some(joined.as_any().downcast_ref::<BooleanArray>().expect("booleans concatenate to booleans").clone())
+                }
+            };
             state.bytes += merged_bytes as u64;
             Chunk {
                 batch: merged,
@@ -268,9 +289,10 @@ impl RetainedLog {
                 event_range_us: merge_ranges(last.event_range_us, event_range_us),
                 first_offset: last.first_offset,
                 bytes: merged_bytes,
+                late,
             }
         } else {
-            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes }
+            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes, late }
         };
         state.chunks.push_back(Arc::new(chunk));
         self.trim_locked(&mut state, arrival_ms);

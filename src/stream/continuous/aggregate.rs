@@ -121,6 +121,9 @@ impl WindowAggregate {
                 for (row, end) in ends_us(&groups[index])?.into_iter().enumerate() {
                     // Rows without a window were dropped by the window function already.
                     let Some(end) = end else { continue };
+                    // Rows late by the log's verdict are already gone; a row on time falls
+                    // in windows the watermark has not passed. Should one still find its
+                    // window emitted, it is dropped and counted, never added.
                     if self.emitted_until_us.is_some_and(|until| end <= until) {
                         counts.late_rows += 1;
                         continue;

@@ -213,6 +213,33 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
     tracing::debug!(view = view.name(), "materialized view stopped");
 }
 
+/// The rows that were not late when they arrived (the log says which were), when the
+/// view has windows to protect; late rows are counted. The log's verdict, not the
+/// view's reading pace, decides, so a replay leaves out exactly the same rows.
+fn without_late(
+    view: &MaterializedView,
+    batches: Vec<RecordBatch>,
+    late: Vec<Option<datafusion::arrow::array::BooleanArray>>,
+    windowed: bool,
+) -> WsResult<Vec<RecordBatch>> {
+    if !windowed {
+        return Ok(batches);
+    }
+    assert_eq!(batches.len(), late.len(), "one late mask per batch");
+    let mut kept = Vec::with_capacity(batches.len());
+    for (batch, late) in batches.into_iter().zip(late) {
+        match late {
+            None => kept.push(batch),
+            Some(late) => {
+                view.stats.late_rows.fetch_add(late.true_count() as u64, Ordering::Relaxed);
+                let on_time = datafusion::arrow::compute::not(&late)?;
+                kept.push(datafusion::arrow::compute::filter_record_batch(&batch, &on_time)?);
+            }
+        }
+    }
+    Ok(kept)
+}
+
 /// Rows of `batch` whose `column` (a timestamp) is in (after, until] (µs); `after` None
 /// is unbounded.
 fn rows_between(batch: &RecordBatch, column: usize, after: Option<i64>, until: i64) -> WsResult<RecordBatch> {
@@ -243,13 +270,8 @@ async fn step_window_join(
     for ((read, buffer), (source, _)) in reads.into_iter().zip(buffers.iter_mut()).zip(&plan.sources) {
         let rows: usize = read.batches.iter().map(|b| b.num_rows()).sum();
         view.stats.events_in.fetch_add(rows as u64, Ordering::Relaxed);
-        if let (Some(until), Some(event_time)) = (*emitted_until_us, &source.spec.event_time) {
-            for batch in &read.batches {
-                let late = rows_between(batch, event_time.index, None, until - buffered.size_max_us)?.num_rows();
-                view.stats.late_rows.fetch_add(late as u64, Ordering::Relaxed);
-            }
-        }
-        buffer.extend(read.batches);
+        let _ = source;
+        buffer.extend(without_late(view, read.batches, read.late, true)?);
         match read.watermark_us {
             Some(w) => watermark_us = Some(watermark_us.map_or(w, |m| m.min(w))),
             None => all_have_watermark = false,
@@ -314,7 +336,9 @@ async fn step(
     // Group the new rows into runs of at most STEP_ROWS_MAX.
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
-    let mut batches = read.batches.into_iter().peekable();
+    let windowed = plan.aggregate_windowed;
+    let batches = without_late(view, read.batches, read.late, windowed)?;
+    let mut batches = batches.into_iter().peekable();
     while let Some(batch) = batches.next() {
         pending_rows += batch.num_rows();
         pending.push(batch);
@@ -347,7 +371,6 @@ async fn step(
     };
     let bytes = state.check_state_bytes()?;
     view.stats.state_bytes.store(bytes as u64, Ordering::Relaxed);
-    let windowed = plan.aggregate_windowed;
     let mut final_rows = Vec::new();
     if windowed && let Some(w) = watermark_us {
         let batches = state.close_until(w)?;
