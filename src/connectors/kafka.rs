@@ -431,6 +431,11 @@ impl Reader {
                 }
             }
         }
+        // Every partition holds the watermark back from the start, also before its first
+        // message (until it is idle past the timeout): otherwise a fast partition could
+        // close windows that a slower one still has events for.
+        let last = *partitions.last().expect("checked non-empty above") as u32;
+        self.source.log.declare_partitions(last + 1, crate::stream::now_ms());
         tracing::info!(source = self.source.name(), topic, partitions = partitions.len(), "kafka source assigned");
         Ok(assignment)
     }

@@ -84,13 +84,55 @@ fn byte_offset(sql: &str, location: Location) -> usize {
     sql.len()
 }
 
-/// Parses a query and returns its text as written.
-fn query_text(parser: &mut Parser, sql: &str) -> Result<String, ParserError> {
+/// What ends the query of a view (`EMIT ON ...`) or of a sink (`WITH (...)`).
+#[derive(Clone, Copy)]
+enum QueryEnd {
+    Emit,
+    With,
+}
+
+/// Reads a query up to (not including) its end clause, checks that it parses on its
+/// own, and returns its text as written. The end is found on the token stream at
+/// parenthesis depth 0 first, so that `... FROM t EMIT ON UPDATE` does not read EMIT as
+/// an alias of `t`.
+fn query_text(parser: &mut Parser, sql: &str, end: QueryEnd) -> Result<String, ParserError> {
     let start = byte_offset(sql, parser.peek_token().span.start);
-    parser.parse_query()?;
-    let next = parser.peek_token();
-    let end = if next.token == Token::EOF { sql.len() } else { byte_offset(sql, next.span.start) };
-    Ok(sql[start..end.max(start)].trim().to_string())
+    let mut depth = 0i32;
+    let mut n = 0;
+    loop {
+        let token = parser.peek_nth_token(n).token;
+        let next = parser.peek_nth_token(n + 1).token;
+        let ends = depth == 0
+            && match end {
+                QueryEnd::Emit => word_is(&token, "emit") && word_is(&next, "on"),
+                QueryEnd::With => word_is(&token, "with") && next == Token::LParen,
+            };
+        match token {
+            Token::EOF => break,
+            Token::SemiColon if depth == 0 => break,
+            _ if ends => break,
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        n += 1;
+    }
+    let stop = match parser.peek_nth_token(n).token {
+        Token::EOF => sql.len(),
+        _ => byte_offset(sql, parser.peek_nth_token(n).span.start),
+    };
+    let text = sql[start..stop.max(start)].trim().to_string();
+    let dialect = super::WatershedDialect::default();
+    let mut own = Parser::new(&dialect).try_with_sql(&text)?;
+    own.parse_query()?;
+    if own.peek_token().token != Token::EOF {
+        let found = own.peek_token();
+        return own.expected("the end of the query", found);
+    }
+    for _ in 0..n {
+        parser.next_token();
+    }
+    Ok(text)
 }
 
 fn parse_subscribe(parser: &mut Parser) -> Result<Subscribe, ParserError> {
@@ -183,7 +225,7 @@ pub fn parse(parser: &mut Parser, sql: &str) -> Result<StreamStatement, ParserEr
         let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = single_name(&parser.parse_object_name(false)?)?;
         parser.expect_keyword(Keyword::AS)?;
-        let query = query_text(parser, sql)?;
+        let query = query_text(parser, sql, QueryEnd::Emit)?;
         let emit = if word_is(&parser.peek_token().token, "emit") {
             parser.next_token();
             parser.expect_keyword(Keyword::ON)?;
@@ -213,7 +255,7 @@ pub fn parse(parser: &mut Parser, sql: &str) -> Result<StreamStatement, ParserEr
         SinkInput::View(single_name(&parser.parse_object_name(false)?)?)
     } else {
         parser.expect_keyword(Keyword::AS)?;
-        SinkInput::Query(query_text(parser, sql)?)
+        SinkInput::Query(query_text(parser, sql, QueryEnd::With)?)
     };
     let options = parse_with_options(parser)?;
     Ok(StreamStatement::CreateSink { name, input, options, if_not_exists })
@@ -242,12 +284,14 @@ mod tests {
         assert!(query.starts_with("SELECT window_end"));
         assert!(query.ends_with("GROUP BY window_start, window_end"), "{query}");
         assert_eq!(emit, Some(Emit::OnWindowClose));
-        let StreamStatement::CreateView { emit, .. } =
-            parse_one("CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT 1 EMIT ON UPDATE").unwrap()
+        let StreamStatement::CreateView { emit, query, .. } =
+            parse_one("CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT k FROM t EMIT ON UPDATE").unwrap()
         else {
             panic!()
         };
-        assert_eq!(emit, Some(Emit::OnUpdate));
+        assert_eq!(emit, Some(Emit::OnUpdate), "EMIT is not taken for an alias of t");
+        assert_eq!(query, "SELECT k FROM t");
+        assert!(parse_one("CREATE MATERIALIZED VIEW v AS SELECT (1 EMIT ON UPDATE").is_err());
     }
 
     #[test]
@@ -288,6 +332,12 @@ mod tests {
             panic!()
         };
         assert_eq!(input, SinkInput::Query("SELECT * FROM orders WHERE amount > 100".into()));
+        let StreamStatement::CreateSink { input, .. } =
+            parse_one("CREATE SINK b AS SELECT * FROM orders WITH (connector = 'notify', channel = 'x')").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(input, SinkInput::Query("SELECT * FROM orders".into()), "WITH ends the query, it is no table hint");
         assert_eq!(
             parse_one("DROP SINK IF EXISTS a").unwrap(),
             StreamStatement::DropSink { names: vec!["a".into()], if_exists: true }

@@ -145,6 +145,22 @@ impl RetainedLog {
         &self.changed
     }
 
+    /// Declares partitions `0..count` known before their first event (Kafka reads the
+    /// topic's partitions from the broker): each holds the watermark back until it has
+    /// events or has been idle past the timeout, counted from `now_ms`.
+    pub fn declare_partitions(&self, count: u32, now_ms: i64) {
+        assert!((count as usize) <= PARTITIONS_MAX, "the connector checks the partition count");
+        let mut state = self.lock();
+        if state.clocks.len() < count as usize {
+            state.clocks.resize(count as usize, PartitionClock::default());
+        }
+        for clock in &mut state.clocks {
+            if clock.max_event_us.is_none() {
+                clock.last_arrival_ms = clock.last_arrival_ms.max(now_ms);
+            }
+        }
+    }
+
     /// Every retained row at or after `offset`, and the watermark as of the last of them.
     /// One lock: the watermark accounts for exactly the rows returned and those before.
     pub fn read_from(&self, offset: u64) -> LogRead {
@@ -308,10 +324,13 @@ impl RetainedLog {
             return;
         };
         let idle_ms = self.idle_timeout_ms as i64;
-        let active = state
-            .clocks
-            .iter()
-            .filter(|c| c.max_event_us.is_some() && now_ms - c.last_arrival_ms < idle_ms);
+        let active = state.clocks.iter().filter(|c| now_ms - c.last_arrival_ms < idle_ms);
+        // An active partition without events yet (declared by its connector) holds the
+        // watermark where it is.
+        if active.clone().any(|c| c.max_event_us.is_none() && c.last_arrival_ms > 0) {
+            return;
+        }
+        let active = active.filter(|c| c.max_event_us.is_some());
         let candidate = match active.clone().count() {
             0 => state.clocks.iter().filter_map(|c| c.max_event_us).max(),
             _ => active.filter_map(|c| c.max_event_us).min(),
@@ -430,6 +449,22 @@ mod tests {
 
     fn log(retention_ms: u64, retention_bytes: u64) -> RetainedLog {
         RetainedLog::new(schema(), Some((1, 5_000_000)), retention_ms, retention_bytes, 10_000)
+    }
+
+    #[test]
+    fn declared_partitions_hold_the_watermark_until_they_have_events_or_idle() {
+        let log = log(60_000, 1 << 30);
+        log.declare_partitions(2, 1_000);
+        log.append(0, batch(&[1], &[100]), 1_000).unwrap();
+        assert_eq!(log.watermark_us(), None, "partition 1 has no events yet");
+        log.append(1, batch(&[2], &[90]), 1_200).unwrap();
+        assert_eq!(log.watermark_us(), Some(85_000_000), "the slower partition sets it");
+        assert_eq!(log.stats().late_rows, 0, "ts 90 s was not late: nothing had closed");
+        let fresh = self::log(60_000, 1 << 30);
+        fresh.declare_partitions(2, 1_000);
+        fresh.append(0, batch(&[1], &[100]), 1_000).unwrap();
+        fresh.trim(1_000 + 10_000);
+        assert_eq!(fresh.watermark_us(), Some(95_000_000), "an idle declared partition stops holding it");
     }
 
     #[test]
