@@ -150,17 +150,24 @@ fn psql_meta_commands() {
     for table in ["products", "campaigns", "customers", "orders_history"] {
         assert!(tables.contains(table), "\\dt lists {table}:\n{tables}");
     }
-    // `\d products` is a known gap (README): psql's footer queries (row security policies,
-    // publications) use ARRAY(subquery) and correlations DataFusion cannot plan. The query
-    // that lists the columns runs, and is checked here through psql's own SQL.
-    let columns = psql(&[
-        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
-         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-         WHERE c.relname = 'products' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-    ]);
-    for expected in ["product_id", "bigint", "name", "text", "price", "numeric"] {
-        assert!(columns.contains(expected), "columns of products show {expected}:\n{columns}");
+    // `\d products`: psql's own catalog queries, footers (policies, publications) included.
+    let described = psql(&["\\d products"]);
+    for expected in ["Table \"public.products\"", "product_id", "bigint", "name", "text", "price", "numeric", "not null"] {
+        assert!(described.contains(expected), "\\d products shows {expected}:\n{described}");
     }
+    // An index shows under its table, as PostgreSQL prints it.
+    let indexed = psql(&[
+        "DROP TABLE IF EXISTS psql_idx_t",
+        "CREATE TABLE psql_idx_t (id BIGINT, note TEXT)",
+        "INSERT INTO psql_idx_t VALUES (1, 'a'), (2, NULL)",
+        "CREATE INDEX psql_idx_t_note ON psql_idx_t (note, id DESC)",
+        "\\d psql_idx_t",
+        "DROP TABLE psql_idx_t",
+    ]);
+    assert!(
+        indexed.contains("Indexes:") && indexed.contains("\"psql_idx_t_note\" btree (note, id DESC)"),
+        "\\d shows the index:\n{indexed}"
+    );
     let functions = psql(&["\\df"]);
     assert!(functions.contains("List of functions"), "\\df:\n{functions}");
     let expanded = psql(&["\\x", "SELECT product_id, name FROM products WHERE product_id = 1"]);
