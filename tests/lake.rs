@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use futures::StreamExt;
+
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use std::sync::Arc;
@@ -95,6 +97,64 @@ async fn catalog_survives_a_restart() {
     // Dropping an external table keeps the data it points at.
     session.run_collect("DROP TABLE kept_again").await.expect("drop external");
     assert_eq!(count(&mut session, "kept").await, 2);
+}
+
+/// Texts of the first column of a one-column result.
+async fn texts(session: &mut Session, sql: &str) -> Vec<String> {
+    let results = session.run_collect(sql).await.expect(sql);
+    let mut out = Vec::new();
+    for batch in &results[0].batches {
+        let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8).expect("text");
+        let column = column.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("utf8");
+        out.extend(column.iter().map(|v| v.unwrap_or("NULL").to_string()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_index_z_orders_its_table_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table_dir = dir.path().join("data/tables/zt");
+    let url = url::Url::from_directory_path(&table_dir).expect("absolute path");
+    {
+        let first = engine(dir.path(), 5_000).await;
+        let mut session = first.session();
+        session.run_collect("CREATE TABLE zt (a BIGINT, b TEXT, day DATE) PARTITIONED BY (day)").await.expect("create");
+        // Four commits, each spread over the whole range of a: four files per day.
+        for i in 0..4 {
+            let values: Vec<String> =
+                (0..5).map(|k| format!("({}, 'v{k}', DATE '2026-01-01')", k * 100 + i)).collect();
+            session.run_collect(&format!("INSERT INTO zt VALUES {}", values.join(", "))).await.expect("insert");
+        }
+        let before = deltalake::open_table(url.clone()).await.expect("open").get_file_uris().expect("files").count();
+        assert_eq!(before, 4);
+        // `day` is a partition column: partitioning already clusters it, z-order leaves it out.
+        session.run_collect("CREATE INDEX zt_a ON zt (a, day)").await.expect("create index");
+        let table = deltalake::open_table(url.clone()).await.expect("open");
+        let last = table.history(Some(1)).next().await.expect("a commit").expect("commit info");
+        assert_eq!(last.operation.as_deref(), Some("OPTIMIZE"), "CREATE INDEX rewrote the files in z-order");
+        assert_eq!(table.get_file_uris().expect("files").count(), 1, "the day's four files became one, ordered by a");
+        assert_eq!(count(&mut session, "zt").await, 20, "the rewrite keeps every row");
+        let error = session.run_collect("CREATE INDEX zt_a ON zt (b)").await.err().expect("duplicate");
+        assert_eq!(error.code, "42P07");
+        let error = session.run_collect("CREATE UNIQUE INDEX zt_u ON zt (b)").await.err().expect("unique");
+        assert_eq!(error.code, "0A000");
+        session.run_collect("CREATE INDEX zt_b ON zt (b DESC)").await.expect("second index");
+        session.run_collect("DROP INDEX zt_b").await.expect("drop index");
+    }
+    let second = engine(dir.path(), 5_000).await;
+    let mut session = second.session();
+    assert_eq!(
+        texts(&mut session, "SELECT indexdef FROM pg_indexes WHERE tablename = 'zt'").await,
+        vec!["CREATE INDEX zt_a ON public.zt USING btree (a, day)".to_string()],
+        "the index is declared with its table; the dropped one is gone"
+    );
+    assert_eq!(
+        texts(&mut session, "SELECT c.relkind FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = 'zt_a'").await,
+        vec!["i".to_string()]
+    );
+    session.run_collect("DROP TABLE zt").await.expect("drop table");
+    assert!(texts(&mut session, "SELECT indexname FROM pg_indexes").await.is_empty(), "indexes go with their table");
 }
 
 #[tokio::test]

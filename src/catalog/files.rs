@@ -257,6 +257,19 @@ pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()>
     Ok(())
 }
 
+/// Replaces one table's declaration in its file (its indexes changed).
+pub fn replace_table_declaration(path: &Path, def: &TableDef) -> WsResult<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut file = parse_file(path, &text)?;
+    let slot = file
+        .tables
+        .iter_mut()
+        .find(|t| t.name == def.name)
+        .ok_or_else(|| WsError::internal(format!("{} does not declare table {}", path.display(), def.name)))?;
+    *slot = def.clone();
+    write_atomic(path, &file)
+}
+
 /// Removes one table's declaration from its file: the file goes if nothing else is in it.
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     let text = std::fs::read_to_string(path)?;
@@ -306,11 +319,19 @@ mod tests {
             location: "tables/t".into(),
             managed: true,
             options: Default::default(),
+            indexes: Vec::new(),
         };
         write_atomic(&path, &CatalogFile::single(def.clone())).unwrap();
         let files = load_dir(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].tables, vec![def]);
+        assert_eq!(files[0].tables, vec![def.clone()]);
+        let mut indexed = def.clone();
+        indexed.indexes.push(super::super::IndexDef {
+            name: "t_a".into(),
+            columns: vec![super::super::IndexColumn { name: "a".into(), descending: true }],
+        });
+        replace_table_declaration(&path, &indexed).unwrap();
+        assert_eq!(load_dir(dir.path()).unwrap()[0].tables, vec![indexed]);
         remove_declaration(&path, "t").unwrap();
         assert!(!path.exists());
     }

@@ -8,7 +8,9 @@
 //! this module fills; lake tables stay reachable by name for time travel and writes.
 
 mod files;
+mod indexes;
 mod information_schema;
+mod pg_catalog;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
 pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_text_atomic};
 
 use crate::connectors::ConnectorContext;
@@ -86,6 +89,9 @@ pub struct TableDef {
     /// Storage options (credentials, endpoints) or format options (`has_header`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// `CREATE INDEX` on a Delta table (see indexes.rs): declared with the table.
+    #[serde(default, rename = "index", skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
 }
 
 /// A registered table and the file that declares it.
@@ -137,6 +143,8 @@ pub struct Catalog {
     view_registry: ViewRegistry,
     sinks: Mutex<BTreeMap<String, RegisteredSink>>,
     sink_registry: SinkRegistry,
+    /// Indexes of the tables; changed only under the `tables` lock.
+    indexes: IndexRegistry,
     connectors: ConnectorContext,
 }
 
@@ -188,8 +196,26 @@ impl Catalog {
             view_registry,
             sinks: Mutex::new(BTreeMap::new()),
             sink_registry,
+            indexes: IndexRegistry::default(),
             connectors,
         }
+    }
+
+    /// The indexes, for pg_catalog and `pg_get_indexdef`.
+    pub fn indexes(&self) -> &IndexRegistry {
+        &self.indexes
+    }
+
+    /// Wraps the `pg_catalog` schema datafusion-pg-catalog registered so that it lists
+    /// our indexes too (see pg_catalog.rs). Called once, right after that set-up.
+    pub fn overlay_pg_catalog(&self) -> WsResult<()> {
+        let catalog = self
+            .list
+            .catalog(CATALOG_NAME)
+            .ok_or_else(|| WsError::internal("the watershed catalog is missing"))?;
+        let inner = catalog.schema("pg_catalog").ok_or_else(|| WsError::internal("pg_catalog is not set up"))?;
+        catalog.register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone())))?;
+        Ok(())
     }
 
     /// Trims every source to its retention once a second, for as long as the catalog
@@ -486,16 +512,92 @@ impl Catalog {
 
     async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
         let mut tables = self.tables.lock().await;
-        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) {
+        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) || self.indexes.get(&def.name).is_some() {
             return Err(WsError::new(
                 sqlstate::DUPLICATE_TABLE,
                 format!("relation \"{}\" already exists", def.name),
             ));
         }
         let (provider, lake) = self.open(&def, state).await?;
+        if !def.indexes.is_empty() && lake.is_none() {
+            return Err(WsError::unsupported("indexes need a Delta table"));
+        }
+        let mut indexed = Vec::with_capacity(def.indexes.len());
+        for index in &def.indexes {
+            if self.indexes.get(&index.name).is_some() || tables.contains_key(&index.name) {
+                return Err(WsError::new(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{}\" already exists", index.name),
+                ));
+            }
+            indexed.push((index.clone(), attnums(&provider.schema(), index)?));
+        }
         self.schema.register_table(def.name.clone(), provider)?;
+        for (index, attnums) in indexed {
+            self.indexes.insert(&def.name, index, attnums);
+        }
         tables.insert(def.name.clone(), Registered { def, file, lake });
         Ok(())
+    }
+
+    /// CREATE INDEX: Z-orders the table's files by the index columns, then records the
+    /// index with its table. Returns false when it exists and `if_not_exists` is set.
+    pub async fn create_index(&self, table: &str, index: IndexDef, if_not_exists: bool) -> WsResult<bool> {
+        let mut tables = self.tables.lock().await;
+        if self.indexes.get(&index.name).is_some()
+            || tables.contains_key(&index.name)
+            || self.sources.lock().await.contains_key(&index.name)
+        {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(WsError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", index.name),
+            ));
+        }
+        let Some(registered) = tables.get_mut(table) else {
+            if self.sources.lock().await.contains_key(table) {
+                return Err(WsError::unsupported(format!("\"{table}\" is a source; indexes need a Delta table")));
+            }
+            return Err(WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist")));
+        };
+        let Some(lake) = registered.lake.clone() else {
+            return Err(WsError::unsupported(format!(
+                "\"{table}\" is a {:?} table; indexes need a Delta table",
+                registered.def.format
+            )));
+        };
+        let attnums = attnums(&lake.schema(), &index)?;
+        let columns: Vec<String> = index.columns.iter().map(|c| c.name.clone()).collect();
+        lake.zorder(&columns).await?;
+        let mut def = registered.def.clone();
+        def.indexes.push(index.clone());
+        files::replace_table_declaration(&registered.file, &def)?;
+        registered.def = def;
+        self.indexes.insert(table, index, attnums);
+        Ok(true)
+    }
+
+    /// DROP INDEX: forgets the index (the table keeps its file layout). Returns false
+    /// when there was no such index.
+    pub async fn drop_index(&self, name: &str) -> WsResult<bool> {
+        let mut tables = self.tables.lock().await;
+        let Some(entry) = self.indexes.get(name) else {
+            if tables.contains_key(name) || self.sources.lock().await.contains_key(name) {
+                return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not an index")));
+            }
+            return Ok(false);
+        };
+        let registered = tables
+            .get_mut(&entry.table)
+            .ok_or_else(|| WsError::internal(format!("index {name} outlived its table {}", entry.table)))?;
+        let mut def = registered.def.clone();
+        def.indexes.retain(|index| index.name != name);
+        files::replace_table_declaration(&registered.file, &def)?;
+        registered.def = def;
+        self.indexes.remove(name);
+        Ok(true)
     }
 
     async fn open(
@@ -575,6 +677,7 @@ impl Catalog {
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
         self.schema.deregister_table(name)?;
+        self.indexes.remove_table(name);
         if registered.def.managed {
             let url = location_url(&registered.def.location, &self.data_dir)?;
             if let Ok(path) = url.to_file_path() {
@@ -593,7 +696,8 @@ impl Catalog {
     }
 
     pub async fn exists(&self, name: &str) -> bool {
-        self.tables.lock().await.contains_key(name)
+        self.indexes.get(name).is_some()
+            || self.tables.lock().await.contains_key(name)
             || self.sources.lock().await.contains_key(name)
             || self.views.lock().await.contains_key(name)
             || self.schema.table_exist(name)
@@ -603,6 +707,20 @@ impl Catalog {
     pub fn managed_location(&self, name: &str) -> String {
         format!("tables/{}", files::file_stem(name))
     }
+}
+
+/// `pg_attribute.attnum` of each index column; 42703 for a column the table lacks.
+fn attnums(schema: &datafusion::arrow::datatypes::Schema, index: &IndexDef) -> WsResult<Vec<i16>> {
+    index
+        .columns
+        .iter()
+        .map(|column| {
+            let position = schema.index_of(&column.name).map_err(|_| {
+                WsError::new(sqlstate::UNDEFINED_COLUMN, format!("column \"{}\" does not exist", column.name))
+            })?;
+            Ok(i16::try_from(position + 1).expect("tables have fewer than 32767 columns"))
+        })
+        .collect()
 }
 
 /// A Parquet/CSV/JSON table through DataFusion's own listing table.

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::ast::{
     TransactionMode,
 };
 
-use super::cursors::Count;
+use super::cursors::Direction;
 use super::{CommandTag, Kind, Outcome, Session};
 use crate::error::{WsError, WsResult};
 
@@ -30,8 +30,6 @@ pub(super) const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
 const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 /// SQLSTATE 25001: the statement cannot run inside a block.
 const ACTIVE_SQL_TRANSACTION: &str = "25001";
-/// SQLSTATE 55000: e.g. a backward FETCH on a forward-only cursor.
-const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 
 /// Whether a session is inside a transaction block and whether that block failed.
 /// Shared with server/, which reports it in ReadyForQuery and marks the block failed on
@@ -99,7 +97,9 @@ pub enum Command {
     Release,
     RollbackTo,
     Declare { name: String, plan: LogicalPlan, hold: bool },
-    Fetch { name: String, count: Count },
+    Fetch { name: String, direction: Direction },
+    /// MOVE: FETCH without the rows; the tag counts them.
+    Move { name: String, direction: Direction },
     Close(Option<String>),
     /// `DEALLOCATE name` / `DEALLOCATE ALL` (None); server/ drops the protocol-level
     /// statement, which lives in pgwire's store, not in the session.
@@ -131,27 +131,35 @@ fn mode_settings(modes: &[TransactionMode], prefix: &str) -> Vec<(String, String
         .collect()
 }
 
-fn fetch_count(direction: &FetchDirection) -> WsResult<Count> {
-    let number = |value: &sqlast::ValueWithSpan| -> WsResult<u64> {
+/// A FETCH or MOVE direction in PostgreSQL's terms (see cursors.rs).
+fn cursor_direction(direction: &FetchDirection) -> WsResult<Direction> {
+    let number = |value: &sqlast::ValueWithSpan| -> WsResult<i64> {
         match &value.value {
             sqlast::Value::Number(text, _) => text
-                .parse::<u64>()
-                .map_err(|_| WsError::syntax(format!("invalid FETCH count {text}"))),
-            other => Err(WsError::syntax(format!("invalid FETCH count {other}"))),
+                .parse::<i64>()
+                .map_err(|_| WsError::syntax(format!("invalid cursor count {text}"))),
+            other => Err(WsError::syntax(format!("invalid cursor count {other}"))),
         }
     };
-    match direction {
-        FetchDirection::Count { limit } => Ok(Count::Rows(number(limit)?)),
-        FetchDirection::Next => Ok(Count::Rows(1)),
-        FetchDirection::Forward { limit: Some(limit) } => Ok(Count::Rows(number(limit)?)),
-        FetchDirection::Forward { limit: None } => Ok(Count::Rows(1)),
-        FetchDirection::All | FetchDirection::ForwardAll => Ok(Count::All),
-        FetchDirection::Relative { limit } if number(limit)? > 0 => Ok(Count::Rows(number(limit)?)),
-        other => Err(WsError::new(
-            OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("cursor can only scan forward (FETCH {other} needs a SCROLL cursor, which is not supported)"),
-        )),
-    }
+    Ok(match direction {
+        FetchDirection::Count { limit } | FetchDirection::Forward { limit: Some(limit) } => {
+            Direction::Forward(number(limit)?)
+        }
+        FetchDirection::Next | FetchDirection::Forward { limit: None } => Direction::Forward(1),
+        FetchDirection::Prior | FetchDirection::Backward { limit: None } => Direction::Forward(-1),
+        FetchDirection::Backward { limit: Some(limit) } => Direction::Forward(-number(limit)?),
+        FetchDirection::All | FetchDirection::ForwardAll => Direction::All,
+        FetchDirection::BackwardAll => Direction::Forward(i64::MIN + 1),
+        FetchDirection::First => Direction::Absolute(1),
+        FetchDirection::Last => Direction::Absolute(-1),
+        FetchDirection::Absolute { limit } => Direction::Absolute(number(limit)?),
+        FetchDirection::Relative { limit } => Direction::Relative(number(limit)?),
+    })
+}
+
+/// `MOVE direction cursor` as a command.
+pub(super) fn move_command(direction: &FetchDirection, cursor: &Ident) -> WsResult<Command> {
+    Ok(Command::Move { name: ident_name(cursor), direction: cursor_direction(direction)? })
 }
 
 /// True for the statements a failed block still accepts.
@@ -220,7 +228,7 @@ impl Session {
                 if into.is_some() {
                     return Err(WsError::unsupported("FETCH ... INTO is PL/pgSQL; it is not supported"));
                 }
-                Command::Fetch { name: ident_name(name), count: fetch_count(direction)? }
+                Command::Fetch { name: ident_name(name), direction: cursor_direction(direction)? }
             }
             sqlast::Statement::Declare { stmts } => return self.classify_declare(stmts).await.map(Some),
             sqlast::Statement::Deallocate { name, .. } => {
@@ -335,9 +343,14 @@ impl Session {
                 self.cursors.declare(name, stream, *hold)?;
                 done("DECLARE CURSOR")
             }
-            Command::Fetch { name, count } => {
-                let stream = self.cursors.fetch(name, *count).await?;
+            Command::Fetch { name, direction } => {
+                let stream = self.cursors.fetch(name, *direction).await?;
                 Ok(Outcome::Rows { tag: "FETCH", stream })
+            }
+            Command::Move { name, direction } => {
+                let rows = self.cursors.move_to(name, *direction).await?;
+                let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+                Ok(Outcome::Done(CommandTag { command: "MOVE", rows: Some(rows), oid: None }))
             }
             Command::Close(Some(name)) => {
                 self.cursors.close(name)?;

@@ -17,7 +17,7 @@ use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 
 use super::Session;
-use crate::catalog::{Format, TableDef};
+use crate::catalog::{Format, IndexColumn, IndexDef, TableDef};
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
 
@@ -162,6 +162,7 @@ async fn new_managed_table(
                 location,
                 managed: true,
                 options: BTreeMap::new(),
+                indexes: Vec::new(),
             };
             if let Err(error) = catalog.adopt_lake(def, lake.clone()).await {
                 remove_quietly(&path);
@@ -291,6 +292,81 @@ pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsR
         },
         managed: false,
         options: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        indexes: Vec::new(),
     };
     catalog.create(def, &session.context().state()).await
+}
+
+/// `CREATE INDEX` and `DROP INDEX` on Delta tables (catalog/indexes.rs says what an
+/// index is here); None for any other statement. What an index cannot mean here is
+/// refused with 0A000: UNIQUE (nothing would check later writes), partial and
+/// expression indexes, INCLUDE, operator classes, storage parameters, methods other
+/// than btree.
+pub(super) fn classify_index(statement: &Statement) -> WsResult<Option<super::Kind>> {
+    let Statement::Statement(inner) = statement else {
+        return Ok(None);
+    };
+    match inner.as_ref() {
+        sqlast::Statement::CreateIndex(create) => {
+            let refuse = |what: &str| Err(WsError::unsupported(format!("{what} is not supported")));
+            if create.unique {
+                return Err(WsError::unsupported(
+                    "UNIQUE indexes are not supported: nothing would check uniqueness on later writes",
+                ));
+            }
+            if create.predicate.is_some() {
+                return refuse("a partial index (CREATE INDEX ... WHERE)");
+            }
+            if !create.include.is_empty() {
+                return refuse("CREATE INDEX ... INCLUDE");
+            }
+            if !create.with.is_empty() || !create.index_options.is_empty() || !create.alter_options.is_empty() {
+                return refuse("an index with options");
+            }
+            if create.nulls_distinct.is_some() {
+                return refuse("NULLS [NOT] DISTINCT (it qualifies UNIQUE indexes)");
+            }
+            match &create.using {
+                None | Some(sqlast::IndexType::BTree) => {}
+                Some(other) => return refuse(&format!("index method {other}")),
+            }
+            if !crate::sql::names_our_schema(&create.table_name) {
+                return Err(WsError::new(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{}\" does not exist", create.table_name),
+                ));
+            }
+            let table = crate::sql::normalized_table_name(&create.table_name);
+            let mut columns = Vec::with_capacity(create.columns.len());
+            for column in &create.columns {
+                if column.operator_class.is_some() {
+                    return refuse("an index operator class");
+                }
+                let name = match &column.column.expr {
+                    SqlExpr::Identifier(ident) => fold(ident),
+                    other => return refuse(&format!("an index on the expression {other}")),
+                };
+                let descending = column.column.options.asc == Some(false);
+                columns.push(IndexColumn { name, descending });
+            }
+            if columns.is_empty() {
+                return Err(WsError::syntax("an index needs at least one column"));
+            }
+            let name = match &create.name {
+                Some(name) => crate::sql::normalized_table_name(name),
+                // PostgreSQL's choice of name for an unnamed index.
+                None => {
+                    let parts: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                    format!("{table}_{}_idx", parts.join("_"))
+                }
+            };
+            let def = IndexDef { name, columns };
+            Ok(Some(super::Kind::CreateIndex { table, def, if_not_exists: create.if_not_exists }))
+        }
+        sqlast::Statement::Drop { object_type: sqlast::ObjectType::Index, if_exists, names, .. } => {
+            let names = names.iter().map(crate::sql::normalized_table_name).collect();
+            Ok(Some(super::Kind::DropIndex { names, if_exists: *if_exists }))
+        }
+        _ => Ok(None),
+    }
 }

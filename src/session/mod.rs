@@ -10,6 +10,7 @@
 mod compat;
 mod continuous;
 pub mod copy;
+mod correlated;
 mod cursors;
 mod ddl;
 mod pg_functions;
@@ -86,6 +87,8 @@ fn pg_template(catalog: &Catalog) -> datafusion::execution::SessionState {
     // format_type, current_schema...): what psql's \dt and drivers' metadata need.
     datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider)
         .expect("pg_catalog registers into the watershed catalog, which always exists");
+    // ...and lists our indexes (pg_class, pg_index, pg_indexes).
+    catalog.overlay_pg_catalog().expect("pg_catalog was just registered");
     ctx.state()
 }
 
@@ -229,6 +232,7 @@ impl Engine {
             ])
             .with_query_planner(Arc::new(crate::sql::windows::WindowQueryPlanner))
             .with_analyzer_rule(Arc::new(crate::sql::windows::SessionKeys))
+            .with_analyzer_rule(Arc::new(crate::sql::ZeroBasedVectors))
             .build();
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);
@@ -244,7 +248,7 @@ impl Engine {
             self.setting_defaults(),
         ));
         let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
-        pg_functions::register(&ctx, settings.clone(), backend_pid);
+        pg_functions::register(&ctx, settings.clone(), backend_pid, self.inner.catalog.indexes().clone());
         Session {
             engine: self.clone(),
             id,
@@ -282,6 +286,9 @@ enum Kind {
     /// CREATE EXTERNAL TABLE.
     CreateExternal(LogicalPlan),
     DropTable { names: Vec<String>, if_exists: bool },
+    /// CREATE INDEX on a Delta table: Z-orders it and records the index.
+    CreateIndex { table: String, def: crate::catalog::IndexDef, if_not_exists: bool },
+    DropIndex { names: Vec<String>, if_exists: bool },
     CreateSource { def: crate::stream::SourceDef, if_not_exists: bool },
     DropSource { names: Vec<String>, if_exists: bool },
     Set { name: String, value: Option<String> },
@@ -453,6 +460,11 @@ impl Session {
                 self.check_failed_block(None)?;
                 self.prepare_stream(statement).await?
             }
+            WsStatement::Move { direction, cursor } => {
+                self.check_failed_block(None)?;
+                let command = compat::move_command(&direction, &cursor)?;
+                Prepared { kind: Kind::Compat(command), param_types: Vec::new(), schema: empty_schema() }
+            }
         };
         roles::authorize(role, &prepared.kind)?;
         Ok(prepared)
@@ -514,6 +526,9 @@ impl Session {
         if let Some(kind) = copy::classify(self, &statement).await? {
             return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
+        if let Some(kind) = ddl::classify_index(&statement)? {
+            return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
+        }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
         let plan = self.plan_query(statement).await?;
         let param_types = parameter_types(&plan)?;
@@ -561,7 +576,22 @@ impl Session {
     async fn plan_query(&self, statement: Statement) -> WsResult<LogicalPlan> {
         self.pin_time_travel(&statement).await?;
         let state = self.ctx.state();
-        Ok(state.statement_to_plan(statement).await?)
+        let subqueries = matches!(&statement, Statement::Statement(inner) if correlated::has_expression_subquery(inner));
+        if !subqueries {
+            return Ok(state.statement_to_plan(statement).await?);
+        }
+        // Subqueries DataFusion cannot decorrelate run per outer value (correlated.rs).
+        match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) if !correlated::holds_subquery(&plan) => Ok(plan),
+            Ok(plan) => {
+                let runnable = state.optimize(&plan).is_ok_and(|optimized| !correlated::holds_subquery(&optimized));
+                if runnable {
+                    return Ok(plan);
+                }
+                Ok(correlated::plan(&self.ctx, &statement).await.unwrap_or(plan))
+            }
+            Err(error) => correlated::plan(&self.ctx, &statement).await.ok_or_else(|| error.into()),
+        }
     }
 
     /// Statements that change or read session state, handled without DataFusion.
@@ -706,8 +736,12 @@ impl Session {
                 None => Ok(plan.clone()),
             }
         };
-        if let Kind::Insert { .. } | Kind::CreateTable { .. } | Kind::CreateExternal(_) | Kind::DropTable { .. } =
-            &prepared.kind
+        if let Kind::Insert { .. }
+        | Kind::CreateTable { .. }
+        | Kind::CreateExternal(_)
+        | Kind::DropTable { .. }
+        | Kind::CreateIndex { .. }
+        | Kind::DropIndex { .. } = &prepared.kind
             && self.settings.read_only(self.transaction.in_block())
         {
             return Err(WsError::new(
@@ -756,6 +790,25 @@ impl Session {
                     }
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
+            }
+            Kind::CreateIndex { table, def, if_not_exists } => {
+                let created = self.engine.catalog().create_index(table, def.clone(), *if_not_exists).await?;
+                if !created {
+                    tracing::info!(index = def.name, "CREATE INDEX IF NOT EXISTS: already exists, skipping");
+                }
+                Ok(Outcome::Done(CommandTag::new("CREATE INDEX")))
+            }
+            Kind::DropIndex { names, if_exists } => {
+                for name in names {
+                    let dropped = self.engine.catalog().drop_index(name).await?;
+                    if !dropped && !if_exists {
+                        return Err(WsError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("index \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP INDEX")))
             }
             Kind::CreateSource { def, if_not_exists } => {
                 let created = self.engine.catalog().create_source(def.clone(), *if_not_exists).await?;

@@ -4,13 +4,14 @@
 //! helpers psql, JDBC and SQLAlchemy call (`pg_get_indexdef`, `obj_description`,
 //! `pg_get_function_result`...).
 //!
-//! The catalog helpers answer what is true of this server: it has no indexes, rules,
-//! triggers, comments or user-defined functions, so the definition or description of any
-//! such object is NULL, which is also what PostgreSQL returns for an OID it does not know.
+//! The catalog helpers answer what is true of this server: `pg_get_indexdef` prints our
+//! indexes (catalog/indexes.rs); there are no rules, triggers, comments or user-defined
+//! functions, so the definition or description of any such object is NULL, which is also
+//! what PostgreSQL returns for an OID it does not know.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray, new_null_array};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -20,6 +21,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use super::settings::{Settings, version_string};
+use crate::catalog::IndexRegistry;
 use crate::error::{WsError, sqlstate};
 
 type Body = Arc<dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync>;
@@ -109,7 +111,7 @@ fn external(error: WsError) -> DataFusionError {
 
 /// Registers this module's functions on a session's context (replacing same-named ones
 /// from DataFusion or datafusion-pg-catalog: `version`, `pg_backend_pid`).
-pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32) {
+pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32, indexes: IndexRegistry) {
     ctx.register_udaf(crate::sql::single_value_udaf());
     let version = version_string();
     ctx.register_udf(function("version", &[0], Volatility::Stable, DataType::Utf8, move |_, rows| {
@@ -173,8 +175,7 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
 
     // Catalog helpers about objects this server never has (indexes, rules, triggers,
     // comments, sequences, user functions): NULL, as PostgreSQL answers for such an OID.
-    let none: [(&'static str, &[usize]); 12] = [
-        ("pg_get_indexdef", &[1, 3]),
+    let none: [(&'static str, &[usize]); 11] = [
         ("pg_get_viewdef", &[1, 2]),
         ("pg_get_ruledef", &[1, 2]),
         ("pg_get_triggerdef", &[1, 2]),
@@ -192,6 +193,29 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32)
             Ok(new_null_array(&DataType::Utf8, rows))
         }));
     }
+    // pg_get_indexdef(oid [, column, pretty]): the CREATE INDEX of one of our indexes, or
+    // one of its columns' names; NULL for any other OID, as PostgreSQL.
+    ctx.register_udf(function("pg_get_indexdef", &[1, 3], Volatility::Stable, DataType::Utf8, move |args, rows| {
+        let oids = cast(&args[0], &DataType::Int64)?;
+        let oids = oids.as_any().downcast_ref::<Int64Array>().expect("cast to Int64 gives an Int64Array");
+        let columns = match args.get(1) {
+            Some(column) => Some(cast(column, &DataType::Int64)?),
+            None => None,
+        };
+        let columns = columns.as_ref().map(|c| c.as_any().downcast_ref::<Int64Array>().expect("Int64Array"));
+        let out: StringArray = (0..rows)
+            .map(|row| {
+                let oid = oids.is_valid(row).then(|| oids.value(row))?;
+                let column = match columns {
+                    Some(columns) => columns.is_valid(row).then(|| columns.value(row))?,
+                    None => 0,
+                };
+                let entry = indexes.by_oid(u32::try_from(oid).ok()?)?;
+                entry.definition(column, crate::catalog::SCHEMA_NAME)
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgFunction {
         name: "json_build_object",
         signature: Signature::variadic_any(Volatility::Immutable),
@@ -287,7 +311,7 @@ fn expandarray_type() -> DataType {
 /// getIndexInfo expand `pg_index.indkey` with it. Accepts arrays and the text form of
 /// int2vector (`"1 2"`).
 fn expandarray(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
-    use datafusion::arrow::array::{Int64Array, ListArray, StructArray};
+    use datafusion::arrow::array::{ListArray, StructArray};
     use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
     use datafusion::arrow::datatypes::Field;
     let input = &args[0];

@@ -71,6 +71,8 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::CreateTable { .. } => (Role::Admin, "CREATE TABLE"),
         Kind::CreateExternal(_) => (Role::Admin, "CREATE EXTERNAL TABLE"),
         Kind::DropTable { .. } => (Role::Admin, "DROP TABLE"),
+        Kind::CreateIndex { .. } => (Role::Admin, "CREATE INDEX"),
+        Kind::DropIndex { .. } => (Role::Admin, "DROP INDEX"),
         Kind::CreateSource { .. } => (Role::Admin, "CREATE SOURCE"),
         Kind::DropSource { .. } => (Role::Admin, "DROP SOURCE"),
         Kind::CopyTo { plan, .. } => plan_requirement(plan),
@@ -81,7 +83,7 @@ fn required(kind: &Kind) -> (Role, &'static str) {
         Kind::Set { .. } | Kind::Show { .. } => (Role::Read, "SET/SHOW"),
         // A cursor's query is checked like the same query run directly.
         Kind::Compat(Command::Declare { plan, .. }) => plan_requirement(plan),
-        // Transactions, RESET/DISCARD ALL, SET TRANSACTION, FETCH/CLOSE of a cursor
+        // Transactions, RESET/DISCARD ALL, SET TRANSACTION, FETCH/MOVE/CLOSE of a cursor
         // already authorized at DECLARE, DEALLOCATE: session state only.
         Kind::Compat(
             Command::ResetAll
@@ -94,6 +96,7 @@ fn required(kind: &Kind) -> (Role, &'static str) {
             | Command::Release
             | Command::RollbackTo
             | Command::Fetch { .. }
+            | Command::Move { .. }
             | Command::Close(_)
             | Command::Deallocate(_),
         ) => (Role::Read, "session and transaction statements"),

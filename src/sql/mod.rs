@@ -10,11 +10,13 @@
 //! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
 mod continuous;
+mod cursor_move;
 mod dialect;
 mod regproc;
 mod subqueries;
 mod source;
 mod time_travel;
+mod vectors;
 pub mod windows;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -24,6 +26,8 @@ use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 pub use dialect::WatershedDialect;
 pub use subqueries::single_value_udaf;
 pub use continuous::{SinkInput, Subscribe};
+pub use vectors::{ZeroBasedVectors, vector_metadata};
+pub(crate) use subqueries::call as sql_call;
 pub use source::StreamStatement;
 pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
 
@@ -37,6 +41,8 @@ pub const PARSER_RECURSION_LIMIT: usize = 256;
 pub enum WsStatement {
     Sql(Statement),
     Stream(StreamStatement),
+    /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
+    Move { direction: datafusion::sql::sqlparser::ast::FetchDirection, cursor: datafusion::sql::sqlparser::ast::Ident },
 }
 
 /// Parses one message's SQL text into statements, in order.
@@ -75,6 +81,10 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let parsed = source::parse_stream_statement(&mut parser.parser)
                 .map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
+        } else if cursor_move::starts_move(&parser.parser) {
+            let (direction, cursor) =
+                cursor_move::parse_move(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
+            WsStatement::Move { direction, cursor }
         } else if starts_pg_copy(&parser.parser) {
             // sqlparser's PostgreSQL COPY (`TO STDOUT`, `FROM STDIN`, column lists,
             // `WITH (FORMAT csv, ...)`): DFParser's own COPY is DataFusion's
@@ -117,12 +127,31 @@ static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>
         ]
     });
 
+/// pg_catalog relations of ours that datafusion-pg-catalog's `PrependUnqualifiedPgTableName`
+/// does not know (catalog/pg_catalog.rs): unqualified, they name pg_catalog's, as in
+/// PostgreSQL's search path.
+const OUR_PG_RELATIONS: &[&str] = &["pg_indexes"];
+
+fn qualify_our_pg_views(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
+    let _ = visit_relations_mut(statement, |name| {
+        if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice()
+            && ident.quote_style.is_none()
+            && OUR_PG_RELATIONS.contains(&ident.value.to_lowercase().as_str())
+        {
+            name.0.insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
             let mut inner = *inner;
             regproc::rewrite(&mut inner);
             let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
+            qualify_our_pg_views(&mut rewritten);
             windows::table_arguments_as_subqueries(&mut rewritten);
             subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))

@@ -369,7 +369,8 @@ fn null_propagating(expr: &Expr) -> bool {
     }
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// `name(args...)` as an AST function call.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
@@ -583,7 +584,7 @@ mod tests {
         match statements.remove(0) {
             crate::sql::WsStatement::Sql(datafusion::sql::parser::Statement::Statement(s)) => s.to_string(),
             crate::sql::WsStatement::Sql(other) => other.to_string(),
-            crate::sql::WsStatement::Stream(other) => panic!("not a DataFusion statement: {other:?}"),
+            other => panic!("not a DataFusion statement: {other:?}"),
         }
     }
 

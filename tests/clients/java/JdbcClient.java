@@ -1,6 +1,6 @@
 // pgJDBC (Debian's libpostgresql-jdbc-java): DatabaseMetaData the way DBeaver and Metabase
 // call it (getSchemas, getTables with type filters, getColumns, getTypeInfo,
-// getPrimaryKeys), server-prepared statements (after prepareThreshold = 5 executions),
+// getPrimaryKeys, getIndexInfo), server-prepared statements (after prepareThreshold = 5 executions),
 // every type, NULLs, a transaction block, an error with its SQLSTATE.
 import java.math.BigDecimal;
 import java.sql.*;
@@ -63,6 +63,28 @@ public class JdbcClient {
             try (ResultSet rs = meta.getPrimaryKeys(null, "public", "products")) {
                 // Delta tables have no primary keys: an empty, well-formed result.
                 check(!rs.next() && rs.getMetaData().getColumnCount() >= 6, "getPrimaryKeys");
+            }
+
+            // getIndexInfo on a table with an index (a Z-order clustering; never unique).
+            try (Statement st = conn.createStatement()) {
+                st.execute("DROP TABLE IF EXISTS jdbc_idx_t");
+                st.execute("CREATE TABLE jdbc_idx_t (id BIGINT, name TEXT, at TIMESTAMP)");
+                st.execute("INSERT INTO jdbc_idx_t VALUES (1, 'a', TIMESTAMP '2024-01-01 00:00:00'), (2, 'b', NULL)");
+                st.execute("CREATE INDEX jdbc_idx_t_at ON jdbc_idx_t (at DESC, id)");
+            }
+            List<String> indexColumns = new ArrayList<>();
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "jdbc_idx_t", false, true)) {
+                while (rs.next()) {
+                    indexColumns.add(rs.getString("INDEX_NAME") + ":" + rs.getShort("ORDINAL_POSITION") + ":"
+                        + rs.getString("COLUMN_NAME") + ":" + rs.getString("ASC_OR_DESC") + ":" + rs.getBoolean("NON_UNIQUE"));
+                }
+            }
+            check(indexColumns.equals(List.of("jdbc_idx_t_at:1:at:D:true", "jdbc_idx_t_at:2:id:A:true")), "getIndexInfo " + indexColumns);
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "jdbc_idx_t", true, true)) {
+                check(!rs.next(), "getIndexInfo unique only: none");
+            }
+            try (Statement st = conn.createStatement()) {
+                st.execute("DROP TABLE jdbc_idx_t");
             }
 
             try (Statement st = conn.createStatement();

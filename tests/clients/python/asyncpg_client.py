@@ -2,8 +2,9 @@
 block, errors with their SQLSTATE.
 
 asyncpg decodes text[] and oid[] itself but learns every other array type through its
-type introspection query, which DataFusion cannot plan yet (a recursive CTE inside a
-correlated subquery; README, known gaps): this test reads arrays as text[] only."""
+type introspection query, which does not work yet (README, known gaps: asyncpg then
+introspects the introspection query's own result types, without end): this test reads
+arrays as text[] only."""
 import asyncio
 import datetime
 
