@@ -415,3 +415,31 @@ async fn delta_sink_is_exactly_once_across_kill_9() {
     let commits = text_rows(&client, "SELECT last_error FROM watershed.sinks WHERE name = 'out'").await;
     assert_eq!(commits, vec![vec![None]]);
 }
+
+/// A view joining a lake table reads it as of processing time: rows processed after the
+/// table commits see the new rows, rows processed before keep what they found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_follow_the_lake_tables_commits() {
+    let server = Server::start(tempfile::tempdir().unwrap(), |config| config.limits.lake_staleness_ms = 100).await;
+    let client = server.client().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client.batch_execute("CREATE TABLE names AS SELECT 'k1' AS k, 'one' AS name").await.unwrap();
+    client
+        .batch_execute("CREATE MATERIALIZED VIEW named AS SELECT e.v, n.name FROM ev e JOIN names n ON e.k = n.k")
+        .await
+        .unwrap();
+    insert(&client, &[("k1".to_string(), 1, BASE_MS), ("k2".to_string(), 2, BASE_MS)]).await;
+    wait_for_count(&client, "SELECT count(*) FROM named", 1).await;
+    client.batch_execute("INSERT INTO names VALUES ('k2', 'two')").await.unwrap();
+    // Events for k2 keep coming; once the view has re-read `names`, they join.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut v = 100;
+    while count(&client, "SELECT count(*) FROM named WHERE name = 'two'").await == 0 {
+        assert!(Instant::now() < deadline, "the view never saw the lake table's commit");
+        insert(&client, &[("k2".to_string(), v, BASE_MS)]).await;
+        v += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM named WHERE v = 2").await, 0, "processed before the commit, not joined");
+    server.stop().await;
+}

@@ -128,6 +128,11 @@ impl LakeTable {
         &self.url
     }
 
+    /// Version of the current snapshot (re-read within the staleness bound).
+    pub async fn version(&self) -> WsResult<u64> {
+        Ok(self.current().await?.version)
+    }
+
     /// The Delta table as of the latest commit (read from the log now), for writers
     /// that commit on their own (the Delta sink).
     pub async fn current_table(&self) -> WsResult<DeltaTable> {

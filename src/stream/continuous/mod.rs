@@ -75,6 +75,9 @@ impl Default for ViewLimits {
     }
 }
 
+/// How often a view asks its lake lookups for a new version (each answers from its
+/// snapshot, itself re-read within the lake staleness bound).
+const LOOKUP_CHECK_MS: u64 = 1_000;
 /// EMIT ON UPDATE views refresh at least this often.
 const UPDATE_INTERVAL_MS: u64 = 1_000;
 /// Rows pushed through the input pipeline per run: big enough to amortize a run,
@@ -176,7 +179,19 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
     let mut emitted_until_us: Option<i64> = None;
     // Final rows of closed windows an EMIT ON UPDATE view keeps showing, by window end.
     let mut closed: Vec<(i64, RecordBatch)> = Vec::new();
+    let mut lookups = std::mem::take(&mut plan.lookups);
+    let mut lookups_checked = std::time::Instant::now();
     loop {
+        if !lookups.is_empty() && lookups_checked.elapsed() >= std::time::Duration::from_millis(LOOKUP_CHECK_MS) {
+            lookups_checked = std::time::Instant::now();
+            for lookup in &mut lookups {
+                match lookup.refresh(&plan.state).await {
+                    Ok(true) => tracing::debug!(view = view.name(), table = %lookup.name, "lookup table re-read"),
+                    Ok(false) => {}
+                    Err(error) => view.record_error(&error),
+                }
+            }
+        }
         // Registered before reading, so that an append between the read and the wait
         // still wakes the task.
         let mut waits: Vec<_> = sources.iter().map(|s| Box::pin(s.log.changed().notified())).collect();

@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, TableReference};
-use datafusion::datasource::{MemTable, provider_as_source, source_as_provider};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -142,6 +142,10 @@ pub struct ContinuousPlan {
     /// Set for views joining sources: the whole query runs over the sources' rows of
     /// open windows whenever windows close, Flink's window join.
     pub buffered: Option<Buffered>,
+    /// Lake tables the view joins, held in memory and refreshed on their commits.
+    pub lookups: Vec<Lookup>,
+    /// The state the pipelines run with (lookups are re-read with it).
+    pub state: SessionState,
 }
 
 impl ContinuousPlan {
@@ -161,7 +165,8 @@ impl ContinuousPlan {
         let (plan, aggregate_found) = cut_at_aggregate(plan)?;
         match aggregate_found {
             None => {
-                let (input, sources) = slot_sources(plan, state).await?;
+                let mut lookups = Vec::new();
+                let (input, sources) = slot_sources(plan, state, &mut lookups).await?;
                 let input = Pipeline::new(&input, state).await?;
                 if emit == Emit::OnUpdate {
                     return Err(refuse("EMIT ON UPDATE needs an aggregate; a view without one emits each row once"));
@@ -176,6 +181,8 @@ impl ContinuousPlan {
                     aggregate_windowed: false,
                     view_keys,
                     buffered: None,
+                    lookups,
+                    state: state.clone(),
                 })
             }
             Some((aggregate, upper_slot)) => {
@@ -184,10 +191,11 @@ impl ContinuousPlan {
                 if contains_source(&upper)? {
                     return Err(refuse("a source is read above the aggregate (only one aggregation level over a source)"));
                 }
-                let upper = lookups_in_memory(upper, state).await?;
+                let mut lookups = Vec::new();
+                let upper = lookups_in_memory(upper, state, &mut lookups).await?;
                 let upper = Pipeline::new(&upper, state).await?;
                 let input_logical = Arc::unwrap_or_clone(aggregate.input.clone());
-                let (input_logical, sources) = slot_sources(input_logical, state).await?;
+                let (input_logical, sources) = slot_sources(input_logical, state, &mut lookups).await?;
                 let source = &sources[0].0;
                 let part = aggregate_part(&aggregate, &input_logical, state, emit)?;
                 if part.window_end.is_some() && source.spec.event_time.is_none() {
@@ -207,6 +215,8 @@ impl ContinuousPlan {
                     aggregate_windowed,
                     view_keys,
                     buffered: None,
+                    lookups,
+                    state: state.clone(),
                 })
             }
         }
@@ -233,7 +243,8 @@ impl ContinuousPlan {
         let window_end = schema
             .index_of(WINDOW_END)
             .map_err(|_| refuse("a view joining sources must output window_end, which says when its rows are final"))?;
-        let (plan, sources) = slot_sources(plan, state).await?;
+        let mut lookups = Vec::new();
+        let (plan, sources) = slot_sources(plan, state, &mut lookups).await?;
         for (source, _) in &sources {
             if source.spec.event_time.is_none() {
                 return Err(refuse(format!("source \"{}\" has no WATERMARK, so its windows never close", source.name())));
@@ -250,6 +261,8 @@ impl ContinuousPlan {
             aggregate_windowed: true,
             view_keys,
             buffered: Some(Buffered { size_max_us, step_min_us: step_min_us.max(1), window_end }),
+            lookups,
+            state: state.clone(),
         })
     }
 }
@@ -445,7 +458,11 @@ fn slot_standing_for(schema: &DFSchema) -> WsResult<(LogicalPlan, Arc<Slot>)> {
 
 /// Replaces each source scan with a slot of the source's schema and every other table
 /// scan with an in-memory copy. A source scanned twice (a self-join) gets one slot.
-async fn slot_sources(plan: LogicalPlan, state: &SessionState) -> WsResult<(LogicalPlan, Vec<(Arc<Source>, Arc<Slot>)>)> {
+async fn slot_sources(
+    plan: LogicalPlan,
+    state: &SessionState,
+    lookups: &mut Vec<Lookup>,
+) -> WsResult<(LogicalPlan, Vec<(Arc<Source>, Arc<Slot>)>)> {
     let mut found: Vec<(Arc<Source>, Arc<Slot>, Arc<SlotTable>)> = Vec::new();
     let rewritten = plan
         .transform_up(|node| {
@@ -471,13 +488,53 @@ async fn slot_sources(plan: LogicalPlan, state: &SessionState) -> WsResult<(Logi
     if found.is_empty() {
         return Err(refuse("it reads no source (a view over lake tables alone is a plain VIEW or CREATE TABLE AS)"));
     }
-    let rewritten = lookups_in_memory(rewritten, state).await?;
+    let rewritten = lookups_in_memory(rewritten, state, lookups).await?;
     Ok((rewritten, found.into_iter().map(|(source, slot, _)| (source, slot)).collect()))
 }
 
-/// Reads every non-source table the plan scans into memory once (lake tables joined for
-/// lookups), so that steps do not reread them.
-async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState) -> WsResult<LogicalPlan> {
+/// A lake table (or any other non-source relation) a view joins: held in memory in a
+/// slot, and read again when the table has a new version (`refresh`).
+pub struct Lookup {
+    pub name: TableReference,
+    provider: Arc<dyn TableProvider>,
+    slot: Arc<Slot>,
+    /// Delta version the slot holds (None: not a lake table, read once).
+    version: Option<u64>,
+}
+
+impl Lookup {
+    async fn read(name: &TableReference, provider: &Arc<dyn TableProvider>, state: &SessionState) -> WsResult<Vec<RecordBatch>> {
+        let scan = provider.scan(state, None, &[], None).await?;
+        let batches = collect(scan, state.task_ctx()).await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > LOOKUP_ROWS_MAX {
+            return Err(refuse(format!(
+                "lake table {name} has {rows} rows; a view joins lake tables of at most {LOOKUP_ROWS_MAX} rows, held in memory"
+            )));
+        }
+        Ok(batches)
+    }
+
+    /// Reads the table again if it has committed since it was read (its snapshot is
+    /// refreshed within the lake staleness bound). True when the rows changed.
+    pub async fn refresh(&mut self, state: &SessionState) -> WsResult<bool> {
+        let Some(lake) = self.provider.downcast_ref::<crate::lake::LakeTable>() else {
+            return Ok(false);
+        };
+        let version = lake.version().await?;
+        if Some(version) == self.version {
+            return Ok(false);
+        }
+        let batches = Lookup::read(&self.name, &self.provider, state).await?;
+        self.slot.set(batches);
+        self.version = Some(version);
+        Ok(true)
+    }
+}
+
+/// Puts every non-source table the plan scans into a lookup slot, read now, so that
+/// steps do not reread the lake; `refresh` follows the table's commits.
+async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState, lookups: &mut Vec<Lookup>) -> WsResult<LogicalPlan> {
     let mut scans = Vec::new();
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
@@ -488,9 +545,9 @@ async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState) -> WsResult<
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    let mut copies: Vec<(TableReference, Arc<dyn TableProvider>)> = Vec::new();
+    let mut tables: Vec<(TableReference, Arc<SlotTable>)> = Vec::new();
     for name in scans {
-        if copies.iter().any(|(n, _)| n == &name) {
+        if tables.iter().any(|(n, _)| n == &name) {
             continue;
         }
         let provider = state
@@ -498,29 +555,28 @@ async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState) -> WsResult<
             .table(name.table())
             .await?
             .ok_or_else(|| WsError::internal(format!("table {name} vanished while planning")))?;
-        let scan = provider.scan(state, None, &[], None).await?;
-        let batches = collect(scan, state.task_ctx()).await?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if rows > LOOKUP_ROWS_MAX {
-            return Err(refuse(format!(
-                "lake table {name} has {rows} rows; a view joins lake tables of at most {LOOKUP_ROWS_MAX} rows, held in memory"
-            )));
-        }
-        let copy = MemTable::try_new(provider.schema(), vec![batches])?;
-        copies.push((name, Arc::new(copy)));
+        let version = match provider.downcast_ref::<crate::lake::LakeTable>() {
+            Some(lake) => Some(lake.version().await?),
+            None => None,
+        };
+        let batches = Lookup::read(&name, &provider, state).await?;
+        let (table, slot) = SlotTable::new(provider.schema());
+        slot.set(batches);
+        tables.push((name.clone(), Arc::new(table)));
+        lookups.push(Lookup { name, provider, slot, version });
     }
     let rewritten = plan
         .transform_up(|node| {
             let LogicalPlan::TableScan(scan) = node else {
                 return Ok(Transformed::no(node));
             };
-            let Some((_, copy)) = copies.iter().find(|(n, _)| n == &scan.table_name) else {
+            let Some((_, table)) = tables.iter().find(|(n, _)| n == &scan.table_name) else {
                 return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
             };
             if source_as_provider(&scan.source).is_ok_and(|p| p.is::<SlotTable>()) {
                 return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
             }
-            let replaced = rescan(&scan, provider_as_source(copy.clone()))?;
+            let replaced = rescan(&scan, provider_as_source(table.clone()))?;
             Ok(Transformed::yes(LogicalPlan::TableScan(replaced)))
         })?
         .data;
