@@ -40,7 +40,7 @@ use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
 use crate::connectors::sinks::Sink;
 use crate::stream::continuous::{MaterializedView, ViewRegistry, ViewTable};
-use crate::stream::system::{SINKS_VIEW, SOURCES_VIEW, SYSTEM_SCHEMA, SinkRegistry, SourceRegistry, SourcesView, VIEWS_VIEW};
+use crate::stream::system::{SINKS_VIEW, SOURCES_VIEW, SYSTEM_SCHEMA, SinkRegistry, SourceRegistry, VIEWS_VIEW, sources_view};
 use crate::stream::{Source, SourceDef, SourceSpec, SourceTable};
 
 /// How often sources are trimmed to their retention and their rates sampled.
@@ -167,7 +167,7 @@ impl Catalog {
         let sink_registry = SinkRegistry::default();
         let system = Arc::new(MemorySchemaProvider::new());
         let system_views: [(&str, Arc<dyn TableProvider>); 3] = [
-            (SOURCES_VIEW, Arc::new(SourcesView::new(registry.clone()))),
+            (SOURCES_VIEW, Arc::new(sources_view(registry.clone()))),
             (VIEWS_VIEW, Arc::new(crate::stream::system::views_view(view_registry.clone()))),
             (SINKS_VIEW, Arc::new(crate::stream::system::sinks_view(sink_registry.clone()))),
         ];
