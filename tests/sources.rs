@@ -229,3 +229,100 @@ async fn retention_drops_events_and_deletes_segments() {
     let total: i64 = client.query_one("SELECT events_total FROM watershed.sources", &[]).await.unwrap().get(0);
     assert_eq!(total, 2_000, "offsets keep counting past retention");
 }
+
+/// The Nexmark connector: three sources of one bounded sequence, and q8 (people who opened
+/// auctions, per window) as a window-join view equal to the same query run as a batch
+/// over the windows the view has closed.
+#[tokio::test]
+async fn nexmark_sources_share_one_sequence_and_q8_runs_as_a_view() {
+    let (client, _dir) = start_in_process().await;
+    let columns = [
+        ("person", "id BIGINT, name TEXT, email_address TEXT, credit_card TEXT, city TEXT, state TEXT, date_time TIMESTAMPTZ, extra TEXT"),
+        (
+            "auction",
+            "id BIGINT, item_name TEXT, description TEXT, initial_bid BIGINT, reserve BIGINT, date_time TIMESTAMPTZ, \
+             expires TIMESTAMPTZ, seller BIGINT, category BIGINT, extra TEXT",
+        ),
+        ("bid", "auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, date_time TIMESTAMPTZ, extra TEXT"),
+    ];
+    for (table, columns) in columns {
+        client
+            .batch_execute(&format!(
+                "CREATE SOURCE {table} ({columns}, WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND) \
+                 WITH (connector = 'nexmark', table = '{table}', rate = '1000/s', events = '20000', backfill = '1 minute')"
+            ))
+            .await
+            .unwrap();
+    }
+    let error = client
+        .batch_execute("CREATE SOURCE b2 (auction BIGINT) WITH (connector = 'nexmark', table = 'bid')")
+        .await
+        .expect_err("wrong columns");
+    assert_eq!(error.code().map(|c| c.code()), Some("42804"), "{error}");
+    // 20,000 events: of every 50, 1 person, 3 auctions and 46 bids.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = client
+            .query_one("SELECT (SELECT count(*) FROM person) AS p, (SELECT count(*) FROM auction) AS a, (SELECT count(*) FROM bid) AS b", &[])
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        if counts == (400, 1_200, 18_400) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sequence is incomplete: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 20 s of event time at 1000 events/s.
+    let row = client
+        .query_one("SELECT extract(epoch FROM max(date_time) - min(date_time))::float8 FROM auction", &[])
+        .await
+        .unwrap();
+    let span_s: f64 = row.get(0);
+    // (extract(epoch) of a timestamp difference counts whole seconds in DataFusion 55.)
+    assert!((19.0..20.0).contains(&span_s), "event time spans {span_s} s");
+    let q8 = "SELECT P.id, P.name, P.window_end FROM ( \
+                SELECT id, name, window_start, window_end FROM TUMBLE(person, date_time, INTERVAL '2' SECOND) \
+                GROUP BY id, name, window_start, window_end) P \
+              JOIN ( \
+                SELECT seller, window_start, window_end FROM TUMBLE(auction, date_time, INTERVAL '2' SECOND) \
+                GROUP BY seller, window_start, window_end) A \
+              ON P.id = A.seller AND P.window_start = A.window_start AND P.window_end = A.window_end";
+    client.batch_execute(&format!("CREATE MATERIALIZED VIEW q8 AS {q8}")).await.unwrap();
+    // Once the view has read every person and auction, its windows up to its watermark are
+    // closed and must equal the batch query's.
+    let rows = |sql: String| {
+        let client = &client;
+        async move {
+            client
+                .query(&sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = client
+            .query_one("SELECT events_in, watermark FROM watershed.materialized_views WHERE name = 'q8'", &[])
+            .await
+            .unwrap();
+        let watermark: Option<std::time::SystemTime> = state.get(1);
+        if state.get::<_, i64>(0) == 1_600 && watermark.is_some() {
+            let view = rows("SELECT id, name, window_end::text FROM q8 ORDER BY 3, 1".into()).await;
+            let batch = rows(format!(
+                "SELECT id, name, window_end::text FROM ({q8}) q \
+                 WHERE window_end <= (SELECT watermark FROM watershed.materialized_views WHERE name = 'q8') ORDER BY 3, 1"
+            ))
+            .await;
+            if view == batch && view.len() >= 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "q8 view {view:?}\nbatch {batch:?}");
+        }
+        assert!(Instant::now() < deadline, "q8 did not read the sequence");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -14,7 +14,6 @@
 
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -114,21 +113,7 @@ impl DatagenConfig {
             Some("orders") => Kind::Orders,
             other => return Err(invalid(format!("datagen needs kind = 'clicks' or 'orders', got {other:?}"))),
         };
-        let expected = schema_of(kind);
-        let declared = &spec.schema;
-        let same = expected.fields().len() == declared.fields().len()
-            && expected
-                .fields()
-                .iter()
-                .zip(declared.fields())
-                .all(|(e, d)| e.name() == d.name() && e.data_type() == d.data_type());
-        if !same {
-            let columns: Vec<String> = expected.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
-            return Err(WsError::new(
-                sqlstate::DATATYPE_MISMATCH,
-                format!("datagen kind {kind:?} produces the columns ({})", columns.join(", ")),
-            ));
-        }
+        spec.check_columns(&schema_of(kind), &format!("datagen kind {kind:?}"))?;
         let rate_text = spec.option("rate").unwrap_or("1000/s");
         let rate_per_s = rate_text
             .trim()
@@ -345,37 +330,11 @@ pub fn start(source: Arc<Source>, config: DatagenConfig) -> WsResult<()> {
     let mut generator = Generator::new(config.clone(), now_us)?;
     let delay_us = source.spec.event_time.as_ref().map_or(0, |e| e.delay_us);
     let schema = source.spec.schema.clone();
-    let cancel = source.cancel.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_millis(config.batch_interval_ms));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let now_ms = crate::stream::now_ms();
-            // Catch up in bounded batches (a backfill spans many).
-            loop {
-                match generator.generate(now_ms * 1_000, delay_us, &schema) {
-                    Ok(Some(batch)) => {
-                        let full = batch.num_rows() >= BATCH_ROWS_MAX;
-                        if let Err(error) = source.log.append(0, batch, now_ms) {
-                            source.record_error(error);
-                        }
-                        if !full {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        source.record_error(error);
-                        break;
-                    }
-                }
-            }
-        }
+    super::run_generator(source, config.batch_interval_ms, BATCH_ROWS_MAX, move |now_ms| {
+        generator.generate(now_ms * 1_000, delay_us, &schema).map(|batch| match batch {
+            Some(batch) => super::Generated::Batch(batch),
+            None => super::Generated::NothingDue,
+        })
     });
     Ok(())
 }

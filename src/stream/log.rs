@@ -43,6 +43,9 @@ pub struct Chunk {
     /// Which rows were late when they arrived (None: none was). Kept so that continuous
     /// queries leave out the same rows however they read the log, replays included.
     pub late: Option<BooleanArray>,
+    /// The log's watermark right after this chunk was appended: a reader that stops at
+    /// this chunk has seen every row that watermark accounts for.
+    pub watermark_after_us: Option<i64>,
 }
 
 /// Event-time progress of one partition.
@@ -104,6 +107,8 @@ pub struct LogRead {
     /// before the reader got to them.
     pub missed_rows: u64,
     pub watermark_us: Option<i64>,
+    /// Rows are left after `next_offset` (the read stopped at its row budget).
+    pub more: bool,
 }
 
 impl RetainedLog {
@@ -161,9 +166,13 @@ impl RetainedLog {
         }
     }
 
-    /// Every retained row at or after `offset`, and the watermark as of the last of them.
-    /// One lock: the watermark accounts for exactly the rows returned and those before.
-    pub fn read_from(&self, offset: u64) -> LogRead {
+    /// Retained rows at or after `offset`, whole chunks up to about `rows_max` rows (at
+    /// least one chunk), and the watermark as of the last of them: a continuous query
+    /// catching up on a long log advances its windows chunk by chunk instead of holding
+    /// the whole log at once. One lock: the watermark accounts for exactly the rows
+    /// returned and those before. `LogRead::more` says whether rows are left.
+    pub fn read_from(&self, offset: u64, rows_max: usize) -> LogRead {
+        assert!(rows_max > 0);
         let state = self.lock();
         let mut read = LogRead {
             next_offset: state.next_offset.max(offset),
@@ -175,15 +184,28 @@ impl RetainedLog {
         } else {
             read.missed_rows = state.next_offset.saturating_sub(offset);
         }
+        let mut rows_read = 0usize;
         for chunk in &state.chunks {
             let rows = chunk.batch.num_rows() as u64;
             let end = chunk.first_offset + rows;
             if end <= offset {
                 continue;
             }
+            if rows_read >= rows_max {
+                // Stop before this chunk: the watermark is the one the rows read account for.
+                read.next_offset = chunk.first_offset.max(offset);
+                read.more = true;
+                break;
+            }
             let skip = offset.saturating_sub(chunk.first_offset);
             read.batches.push(chunk.batch.slice(skip as usize, (rows - skip) as usize));
             read.late.push(chunk.late.as_ref().map(|late| late.slice(skip as usize, (rows - skip) as usize)));
+            rows_read += (rows - skip) as usize;
+            read.watermark_us = chunk.watermark_after_us;
+        }
+        if !read.more {
+            // Read to the end: the watermark may have moved since (idle partitions).
+            read.watermark_us = state.watermark_us;
         }
         read
     }
@@ -306,9 +328,11 @@ impl RetainedLog {
                 first_offset: last.first_offset,
                 bytes: merged_bytes,
                 late,
+                watermark_after_us: state.watermark_us,
             }
         } else {
-            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes, late }
+            let watermark_after_us = state.watermark_us;
+            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes, late, watermark_after_us }
         };
         state.chunks.push_back(Arc::new(chunk));
         self.trim_locked(&mut state, arrival_ms);
@@ -449,6 +473,26 @@ mod tests {
 
     fn log(retention_ms: u64, retention_bytes: u64) -> RetainedLog {
         RetainedLog::new(schema(), Some((1, 5_000_000)), retention_ms, retention_bytes, 10_000)
+    }
+
+    #[test]
+    fn bounded_reads_stop_at_a_chunk_with_the_watermark_of_what_they_read() {
+        let log = log(3_600_000, 1 << 30);
+        // Three chunks (a minute apart in arrival, so they do not merge): watermark 5 s behind.
+        log.append(0, batch(&[1, 2], &[10, 20]), 1_000).unwrap();
+        log.append(0, batch(&[3], &[30]), 61_000).unwrap();
+        log.append(0, batch(&[4], &[40]), 121_000).unwrap();
+        let first = log.read_from(0, 1);
+        assert_eq!(first.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2, "whole chunks, at least one");
+        assert!(first.more);
+        assert_eq!(first.next_offset, 2);
+        assert_eq!(first.watermark_us, Some(15_000_000), "as of the rows read, not the log's 35 s");
+        let second = log.read_from(first.next_offset, 10);
+        assert!(!second.more);
+        assert_eq!(second.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+        assert_eq!((second.next_offset, second.watermark_us), (4, Some(35_000_000)));
+        let from_inside = log.read_from(1, 1);
+        assert_eq!((from_inside.batches[0].num_rows(), from_inside.next_offset, from_inside.watermark_us), (1, 2, Some(15_000_000)));
     }
 
     #[test]

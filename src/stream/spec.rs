@@ -207,6 +207,19 @@ impl SourceSpec {
         }
         Ok(())
     }
+
+    /// For generator connectors, whose rows have fixed columns: refuses a declaration
+    /// whose column names or types differ, naming the columns `what` produces.
+    pub fn check_columns(&self, expected: &SchemaRef, what: &str) -> WsResult<()> {
+        let declared = &self.schema;
+        let same = expected.fields().len() == declared.fields().len()
+            && expected.fields().iter().zip(declared.fields()).all(|(e, d)| e.name() == d.name() && e.data_type() == d.data_type());
+        if same {
+            return Ok(());
+        }
+        let columns: Vec<String> = expected.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        Err(WsError::new(sqlstate::DATATYPE_MISMATCH, format!("{what} produces the columns ({})", columns.join(", "))))
+    }
 }
 
 fn invalid(message: impl Into<String>) -> WsError {

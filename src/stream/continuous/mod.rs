@@ -83,6 +83,10 @@ const UPDATE_INTERVAL_MS: u64 = 1_000;
 /// Rows pushed through the input pipeline per run: big enough to amortize a run,
 /// small enough to bound the memory one run takes.
 const STEP_ROWS_MAX: usize = 65_536;
+/// Rows read from one source per step. A view catching up on a long log (a restart
+/// replays the sources' retention) closes its windows as it goes, so its state stays
+/// that of a few windows instead of the whole backlog's.
+const READ_ROWS_MAX: usize = STEP_ROWS_MAX;
 
 /// Counters `watershed.materialized_views` shows.
 #[derive(Debug, Default)]
@@ -174,6 +178,8 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
         .map(|(part, slot, upper)| (WindowAggregate::new(part, limits.windows_open_max, limits.state_bytes_max), slot, upper));
     let sources: Vec<Arc<crate::stream::Source>> = plan.sources.iter().map(|(source, _)| source.clone()).collect();
     let mut offsets = vec![0u64; sources.len()];
+    // Per source: the watermark of its last read and whether rows were left.
+    let mut last_reads: Vec<(Option<i64>, bool)> = vec![(None, false); sources.len()];
     // Window joins: each source's rows of windows still open.
     let mut buffers: Vec<Vec<RecordBatch>> = vec![Vec::new(); sources.len()];
     let mut emitted_until_us: Option<i64> = None;
@@ -198,15 +204,30 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
         for wait in &mut waits {
             wait.as_mut().enable();
         }
+        // Sources are read in event-time lockstep: one whose last read ran ahead of a
+        // source with rows left waits (its watermark stands), so a window join's buffers
+        // hold about the same span of each source while it catches up.
+        let lagging_us = last_reads
+            .iter()
+            .filter(|(_, more)| *more)
+            .filter_map(|(watermark, _)| *watermark)
+            .min();
         let mut reads: Vec<crate::stream::log::LogRead> = sources
             .iter()
             .zip(offsets.iter_mut())
-            .map(|(source, offset)| {
-                let read = source.log.read_from(*offset);
+            .zip(last_reads.iter_mut())
+            .map(|((source, offset), last)| {
+                let ahead = lagging_us.is_some_and(|lagging| last.0.is_some_and(|w| w > lagging));
+                if ahead {
+                    return crate::stream::log::LogRead { next_offset: *offset, watermark_us: last.0, ..Default::default() };
+                }
+                let read = source.log.read_from(*offset, READ_ROWS_MAX);
                 *offset = read.next_offset;
+                *last = (read.watermark_us, read.more);
                 read
             })
             .collect();
+        let more = last_reads.iter().any(|(_, more)| *more);
         let stepped = match plan.buffered {
             Some(buffered) => {
                 step_window_join(&view, &plan, buffered, reads, &mut buffers, &mut emitted_until_us, limits).await
@@ -218,6 +239,11 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
         };
         if let Err(error) = stepped {
             view.record_error(&error);
+        }
+        if more {
+            // Catching up: read on at once, letting other tasks run between steps.
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             _ = view.cancel.cancelled() => break,
