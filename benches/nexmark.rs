@@ -17,7 +17,6 @@
 //! Run: `cargo bench --features bench --bench nexmark -- [events N] [parquet DIR]`
 //! (`parquet DIR` also writes the bids to DIR as Parquet files for the Spark run).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -134,8 +133,15 @@ async fn run(engine: &Engine, session: &mut Session, name: &str, tables: &[&str]
     let started = Instant::now();
     session.run_collect(&format!("CREATE MATERIALIZED VIEW {view_name} AS {query}")).await.expect("view");
     let view = engine.catalog().view(&view_name).await.expect("view exists");
-    while view.stats.events_in.load(Ordering::Relaxed) < inputs {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    // Done when the view has read every row and stored what the sources' final
+    // watermark closes (the view publishes its watermark after storing the rows).
+    let mut watermark_us = i64::MAX;
+    for table in tables {
+        let source = engine.catalog().source(table).await.expect("source exists");
+        watermark_us = watermark_us.min(source.log.watermark_us().expect("the sources have events"));
+    }
+    while view.stats.events_in.load(Ordering::Relaxed) < inputs || view.stats.watermark_us() < Some(watermark_us) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     let rows = view.store.rows();

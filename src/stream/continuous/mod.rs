@@ -329,10 +329,10 @@ async fn step_window_join(
     let Some(w) = watermark_us.filter(|_| all_have_watermark) else {
         return Ok(());
     };
-    view.stats.watermark_us.store(w, Ordering::Relaxed);
     let step = buffered.step_min_us;
     let due = emitted_until_us.is_none_or(|until| w.div_euclid(step) > until.div_euclid(step));
     if !due {
+        view.stats.watermark_us.store(w, Ordering::Relaxed);
         return Ok(());
     }
     for (buffer, (_, slot)) in buffers.iter().zip(&plan.sources) {
@@ -347,6 +347,8 @@ async fn step_window_join(
         .map(|batch| rows_between(batch, buffered.window_end, *emitted_until_us, w))
         .collect::<WsResult<Vec<_>>>()?;
     view.store.append(emitted, store::Step { watermark_us: Some(w), source_offset, now_ms })?;
+    // After the rows are stored: a reader seeing this watermark sees its windows.
+    view.stats.watermark_us.store(w, Ordering::Relaxed);
     *emitted_until_us = Some(w);
     for (buffer, (source, _)) in buffers.iter_mut().zip(&plan.sources) {
         let event_time = source.spec.event_time.as_ref().expect("checked at CREATE").index;
@@ -424,12 +426,8 @@ async fn step(
     }
     view.stats.windows_open.store(state.windows_open() as u64, Ordering::Relaxed);
     view.stats.state_bytes.store(state.state_bytes() as u64, Ordering::Relaxed);
-    if let Some(w) = watermark_us {
-        // After the rows are stored: a reader seeing this watermark sees its windows.
-        view.stats.watermark_us.store(w, Ordering::Relaxed);
-    }
     match plan.emit {
-        Emit::OnWindowClose => view.store.append(final_rows, at),
+        Emit::OnWindowClose => view.store.append(final_rows, at)?,
         Emit::OnUpdate => {
             let end = watermark_us.unwrap_or(i64::MIN);
             closed.extend(final_rows.into_iter().map(|b| (end, b)));
@@ -444,9 +442,14 @@ async fn step(
                 upper_slot.set(Vec::new());
                 rows.extend(out?);
             }
-            view.store.replace(rows, at)
+            view.store.replace(rows, at)?
         }
     }
+    if let Some(w) = watermark_us {
+        // After the rows are stored: a reader seeing this watermark sees its windows.
+        view.stats.watermark_us.store(w, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Every running view by name: the catalog adds and removes, system views and
