@@ -30,6 +30,7 @@ def spark_q5(parquet: Path, cores: int) -> tuple[int, float]:
         SparkSession.builder.master(f"local[{cores}]")
         .config("spark.sql.shuffle.partitions", str(cores))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
@@ -69,7 +70,7 @@ def spark_q5(parquet: Path, cores: int) -> tuple[int, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", required=True, type=Path)
-    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--events", type=int, default=4_000_000)
     parser.add_argument("--command", required=True, help="the command line, for the report")
     args = parser.parse_args()
 
