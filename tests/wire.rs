@@ -303,3 +303,25 @@ async fn shutdown_closes_idle_connections_without_waiting_for_the_grace() {
     server.stop().await;
     assert!(idle.query_one("SELECT 1::BIGINT", &[]).await.is_err(), "the idle connection was closed");
 }
+
+/// A statement's parameters inside a correlated subquery DataFusion cannot decorrelate
+/// (a non-equality correlation), which then runs per outer value: the parameter is typed
+/// by the subquery and bound like any other, one prepared statement for several values.
+#[tokio::test]
+async fn parameters_inside_correlated_subqueries_are_bound() {
+    let server = start().await;
+    let client = server.connect().await;
+    client.batch_execute("CREATE TABLE corr_p (k BIGINT, tag TEXT)").await.expect("create");
+    client.batch_execute("INSERT INTO corr_p VALUES (1, 'a'), (2, 'b'), (3, 'a'), (4, 'a')").await.expect("insert");
+    let statement = client
+        .prepare("SELECT o.k, (SELECT count(*) FROM corr_p AS i WHERE i.k < o.k AND i.tag = $1) FROM corr_p AS o ORDER BY o.k")
+        .await
+        .expect("prepares");
+    assert_eq!(statement.params(), &[tokio_postgres::types::Type::TEXT]);
+    for (tag, expected) in [("a", [0i64, 1, 1, 2]), ("b", [0, 0, 1, 1])] {
+        let rows = client.query(&statement, &[&tag]).await.expect("runs");
+        let counts: Vec<i64> = rows.iter().map(|row| row.get(1)).collect();
+        assert_eq!(counts, expected, "tag {tag}");
+    }
+    server.stop().await;
+}

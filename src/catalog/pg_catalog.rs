@@ -8,7 +8,11 @@
 //!   column the crate fills keeps a value of its type;
 //! - `pg_index`: one row per index, with `indkey`/`indoption` as arrays of int2 (what
 //!   pgJDBC's getIndexInfo and psql's `\d` compute on);
-//! - `pg_indexes`: PostgreSQL's view (schema, table, index, definition).
+//! - `pg_indexes`: PostgreSQL's view (schema, table, index, definition);
+//! - `pg_policy` and `pg_statistic_ext`: PostgreSQL's columns and types, `polroles` an
+//!   array of role OIDs and `stxkind` an array of "char" (the crate keeps both as text,
+//!   which psql's `\d` footers compare with `= ANY(...)`). Neither row security nor
+//!   extended statistics exist here, so they have no rows.
 //!
 //! Each is computed when a query scans it, so it always shows the current catalog.
 
@@ -43,6 +47,8 @@ const INDOPTION_NULLS_FIRST: i16 = 2;
 const PG_CLASS: &str = "pg_class";
 const PG_INDEX: &str = "pg_index";
 const PG_INDEXES: &str = "pg_indexes";
+const PG_POLICY: &str = "pg_policy";
+const PG_STATISTIC_EXT: &str = "pg_statistic_ext";
 
 #[derive(Debug)]
 pub struct PgCatalogOverlay {
@@ -71,6 +77,8 @@ impl SchemaProvider for PgCatalogOverlay {
             PG_CLASS => Relation::Class,
             PG_INDEX => Relation::Index,
             PG_INDEXES => Relation::Indexes,
+            PG_POLICY => Relation::Empty(pg_policy_schema()),
+            PG_STATISTIC_EXT => Relation::Empty(pg_statistic_ext_schema()),
             _ => return self.inner.table(name).await,
         };
         let (Some(class), Some(namespace)) =
@@ -78,10 +86,11 @@ impl SchemaProvider for PgCatalogOverlay {
         else {
             return Err(DataFusionError::Internal("datafusion-pg-catalog has no pg_class or pg_namespace".into()));
         };
-        let schema = match relation {
+        let schema = match &relation {
             Relation::Class => class.schema(),
             Relation::Index => pg_index_schema(),
             Relation::Indexes => pg_indexes_schema(),
+            Relation::Empty(schema) => schema.clone(),
         };
         Ok(Some(Arc::new(IndexAware { relation, class, namespace, indexes: self.indexes.clone(), schema })))
     }
@@ -91,14 +100,16 @@ impl SchemaProvider for PgCatalogOverlay {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Relation {
     Class,
     Index,
     Indexes,
+    /// A relation of the crate's that needs PostgreSQL's types and has no rows here.
+    Empty(SchemaRef),
 }
 
-/// One of the three relations, computed at scan time.
+/// One of the relations, computed at scan time.
 #[derive(Debug)]
 struct IndexAware {
     relation: Relation,
@@ -164,6 +175,9 @@ fn oid_i32(oid: u32) -> i32 {
 
 impl IndexAware {
     async fn batch(&self, state: &dyn Session) -> DfResult<RecordBatch> {
+        if let Relation::Empty(_) = &self.relation {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
         let tables = Tables::load(&self.class, &self.namespace, state).await?;
         // Indexes whose table pg_class lists (a table dropped meanwhile has none).
         let mut indexes: Vec<(IndexEntry, usize)> = Vec::new();
@@ -172,10 +186,11 @@ impl IndexAware {
                 indexes.push((entry, row));
             }
         }
-        match self.relation {
+        match &self.relation {
             Relation::Class => class_rows(&tables, &indexes),
             Relation::Index => index_rows(&tables, &indexes, &self.schema),
             Relation::Indexes => indexes_rows(&indexes, &self.schema),
+            Relation::Empty(_) => unreachable!("answered above"),
         }
     }
 }
@@ -340,6 +355,38 @@ fn indexes_rows(indexes: &[(IndexEntry, usize)], schema: &SchemaRef) -> DfResult
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// PostgreSQL 16's pg_policy; OIDs are int4 as everywhere in the crate's catalog.
+fn pg_policy_schema() -> SchemaRef {
+    let oid_array = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
+    Arc::new(Schema::new(vec![
+        oid_field("oid", kind::OID, false),
+        Field::new("polname", DataType::Utf8, false),
+        oid_field("polrelid", kind::REGCLASS, false),
+        Field::new("polcmd", DataType::Utf8, false),
+        Field::new("polpermissive", DataType::Boolean, false),
+        Field::new("polroles", oid_array, false),
+        Field::new("polqual", DataType::Utf8, true),
+        Field::new("polwithcheck", DataType::Utf8, true),
+    ]))
+}
+
+/// PostgreSQL 16's pg_statistic_ext.
+fn pg_statistic_ext_schema() -> SchemaRef {
+    let int2_vector = DataType::List(Arc::new(Field::new("item", DataType::Int16, true)));
+    let char_array = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Arc::new(Schema::new(vec![
+        oid_field("oid", kind::OID, false),
+        oid_field("stxrelid", kind::REGCLASS, false),
+        Field::new("stxname", DataType::Utf8, false),
+        oid_field("stxnamespace", kind::REGNAMESPACE, false),
+        oid_field("stxowner", kind::OID, false),
+        Field::new("stxstattarget", DataType::Int32, false),
+        Field::new("stxkeys", int2_vector, false).with_metadata(vector_metadata("int2vector")),
+        Field::new("stxkind", char_array, false),
+        Field::new("stxexprs", DataType::Utf8, true),
+    ]))
+}
+
 #[async_trait]
 impl TableProvider for IndexAware {
     fn schema(&self) -> SchemaRef {
@@ -347,9 +394,9 @@ impl TableProvider for IndexAware {
     }
 
     fn table_type(&self) -> TableType {
-        match self.relation {
+        match &self.relation {
             Relation::Indexes => TableType::View,
-            Relation::Class | Relation::Index => TableType::Base,
+            Relation::Class | Relation::Index | Relation::Empty(_) => TableType::Base,
         }
     }
 

@@ -9,7 +9,10 @@
 //! outermost correlated subquery in an expression is planned on its own, its outer
 //! column references turned into parameters `$1..$n`, and replaced by a call to an async
 //! function of those outer columns that runs the plan once per distinct tuple of outer
-//! values in a batch. That is PostgreSQL's own nested-loop semantics: a scalar subquery
+//! values in a batch. The statement's own parameters that the subquery uses come first
+//! (renumbered `$1..$k`, the outer columns then `$k+1..`): the function takes them as
+//! arguments, typed as the subquery infers them, so binding the statement fills them in
+//! like any other parameter (SQLAlchemy's column reflection binds its table OIDs there). That is PostgreSQL's own nested-loop semantics: a scalar subquery
 //! gives NULL for no row, its value for one, 21000 for more; `ARRAY(...)` gives every
 //! value, `{}` for none.
 //!
@@ -28,7 +31,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat;
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, ParamValues, Result as DfResult, ScalarValue, SchemaError};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
@@ -186,39 +189,66 @@ fn qualified_outer_refs(query: &Query) -> Vec<Expr> {
     refs.found
 }
 
-/// The subquery with every occurrence of the outer references replaced by `$1..$n`.
-fn parameterized(query: &Query, outer: &[Expr]) -> Query {
-    let keys: HashMap<Vec<String>, usize> =
-        outer.iter().enumerate().filter_map(|(i, e)| column_key(e).map(|k| (k, i + 1))).collect();
-    struct Substitute<'a>(&'a HashMap<Vec<String>, usize>);
+fn placeholder(name: String) -> Expr {
+    Expr::Value(Value::Placeholder(name).into())
+}
+
+/// The subquery with the statement's parameters `params` renumbered `$1..$k` and every
+/// occurrence of the outer references replaced by `$k+1..$k+n`.
+fn parameterized(query: &Query, params: &[String], outer: &[Expr]) -> Query {
+    let keys: HashMap<Vec<String>, usize> = outer
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| column_key(e).map(|k| (k, params.len() + i + 1)))
+        .collect();
+    struct Substitute<'a> {
+        params: &'a [String],
+        outer: &'a HashMap<Vec<String>, usize>,
+    }
     impl VisitorMut for Substitute<'_> {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            if let Some(index) = column_key(expr).and_then(|key| self.0.get(&key)) {
-                *expr = Expr::Value(Value::Placeholder(format!("${index}")).into());
+            let index = match expr {
+                Expr::Value(value) => match &value.value {
+                    Value::Placeholder(name) => self.params.iter().position(|p| p == name).map(|i| i + 1),
+                    _ => None,
+                },
+                _ => column_key(expr).and_then(|key| self.outer.get(&key).copied()),
+            };
+            if let Some(index) = index {
+                *expr = placeholder(format!("${index}"));
             }
             ControlFlow::Continue(())
         }
     }
     let mut copy = query.clone();
-    let _ = VisitMut::visit(&mut copy, &mut Substitute(&keys));
+    let _ = VisitMut::visit(&mut copy, &mut Substitute { params, outer: &keys });
     copy
 }
 
-fn has_placeholder(query: &Query) -> bool {
-    struct Finder(bool);
+/// The statement's parameters a subquery uses, by number; None if one is not `$n`.
+fn statement_params(query: &Query) -> Option<Vec<String>> {
+    struct Finder(Vec<(usize, String)>, bool);
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_value(&mut self, value: &sqlast::ValueWithSpan) -> ControlFlow<()> {
-            if matches!(value.value, Value::Placeholder(_)) {
-                self.0 = true;
+            if let Value::Placeholder(name) = &value.value {
+                match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(number) => self.0.push((number, name.clone())),
+                    None => self.1 = true,
+                }
             }
             ControlFlow::Continue(())
         }
     }
-    let mut finder = Finder(false);
+    let mut finder = Finder(Vec::new(), false);
     let _ = query.visit(&mut finder);
-    finder.0
+    if finder.1 {
+        return None;
+    }
+    finder.0.sort();
+    finder.0.dedup();
+    Some(finder.0.into_iter().map(|(_, name)| name).collect())
 }
 
 /// An unqualified column the planner could not find, if that is why planning failed.
@@ -234,10 +264,20 @@ fn missing_unqualified_column(error: &DataFusionError) -> Option<String> {
     }
 }
 
-/// One subquery planned on its own: the plan of `$1..$n`, and what it returns.
+/// One subquery planned on its own: the plan of `$1..$k+n`, the statement's parameters
+/// it takes as `$1..$k` with the types it infers for them, and its outer references.
 struct Planned {
     plan: LogicalPlan,
+    params: Vec<String>,
+    param_types: Vec<Option<DataType>>,
     outer: Vec<Expr>,
+}
+
+impl Planned {
+    /// The arguments of its call: the statement's parameters, then the outer columns.
+    fn arguments(&self) -> Vec<Expr> {
+        self.params.iter().map(|p| placeholder(p.clone())).chain(self.outer.iter().cloned()).collect()
+    }
 }
 
 /// Plans a statement; where that fails or leaves a subquery DataFusion cannot run, plans
@@ -252,7 +292,7 @@ pub async fn plan(ctx: &SessionContext, statement: &Statement) -> Option<Logical
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
             let Some((query, mode)) = subquery_of(expr) else { return ControlFlow::Continue(()) };
-            if qualified_outer_refs(query).is_empty() || has_placeholder(query) {
+            if qualified_outer_refs(query).is_empty() {
                 return ControlFlow::Continue(());
             }
             let name = format!("__correlated_subquery_{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -268,18 +308,22 @@ pub async fn plan(ctx: &SessionContext, statement: &Statement) -> Option<Logical
     }
     let mut registered = Vec::new();
     let mut calls: HashMap<String, Vec<Expr>> = HashMap::new();
+    let mut param_types: HashMap<String, Vec<Option<DataType>>> = HashMap::new();
     let mut failed = false;
     for (name, query, mode) in found {
         match plan_subquery(ctx, &query).await {
             Some(planned) => {
                 let weak = ctx.state_weak_ref();
                 let handle: StateHandle = Arc::new(move || weak.upgrade().map(|state| state.read().clone()));
-                let udf = Correlated::new(&name, planned.plan, mode, handle, planned.outer.len());
+                calls.insert(name.clone(), planned.arguments());
+                let arity = planned.params.len() + planned.outer.len();
+                param_types.insert(name.clone(), planned.param_types);
+                let udf = Correlated::new(&name, planned.plan, mode, handle, arity);
                 ctx.register_udf(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf());
                 registered.push(name.clone());
-                calls.insert(name, planned.outer);
             }
             None => {
+                tracing::debug!(subquery = %query, "a correlated subquery does not plan on its own");
                 failed = true;
                 break;
             }
@@ -303,7 +347,11 @@ pub async fn plan(ctx: &SessionContext, statement: &Statement) -> Option<Logical
         }
         let _ = VisitMut::visit(&mut rewritten, &mut Fill(&calls));
         let state = ctx.state();
-        match state.statement_to_plan(Statement::Statement(Box::new(rewritten))).await {
+        match state
+            .statement_to_plan(Statement::Statement(Box::new(rewritten)))
+            .await
+            .and_then(|plan| typed_parameters(plan, &param_types))
+        {
             Ok(plan) => Some(plan),
             Err(error) => {
                 tracing::debug!(%error, "per-row subquery evaluation did not help");
@@ -318,24 +366,58 @@ pub async fn plan(ctx: &SessionContext, statement: &Statement) -> Option<Logical
     result
 }
 
+/// Gives the statement's parameters passed to a subquery's function the types the
+/// subquery infers for them, so the statement reports them (ParameterDescription) and
+/// its bound values arrive as the subquery's plan expects.
+fn typed_parameters(plan: LogicalPlan, types: &HashMap<String, Vec<Option<DataType>>>) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| {
+            expr.transform_up(|e| {
+                let DfExpr::ScalarFunction(mut function) = e else { return Ok(Transformed::no(e)) };
+                let Some(types) = types.get(function.name()) else {
+                    return Ok(Transformed::no(DfExpr::ScalarFunction(function)));
+                };
+                for (arg, data_type) in function.args.iter_mut().zip(types) {
+                    if let (DfExpr::Placeholder(param), Some(data_type)) = (arg, data_type)
+                        && param.field.is_none()
+                    {
+                        param.field = Some(Arc::new(Field::new(&param.id, data_type.clone(), true)));
+                    }
+                }
+                Ok(Transformed::yes(DfExpr::ScalarFunction(function)))
+            })
+        })
+    })
+    .map(|transformed| transformed.data)
+}
+
 /// Plans a subquery with its outer references as parameters, finding unqualified outer
 /// columns by what the subquery alone cannot resolve.
 async fn plan_subquery(ctx: &SessionContext, query: &Query) -> Option<Planned> {
+    let params = statement_params(query)?;
     let mut outer = qualified_outer_refs(query);
     for _ in 0..=UNQUALIFIED_OUTER_MAX {
-        let statement = Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(parameterized(query, &outer)))));
+        let statement =
+            Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(parameterized(query, &params, &outer)))));
         let error = match ctx.state().statement_to_plan(statement.clone()).await {
             Ok(planned) => {
                 let optimized = ctx.state().optimize(&planned);
-                if optimized.as_ref().is_ok_and(|o| !holds_subquery(o)) {
-                    return Some(Planned { plan: planned, outer });
-                }
-                // A correlated subquery inside this one: the same again, one level down.
-                return Box::pin(plan(ctx, &statement)).await.map(|planned| Planned { plan: planned, outer });
+                let planned = if optimized.as_ref().is_ok_and(|o| !holds_subquery(o)) {
+                    planned
+                } else {
+                    // A correlated subquery inside this one: the same again, one level down.
+                    Box::pin(plan(ctx, &statement)).await?
+                };
+                let mut param_types = super::parameter_types(&planned).ok()?;
+                param_types.resize(params.len(), None);
+                return Some(Planned { plan: planned, params, param_types, outer });
             }
             Err(error) => error,
         };
-        let column = missing_unqualified_column(&error)?;
+        let Some(column) = missing_unqualified_column(&error) else {
+            tracing::debug!(%error, "correlated subquery");
+            return None;
+        };
         let ident = Expr::Identifier(Ident::new(column));
         if outer.iter().any(|o| column_key(o) == column_key(&ident)) {
             return None;

@@ -234,6 +234,13 @@ impl Engine {
             .with_analyzer_rule(Arc::new(crate::sql::windows::SessionKeys))
             .with_analyzer_rule(Arc::new(crate::sql::ZeroBasedVectors))
             .build();
+        let mut state = state;
+        // After DataFusion's own: they do not plan comparisons, this one only those.
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut state,
+            Arc::new(crate::sql::ArrayTextLiterals),
+        )
+        .expect("registering an expression planner does not fail");
         let id = self.inner.next_session_id.fetch_add(1, Ordering::Relaxed);
         let ctx = SessionContext::new_with_state(state);
         let state = ctx.state_weak_ref();

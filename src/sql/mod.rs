@@ -9,6 +9,7 @@
 //! datafusion-pg-catalog's rules; its whole-query token substitutions are not used.
 //! Correlated scalar subqueries get our own exact rewrite (subqueries.rs).
 
+mod array_literals;
 mod continuous;
 mod cursor_move;
 mod dialect;
@@ -23,6 +24,7 @@ use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
+pub use array_literals::ArrayTextLiterals;
 pub use dialect::WatershedDialect;
 pub use subqueries::single_value_udaf;
 pub use continuous::{SinkInput, Subscribe};
