@@ -11,7 +11,6 @@
 //! With `events = N` the sequence ends after its first N events (all tables counted).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -273,7 +272,7 @@ impl Rows {
 /// Runs the source's generator until the source is dropped, the server stops or the
 /// sequence ends.
 pub fn start(source: Arc<Source>, config: NexmarkSource) -> WsResult<()> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| WsError::internal(e.to_string()))?.as_millis() as u64;
+    let now_ms = crate::stream::now_ms().max(0) as u64;
     let mut generator = Generator::new(&config, now_ms.saturating_sub(config.backfill_ms), source.spec.schema.clone());
     super::run_generator(source, config.batch_interval_ms, BATCH_ROWS_MAX, move |now_ms| {
         generator.generate(now_ms.max(0) as u64, BATCH_ROWS_MAX)
