@@ -325,3 +325,31 @@ async fn parameters_inside_correlated_subqueries_are_bound() {
     }
     server.stop().await;
 }
+
+/// Repeated output names are PostgreSQL's: unaliased expressions that collide show the
+/// name PostgreSQL gives them, repeated aliases show the alias, in RowDescription for the
+/// simple and the extended protocol, and in COPY's header.
+#[tokio::test]
+async fn repeated_output_names_are_shown_as_postgresql_shows_them() {
+    let server = start().await;
+    let client = server.connect().await;
+    let statement = client
+        .prepare("SELECT NULL, NULL, 1 AS x, 2 AS x, count(*), count(*), 1::bigint, 2::bigint, 3")
+        .await
+        .expect("prepares");
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names[..6], ["?column?", "?column?", "x", "x", "count", "count"]);
+    let row = client.query_one(&statement, &[]).await.expect("runs");
+    assert_eq!((row.get::<_, i64>(2), row.get::<_, i64>(3)), (1, 2));
+    let messages = client.simple_query("SELECT 'p' AS a, 'q' AS a").await.expect("simple query");
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(row.columns().iter().map(|c| c.name()).collect::<Vec<_>>(), ["a", "a"]);
+    assert_eq!((row.get(0), row.get(1)), (Some("p"), Some("q")));
+    server.stop().await;
+}

@@ -72,7 +72,7 @@ where
                 if index > 0 {
                     out.put_u8(options.delimiter);
                 }
-                write_value(&mut out, options, field.name().as_bytes(), false, columns == 1);
+                write_value(&mut out, options, crate::sql::display_name(field.name()).as_bytes(), false, columns == 1);
             }
             out.put_u8(b'\n');
             emit(client, &mut out).await?;

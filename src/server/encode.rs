@@ -25,8 +25,23 @@ pub fn user_error(error: WsError) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&error)))
 }
 
+/// RowDescription fields: arrow-pg's types, with the names a client is shown
+/// (sql::display_name strips the suffix that keeps repeated names unique internally).
 pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)
+    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)?;
+    Ok(fields
+        .into_iter()
+        .map(|field| {
+            let shown = crate::sql::display_name(field.name());
+            if shown.len() == field.name().len() {
+                return field;
+            }
+            FieldInfo::new(shown.to_string(), field.table_id(), field.column_id(), field.datatype().clone(), field.format())
+                .with_format_options(field.format_options().clone())
+                .with_type_size(field.type_size())
+                .with_type_modifier(field.type_modifier())
+        })
+        .collect())
 }
 
 pub fn tag(tag: &CommandTag) -> Tag {

@@ -13,6 +13,7 @@ mod array_literals;
 mod continuous;
 mod cursor_move;
 mod dialect;
+mod output_names;
 mod regproc;
 mod subqueries;
 mod source;
@@ -26,6 +27,7 @@ use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use array_literals::ArrayTextLiterals;
 pub use dialect::WatershedDialect;
+pub use output_names::display_name;
 pub use subqueries::single_value_udaf;
 pub use continuous::{SinkInput, Subscribe};
 pub use vectors::{ZeroBasedVectors, vector_metadata};
@@ -91,7 +93,8 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             // sqlparser's PostgreSQL COPY (`TO STDOUT`, `FROM STDIN`, column lists,
             // `WITH (FORMAT csv, ...)`): DFParser's own COPY is DataFusion's
             // `COPY ... TO 'file' STORED AS`, which has neither.
-            let copy = parser.parser.parse_statement().map_err(|error| parse_error(error.into()))?;
+            let mut copy = parser.parser.parse_statement().map_err(|error| parse_error(error.into()))?;
+            output_names::make_unique(&mut copy);
             WsStatement::Sql(Statement::Statement(Box::new(copy)))
         } else {
             WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
@@ -151,6 +154,8 @@ fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
             let mut inner = *inner;
+            // First, so the names shown are those of the statement as written.
+            output_names::make_unique(&mut inner);
             regproc::rewrite(&mut inner);
             let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
             qualify_our_pg_views(&mut rewritten);

@@ -126,6 +126,13 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
             for (outer, inner) in &equalities {
                 replace(conjunct, outer, inner);
             }
+            // A correlation other than column equality (SQLAlchemy's identity options:
+            // `seqrelid = CAST(pg_get_serial_sequence(outer..) AS REGCLASS)`) cannot become
+            // a join key; the subquery is left whole to the per-outer-value evaluation of
+            // session/correlated.rs, which these rewrites would only get in the way of.
+            if columns(conjunct)?.iter().any(|q| !inner.contains(q)) {
+                return None;
+            }
         }
     }
 
@@ -604,6 +611,9 @@ mod tests {
         assert!(!untouched.contains(SINGLE_VALUE), "{untouched}");
         let uncorrelated = rewritten("SELECT (SELECT d.x FROM d WHERE d.id = 1) FROM a");
         assert!(!uncorrelated.contains(SINGLE_VALUE), "{uncorrelated}");
+        // Correlated other than by column equality: left whole for per-outer-value evaluation.
+        let by_expression = rewritten("SELECT (SELECT f(d.x, a.y) FROM d WHERE a.k <> '' AND d.id = g(a.id)) FROM a");
+        assert!(!by_expression.contains(SINGLE_VALUE) && !by_expression.contains("CASE"), "{by_expression}");
     }
 
     #[test]

@@ -14,17 +14,14 @@ for driver in ("psycopg", "psycopg2"):
         inspector = inspect(conn)
         tables = inspector.get_table_names()
         check({"products", "campaigns", "customers", "orders_history"} <= set(tables), f"{driver}: get_table_names {tables}")
-        # get_columns: a known gap (README): its correlated subqueries (with bound
-        # parameters, which per-outer-value evaluation now carries) are first rewritten by
-        # sql/subqueries.rs, whose rewrite of the identity-options subquery does not plan.
-        # The columns come from information_schema meanwhile, as some BI tools read them.
-        try:
-            inspector.get_columns("products")
-            raise AssertionError("get_columns works now: make this test assert its result")
-        except exc.NotSupportedError as e:
-            code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
-            check(code == "0A000", f"{driver}: get_columns is refused with 0A000 (known gap)")
-        conn.rollback()
+        # get_columns: SQLAlchemy's reflection query, whose identity-options subquery is
+        # correlated through an expression (pg_get_serial_sequence of outer columns) and
+        # runs per outer value (session/correlated.rs).
+        columns = inspector.get_columns("products")
+        check([(c["name"], type(c["type"]).__name__, c["nullable"]) for c in columns]
+              == [("product_id", "BIGINT", False), ("name", "TEXT", False), ("category", "TEXT", False),
+                  ("price", "NUMERIC", False)], f"{driver}: get_columns {columns}")
+        check(all(c["default"] is None and "identity" not in c for c in columns), f"{driver}: no defaults {columns}")
         described = conn.execute(text(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
             "WHERE table_name = 'products' ORDER BY ordinal_position")).all()
