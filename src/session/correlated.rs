@@ -193,6 +193,39 @@ fn placeholder(name: String) -> Expr {
     Expr::Value(Value::Placeholder(name).into())
 }
 
+/// A parameterized subquery with `$1..$n` replaced by SQL literals of `values`; None if a
+/// value has no literal form.
+fn with_values(query: &Query, values: &[ScalarValue]) -> Option<Query> {
+    let mut literals = Vec::with_capacity(values.len());
+    for value in values {
+        let literal = match value {
+            ScalarValue::Null => Expr::Value(Value::Null.into()),
+            other => datafusion::sql::unparser::expr_to_sql(&DfExpr::Literal(other.clone(), None)).ok()?,
+        };
+        literals.push(Expr::Nested(Box::new(literal)));
+    }
+    struct Substitute<'a>(&'a [Expr]);
+    impl VisitorMut for Substitute<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Value(value) = expr
+                && let Value::Placeholder(name) = &value.value
+                && let Some(literal) = name
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| self.0.get(i))
+            {
+                *expr = literal.clone();
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut copy = query.clone();
+    let _ = VisitMut::visit(&mut copy, &mut Substitute(&literals));
+    Some(copy)
+}
+
 /// The subquery with the statement's parameters `params` renumbered `$1..$k` and every
 /// occurrence of the outer references replaced by `$k+1..$k+n`.
 fn parameterized(query: &Query, params: &[String], outer: &[Expr]) -> Query {
@@ -271,6 +304,9 @@ struct Planned {
     params: Vec<String>,
     param_types: Vec<Option<DataType>>,
     outer: Vec<Expr>,
+    /// The parameterized subquery, when it plans only with values in place (see
+    /// [`with_values`]); `plan` is then its plan with NULLs, for the result type.
+    replan: Option<Query>,
 }
 
 impl Planned {
@@ -318,7 +354,7 @@ pub async fn plan(ctx: &SessionContext, statement: &Statement) -> Option<Logical
                 calls.insert(name.clone(), planned.arguments());
                 let arity = planned.params.len() + planned.outer.len();
                 param_types.insert(name.clone(), planned.param_types);
-                let udf = Correlated::new(&name, planned.plan, mode, handle, arity);
+                let udf = Correlated::new(&name, planned.plan, planned.replan, mode, handle, arity);
                 ctx.register_udf(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf());
                 registered.push(name.clone());
             }
@@ -410,9 +446,30 @@ async fn plan_subquery(ctx: &SessionContext, query: &Query) -> Option<Planned> {
                 };
                 let mut param_types = super::parameter_types(&planned).ok()?;
                 param_types.resize(params.len(), None);
-                return Some(Planned { plan: planned, params, param_types, outer });
+                return Some(Planned { plan: planned, params, param_types, outer, replan: None });
             }
             Err(error) => error,
+        };
+        // Some relations need their arguments as values at planning (a table function of
+        // outer columns: psql's publications footer), so a parameter there never plans.
+        // Such a subquery is planned again for each tuple of values; planned with NULLs in
+        // their place, it gives its result type now.
+        let parameterized_query = parameterized(query, &params, &outer);
+        let nulls = vec![ScalarValue::Null; params.len() + outer.len()];
+        let error = match with_values(&parameterized_query, &nulls) {
+            Some(nulled) => {
+                let statement = Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(nulled))));
+                match ctx.state().statement_to_plan(statement).await {
+                    Ok(planned) if !holds_subquery(&planned) => {
+                        let param_types = vec![None; params.len()];
+                        return Some(Planned { plan: planned, params, param_types, outer, replan: Some(parameterized_query) });
+                    }
+                    Ok(_) => return None,
+                    Err(nulled_error) if missing_unqualified_column(&nulled_error).is_some() => nulled_error,
+                    Err(_) => error,
+                }
+            }
+            None => error,
         };
         let Some(column) = missing_unqualified_column(&error) else {
             tracing::debug!(%error, "correlated subquery");
@@ -435,6 +492,8 @@ type StateHandle = Arc<dyn Fn() -> Option<SessionState> + Send + Sync>;
 struct Correlated {
     name: String,
     plan: LogicalPlan,
+    /// Planned per tuple of values instead of `plan` (Planned::replan).
+    replan: Option<Query>,
     mode: Mode,
     returns: DataType,
     signature: Signature,
@@ -448,22 +507,39 @@ impl std::fmt::Debug for Correlated {
 }
 
 impl Correlated {
-    fn new(name: &str, plan: LogicalPlan, mode: Mode, state: StateHandle, arity: usize) -> Correlated {
+    fn new(name: &str, plan: LogicalPlan, replan: Option<Query>, mode: Mode, state: StateHandle, arity: usize) -> Correlated {
         let value = plan.schema().field(0).data_type().clone();
         let returns = match mode {
             Mode::Scalar => value,
             Mode::Array => DataType::List(Arc::new(Field::new("item", value, true))),
         };
         let signature = Signature::new(TypeSignature::Any(arity), Volatility::Volatile);
-        Correlated { name: name.to_string(), plan, mode, returns, signature, state }
+        Correlated { name: name.to_string(), plan, replan, mode, returns, signature, state }
     }
 
     /// The subquery's value for one tuple of outer values.
     async fn evaluate(&self, state: &SessionState, values: Vec<ScalarValue>) -> DfResult<ScalarValue> {
-        let plan = self.plan.clone().with_param_values(ParamValues::from(values))?;
+        let plan = match &self.replan {
+            None => self.plan.clone().with_param_values(ParamValues::from(values))?,
+            Some(query) => {
+                let query = with_values(query, &values).ok_or_else(|| {
+                    DataFusionError::NotImplemented(format!("{}: an outer value with no SQL literal form", self.name))
+                })?;
+                state.statement_to_plan(Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(query))))).await?
+            }
+        };
         let physical = state.create_physical_plan(&plan).await?;
         let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
-        let columns: Vec<ArrayRef> = batches.iter().filter(|b| b.num_rows() > 0).map(|b| b.column(0).clone()).collect();
+        let item_type = match &self.returns {
+            DataType::List(field) if self.mode == Mode::Array => field.data_type().clone(),
+            other => other.clone(),
+        };
+        // A plan made with values may type its column more precisely than the NULL plan.
+        let columns: Vec<ArrayRef> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| datafusion::arrow::compute::cast(b.column(0), &item_type))
+            .collect::<Result<_, _>>()?;
         let rows: usize = columns.iter().map(|c| c.len()).sum();
         let item = match self.mode {
             Mode::Scalar => &self.returns,

@@ -228,8 +228,12 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32,
         let oids: Int32Array = names.iter().map(|name| name.and_then(type_oid)).collect();
         Ok(Arc::new(oids))
     }));
-    // Every relation, type and function lives in a schema on the default search path.
-    for name in ["pg_function_is_visible", "pg_type_is_visible"] {
+    NullBoundSeries::wrap(ctx);
+    // Every relation, type and function lives in a schema on the default search path; every
+    // relation could be published (there are no publications: psql's `\d` asks anyway,
+    // with the OID as a quoted literal, which datafusion-pg-catalog's int4-only signature
+    // refuses).
+    for name in ["pg_function_is_visible", "pg_type_is_visible", "pg_relation_is_publishable"] {
         ctx.register_udf(function(name, &[1], Volatility::Stable, DataType::Boolean, |args, rows| {
             let flags: BooleanArray = (0..rows).map(|row| args[0].is_valid(row).then_some(true)).collect();
             Ok(Arc::new(flags))
@@ -436,5 +440,42 @@ mod tests {
         let out = super::json_build_object(&[keys, values], 1).unwrap();
         let out = out.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(out.value(0), r#"{"a\"b" : 3}"#);
+    }
+}
+
+/// `generate_series` with a NULL bound is empty in PostgreSQL. DataFusion's accepts only
+/// an untyped NULL, while a folded `array_upper(NULL::int2[], 1)` (psql's `\d`, over a
+/// relation with no published columns) is a typed one: this wrapper passes typed NULL
+/// literals on untyped.
+#[derive(Debug)]
+struct NullBoundSeries {
+    inner: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+}
+
+impl NullBoundSeries {
+    fn wrap(ctx: &SessionContext) {
+        let Some(inner) = ctx.state().table_functions().get("generate_series").map(|f| Arc::clone(f.function())) else {
+            return;
+        };
+        ctx.register_udtf("generate_series", Arc::new(NullBoundSeries { inner }));
+    }
+}
+
+impl datafusion::catalog::TableFunctionImpl for NullBoundSeries {
+    fn call_with_args(
+        &self,
+        args: datafusion::catalog::TableFunctionArgs,
+    ) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::Expr;
+        let untyped: Vec<Expr> = args
+            .exprs()
+            .iter()
+            .map(|expr| match expr {
+                Expr::Literal(value, metadata) if value.is_null() => Expr::Literal(ScalarValue::Null, metadata.clone()),
+                other => other.clone(),
+            })
+            .collect();
+        self.inner.call_with_args(datafusion::catalog::TableFunctionArgs::new(&untyped, args.session()))
     }
 }

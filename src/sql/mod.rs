@@ -150,6 +150,32 @@ fn qualify_our_pg_views(statement: &mut datafusion::sql::sqlparser::ast::Stateme
     });
 }
 
+/// Set-returning functions whose rows are one scalar: in PostgreSQL, such a function in
+/// FROM with an alias and no column list names its one column after the alias
+/// (`generate_series(1, 3) s` has column `s`; psql's `\d` reads it so); DataFusion names
+/// it `value`. An explicit column list gives DataFusion the same name.
+const SCALAR_SET_FUNCTIONS: &[&str] = &["generate_series"];
+
+fn scalar_function_column_aliases(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor, VisitMut, VisitorMut};
+    struct Aliases;
+    impl VisitorMut for Aliases {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> std::ops::ControlFlow<()> {
+            if let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = factor
+                && alias.columns.is_empty()
+                && name.0.last().and_then(|part| part.as_ident()).is_some_and(|function| {
+                    SCALAR_SET_FUNCTIONS.contains(&function.value.to_lowercase().as_str())
+                })
+            {
+                alias.columns.push(TableAliasColumnDef { name: alias.name.clone(), data_type: None });
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Aliases);
+}
+
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {
@@ -159,6 +185,7 @@ fn pg_compat_rewrite(statement: Statement) -> Statement {
             regproc::rewrite(&mut inner);
             let mut rewritten = PG_COMPAT_RULES.iter().fold(inner, |s, rule| rule.rewrite(s));
             qualify_our_pg_views(&mut rewritten);
+            scalar_function_column_aliases(&mut rewritten);
             windows::table_arguments_as_subqueries(&mut rewritten);
             subqueries::rewrite(&mut rewritten);
             Statement::Statement(Box::new(rewritten))
