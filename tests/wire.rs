@@ -328,7 +328,7 @@ async fn parameters_inside_correlated_subqueries_are_bound() {
 
 /// Repeated output names are PostgreSQL's: unaliased expressions that collide show the
 /// name PostgreSQL gives them, repeated aliases show the alias, in RowDescription for the
-/// simple and the extended protocol, and in COPY's header.
+/// simple and the extended protocol.
 #[tokio::test]
 async fn repeated_output_names_are_shown_as_postgresql_shows_them() {
     let server = start().await;

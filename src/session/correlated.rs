@@ -530,17 +530,6 @@ impl Correlated {
         };
         let physical = state.create_physical_plan(&plan).await?;
         let batches: Vec<RecordBatch> = collect(physical, state.task_ctx()).await?;
-        let item_type = match &self.returns {
-            DataType::List(field) if self.mode == Mode::Array => field.data_type().clone(),
-            other => other.clone(),
-        };
-        // A plan made with values may type its column more precisely than the NULL plan.
-        let columns: Vec<ArrayRef> = batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| datafusion::arrow::compute::cast(b.column(0), &item_type))
-            .collect::<Result<_, _>>()?;
-        let rows: usize = columns.iter().map(|c| c.len()).sum();
         let item = match self.mode {
             Mode::Scalar => &self.returns,
             Mode::Array => match &self.returns {
@@ -548,6 +537,13 @@ impl Correlated {
                 _ => unreachable!("array mode returns a list"),
             },
         };
+        // A plan made with values may type its column more precisely than the NULL plan.
+        let columns: Vec<ArrayRef> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| datafusion::arrow::compute::cast(b.column(0), item))
+            .collect::<Result<_, _>>()?;
+        let rows: usize = columns.iter().map(|c| c.len()).sum();
         let values = if columns.is_empty() {
             datafusion::arrow::array::new_empty_array(item)
         } else {
