@@ -353,3 +353,32 @@ async fn repeated_output_names_are_shown_as_postgresql_shows_them() {
     assert_eq!((row.get(0), row.get(1)), (Some("p"), Some("q")));
     server.stop().await;
 }
+
+/// Object identifiers are described as PostgreSQL describes them, through `array_agg`,
+/// `CASE` and a correlated subquery, and a `$n::oid[]` parameter is announced as `oid[]`
+/// (asyncpg's type introspection needs exactly these; tests/clients has asyncpg itself).
+#[tokio::test]
+async fn object_identifiers_are_described_as_oids() {
+    use tokio_postgres::types::Type;
+    let server = start().await;
+    let client = server.connect().await;
+    let statement = client
+        .prepare(
+            "SELECT t.oid, array_agg(a.atttypid) AS types, \
+             CASE WHEN t.oid > 0 THEN (SELECT array_agg(b.atttypid) FROM pg_attribute b WHERE b.attrelid = t.oid) END AS c, \
+             t.oid::regtype::text AS shown \
+             FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid \
+             WHERE t.oid = any($1::oid[]) GROUP BY t.oid",
+        )
+        .await
+        .expect("prepares");
+    let types: Vec<&Type> = statement.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(types, [&Type::OID, &Type::OID_ARRAY, &Type::OID_ARRAY, &Type::TEXT]);
+    assert_eq!(statement.params(), [Type::OID_ARRAY]);
+    let row = client
+        .query_one("SELECT 20::regtype::text, 0::regtype::text", &[])
+        .await
+        .expect("runs");
+    assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("bigint", "-"));
+    server.stop().await;
+}

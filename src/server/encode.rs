@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
+use pgwire::api::Type;
 use pgwire::api::results::{FieldInfo, QueryResponse, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -25,23 +26,44 @@ pub fn user_error(error: WsError) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&error)))
 }
 
-/// RowDescription fields: arrow-pg's types, with the names a client is shown
-/// (sql::display_name strips the suffix that keeps repeated names unique internally).
+/// RowDescription fields: the PostgreSQL type of each column (see [`pg_type`]), with the
+/// name a client is shown (sql::display_name strips the suffix that keeps repeated names
+/// unique internally).
 pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)?;
-    Ok(fields
-        .into_iter()
-        .map(|field| {
-            let shown = crate::sql::display_name(field.name());
-            if shown.len() == field.name().len() {
-                return field;
-            }
-            FieldInfo::new(shown.to_string(), field.table_id(), field.column_id(), field.datatype().clone(), field.format())
-                .with_format_options(field.format_options().clone())
-                .with_type_size(field.type_size())
-                .with_type_modifier(field.type_modifier())
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let shown = crate::sql::display_name(field.name()).to_string();
+            Ok(FieldInfo::new(shown, None, None, pg_type(field)?, format.format_for(index)))
         })
-        .collect())
+        .collect()
+}
+
+/// The PostgreSQL type of a column or parameter: arrow-pg's, except for object
+/// identifiers. An oid is an int4 tagged with the `pg.oid_alias` field metadata that
+/// datafusion-pg-catalog puts on catalog columns (and sql:: on `$n::oid[]`), on an int4
+/// or on an int4 array (`array_agg` of an oid column). The tag's kind (`regclass`,
+/// `regtype`...) says how the column compares with a name; PostgreSQL's catalogs type
+/// these columns `oid`, and so they are reported (arrow-pg would say `regtype` for
+/// `pg_attribute.atttypid`). On any other shape the tag is stale: DataFusion keeps a
+/// field's metadata through casts, so `elemtype::regtype::text` is text still tagged,
+/// and is reported by its own type.
+pub fn pg_type(field: &FieldRef) -> PgWireResult<Type> {
+    use arrow_pg::datatypes::{PG_OID_ALIAS_KEY, field_into_pg_type};
+    if !field.metadata().contains_key(PG_OID_ALIAS_KEY) {
+        return field_into_pg_type(field);
+    }
+    match field.data_type() {
+        DataType::Int32 => Ok(Type::OID),
+        DataType::List(item) | DataType::LargeList(item) if *item.data_type() == DataType::Int32 => Ok(Type::OID_ARRAY),
+        _ => {
+            let mut metadata = field.metadata().clone();
+            metadata.remove(PG_OID_ALIAS_KEY);
+            field_into_pg_type(&Arc::new(field.as_ref().clone().with_metadata(metadata)))
+        }
+    }
 }
 
 pub fn tag(tag: &CommandTag) -> Tag {

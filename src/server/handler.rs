@@ -111,7 +111,7 @@ pub struct PreparedStatement {
 /// Types used to decode `$n` values: what the statement determines, else text (what
 /// PostgreSQL infers for an otherwise untyped parameter).
 fn decode_types(prepared: &Prepared) -> Vec<DataType> {
-    prepared.param_types.iter().map(|t| t.clone().unwrap_or(DataType::Utf8)).collect()
+    prepared.param_types.iter().map(|field| field.as_ref().map_or(DataType::Utf8, |f| f.data_type().clone())).collect()
 }
 
 pub struct StatementParser {
@@ -145,10 +145,14 @@ impl QueryParser for StatementParser {
         Ok(Some(Arc::new(PreparedStatement { prepared })))
     }
 
+    /// What ParameterDescription announces: the parameter's PostgreSQL type (an oid
+    /// cast's own type, see encode::pg_type), else text.
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        decode_types(&statement.prepared)
+        statement
+            .prepared
+            .param_types
             .iter()
-            .map(arrow_pg::datatypes::into_pg_type)
+            .map(|field| field.as_ref().map_or(Ok(Type::TEXT), super::encode::pg_type))
             .collect()
     }
 
@@ -566,7 +570,9 @@ impl ExtendedQueryHandler for Connection {
         // A value is decoded with the type the client declared for it if any, else with the
         // type ParameterDescription announced; it is coerced only to a type the statement
         // itself determines (`LIMIT $1` determines none: an int8 stays an int8).
-        let inferred: Vec<Option<&DataType>> = prepared.param_types.iter().map(Option::as_ref).collect();
+        // Decoding goes by the data type: an `oid[]` parameter arrives as int4 values.
+        let inferred: Vec<Option<&DataType>> =
+            prepared.param_types.iter().map(|field| field.as_ref().map(|f| f.data_type())).collect();
         let announced: Vec<Type> =
             decode_types(prepared).iter().map(arrow_pg::datatypes::into_pg_type).collect::<PgWireResult<_>>()?;
         let announced: Vec<Option<&Type>> = announced.iter().map(Some).collect();

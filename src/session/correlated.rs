@@ -30,13 +30,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, ParamValues, Result as DfResult, ScalarValue, SchemaError};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr as DfExpr, LogicalPlan, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    ColumnarValue, Expr as DfExpr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };
 use datafusion::physical_plan::collect;
@@ -496,6 +496,9 @@ struct Correlated {
     replan: Option<Query>,
     mode: Mode,
     returns: DataType,
+    /// Metadata of the result field: the subquery column's (its oid tag makes an oid of
+    /// it, see oid_tags.rs); for an array of its values, the oid tag only.
+    metadata: HashMap<String, String>,
     signature: Signature,
     state: StateHandle,
 }
@@ -508,13 +511,18 @@ impl std::fmt::Debug for Correlated {
 
 impl Correlated {
     fn new(name: &str, plan: LogicalPlan, replan: Option<Query>, mode: Mode, state: StateHandle, arity: usize) -> Correlated {
-        let value = plan.schema().field(0).data_type().clone();
-        let returns = match mode {
-            Mode::Scalar => value,
-            Mode::Array => DataType::List(Arc::new(Field::new("item", value, true))),
+        let column = plan.schema().field(0);
+        let value = column.data_type().clone();
+        let (returns, metadata) = match mode {
+            Mode::Scalar => (value, column.metadata().clone()),
+            Mode::Array => {
+                let tag = datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY;
+                let metadata = column.metadata().iter().filter(|(key, _)| *key == tag).map(|(k, v)| (k.clone(), v.clone()));
+                (DataType::List(Arc::new(Field::new("item", value, true))), metadata.collect())
+            }
         };
         let signature = Signature::new(TypeSignature::Any(arity), Volatility::Volatile);
-        Correlated { name: name.to_string(), plan, replan, mode, returns, signature, state }
+        Correlated { name: name.to_string(), plan, replan, mode, returns, metadata, signature, state }
     }
 
     /// The subquery's value for one tuple of outer values.
@@ -593,6 +601,10 @@ impl ScalarUDFImpl for Correlated {
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
         Ok(self.returns.clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(Field::new(&self.name, self.returns.clone(), true).with_metadata(self.metadata.clone())))
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

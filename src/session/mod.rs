@@ -13,6 +13,7 @@ pub mod copy;
 mod correlated;
 mod cursors;
 mod ddl;
+mod oid_tags;
 mod pg_functions;
 mod roles;
 pub mod settings;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -314,8 +315,10 @@ enum Kind {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     kind: Kind,
-    /// Types of `$1..$n`; `None` where nothing in the statement determines it.
-    pub param_types: Vec<Option<DataType>>,
+    /// Types of `$1..$n` as fields (the data type, and the oid tag of a parameter cast
+    /// to an oid type: see server/encode.rs `pg_type`); `None` where nothing in the
+    /// statement determines it.
+    pub param_types: Vec<Option<FieldRef>>,
     /// Result columns; empty for commands.
     pub schema: SchemaRef,
 }
@@ -505,12 +508,15 @@ impl Session {
 
     async fn plan_statement(&mut self, mut statement: Statement) -> WsResult<Prepared> {
         self.check_failed_block(Some(&statement))?;
+        let oid_tags = crate::sql::parameter_oid_tags(&statement);
         if let Some(command) = continuous::classify_sql(&statement) {
             return Ok(Prepared { kind: Kind::Continuous(command), param_types: Vec::new(), schema: empty_schema() });
         }
         if let Some(kind) = self.classify_compat(&statement).await? {
             let (schema, param_types) = match &kind {
-                Kind::Compat(compat::Command::Declare { plan, .. }) => (empty_schema(), parameter_types(plan)?),
+                Kind::Compat(compat::Command::Declare { plan, .. }) => {
+                    (empty_schema(), parameter_fields(plan, &oid_tags)?)
+                }
                 Kind::Compat(command) => (self.compat_schema(command)?, Vec::new()),
                 _ => unreachable!("classify_compat makes Compat kinds only"),
             };
@@ -538,7 +544,7 @@ impl Session {
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
         let plan = self.plan_query(statement).await?;
-        let param_types = parameter_types(&plan)?;
+        let param_types = parameter_fields(&plan, &oid_tags)?;
         let kind = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => {
                 Kind::CreateTable { plan, partition_by }
@@ -570,7 +576,7 @@ impl Session {
                     statement.name()
                 )));
             }
-            plan => Kind::Rows(plan),
+            plan => Kind::Rows(oid_tags::through_case(plan)?),
         };
         let schema = match &kind {
             Kind::Rows(plan) => Arc::new(plan.schema().as_arrow().clone()),
@@ -1031,6 +1037,28 @@ fn parameter_types(plan: &LogicalPlan) -> WsResult<Vec<Option<DataType>>> {
         ordered[index - 1] = data_type;
     }
     Ok(ordered)
+}
+
+/// `$n` as the client is told of them: [`parameter_types`], each parameter cast to an oid
+/// type carrying that type's tag (`tags`, from sql::parameter_oid_tags).
+fn parameter_fields(plan: &LogicalPlan, tags: &HashMap<String, String>) -> WsResult<Vec<Option<FieldRef>>> {
+    let key = datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY;
+    let types = parameter_types(plan)?;
+    Ok(types
+        .into_iter()
+        .enumerate()
+        .map(|(index, data_type)| {
+            let name = format!("${}", index + 1);
+            data_type.map(|data_type| {
+                let field = Field::new(name.as_str(), data_type, true);
+                let field = match tags.get(&name) {
+                    Some(tag) => field.with_metadata(HashMap::from([(key.to_string(), tag.clone())])),
+                    None => field,
+                };
+                Arc::new(field)
+            })
+        })
+        .collect())
 }
 
 /// Waits until `deadline`, or forever when there is none.

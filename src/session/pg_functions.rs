@@ -113,6 +113,7 @@ fn external(error: WsError) -> DataFusionError {
 /// from DataFusion or datafusion-pg-catalog: `version`, `pg_backend_pid`).
 pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32, indexes: IndexRegistry) {
     ctx.register_udaf(crate::sql::single_value_udaf());
+    super::oid_tags::register(ctx);
     let version = version_string();
     ctx.register_udf(function("version", &[0], Volatility::Stable, DataType::Utf8, move |_, rows| {
         Ok(Arc::new(StringArray::from(vec![version.as_str(); rows])))

@@ -176,6 +176,43 @@ fn scalar_function_column_aliases(statement: &mut datafusion::sql::sqlparser::as
     let _ = statement.visit(&mut Aliases);
 }
 
+/// Parameters the statement casts to an object-identifier type (`$1::oid`,
+/// `$1::oid[]`, `$2::regclass`): the `pg.oid_alias` tag each should carry, by parameter
+/// name. DataFusion plans these casts to int4 and keeps no trace of the type's name,
+/// which a client is told in ParameterDescription (asyncpg encodes what it is told, and
+/// has codecs for `oid[]` but not `int4[]`).
+pub fn parameter_oid_tags(statement: &Statement) -> std::collections::HashMap<String, String> {
+    use datafusion::sql::sqlparser::ast::{ArrayElemTypeDef, DataType, Expr, Value, ValueWithSpan, visit_expressions};
+    use datafusion_pg_catalog::pg_catalog::oid_field::{OID_ALIAS_TYPE_NAMES, kind};
+    fn tag(data_type: &DataType) -> Option<String> {
+        match data_type {
+            DataType::Regclass => Some(kind::REGCLASS.to_string()),
+            DataType::Custom(name, modifiers) if modifiers.is_empty() => name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map(|ident| ident.value.to_lowercase())
+                .filter(|name| OID_ALIAS_TYPE_NAMES.contains(&name.as_str())),
+            DataType::Array(ArrayElemTypeDef::SquareBracket(element, None) | ArrayElemTypeDef::AngleBracket(element)) => {
+                tag(element).filter(|_| !matches!(element.as_ref(), DataType::Array(_)))
+            }
+            _ => None,
+        }
+    }
+    let mut tags = std::collections::HashMap::new();
+    let Statement::Statement(inner) = statement else { return tags };
+    let _ = visit_expressions(inner.as_ref(), |expr| {
+        if let Expr::Cast { expr: operand, data_type, .. } = expr
+            && let Expr::Value(ValueWithSpan { value: Value::Placeholder(name), .. }) = operand.as_ref()
+            && let Some(tag) = tag(data_type)
+        {
+            tags.entry(name.clone()).or_insert(tag);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    tags
+}
+
 fn pg_compat_rewrite(statement: Statement) -> Statement {
     match statement {
         Statement::Statement(inner) => {

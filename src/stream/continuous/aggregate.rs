@@ -132,21 +132,19 @@ impl WindowAggregate {
                 }
             }
         }
+        // Each aggregate's arguments and FILTER are evaluated once over the whole batch;
+        // a window then takes only these arrays (not every column of the input, which
+        // may hold strings no aggregate reads).
+        let inputs = AggregateInputs::evaluate(&self.part, batch)?;
         let single = by_window.len() == 1 && counts.late_rows == 0;
         for (end, rows_of_window) in by_window {
-            let (group_columns, sub_batch) = if single {
-                (groups.clone(), batch.clone())
-            } else {
-                let indices = UInt32Array::from(rows_of_window);
-                let columns = groups.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
-                let taken = batch
-                    .columns()
-                    .iter()
-                    .map(|c| take(c, &indices, None))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (columns, RecordBatch::try_new(batch.schema(), taken)?)
-            };
-            self.update_window(end, &group_columns, &sub_batch)?;
+            if single {
+                self.update_window(end, &groups, &inputs)?;
+                continue;
+            }
+            let indices = UInt32Array::from(rows_of_window);
+            let taken_groups = groups.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
+            self.update_window(end, &taken_groups, &inputs.take(&indices)?)?;
         }
         if self.windows.len() > self.windows_open_max {
             return Err(WsError::new(
@@ -162,7 +160,7 @@ impl WindowAggregate {
         Ok(counts)
     }
 
-    fn update_window(&mut self, end: i64, groups: &[ArrayRef], batch: &RecordBatch) -> WsResult<()> {
+    fn update_window(&mut self, end: i64, groups: &[ArrayRef], inputs: &AggregateInputs) -> WsResult<()> {
         if !self.windows.contains_key(&end) {
             let state = WindowState {
                 groups: new_group_values(self.part.group_schema.clone(), &GroupOrdering::None)?,
@@ -174,28 +172,18 @@ impl WindowAggregate {
         self.group_indices.clear();
         window.groups.intern(groups, &mut self.group_indices)?;
         let total_groups = window.groups.len();
-        let rows = batch.num_rows();
-        for (spec, accumulator) in self.part.aggregates.iter().zip(window.accumulators.iter_mut()) {
-            let values: Vec<ArrayRef> = spec
-                .expr
-                .expressions()
-                .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<_, _>>()?;
-            let filter = match &spec.filter {
-                Some(filter) => {
-                    let array = filter.evaluate(batch)?.into_array(rows)?;
-                    Some(
-                        array
-                            .as_any()
-                            .downcast_ref::<BooleanArray>()
-                            .ok_or_else(|| WsError::internal("aggregate FILTER is not boolean"))?
-                            .clone(),
-                    )
-                }
+        assert_eq!(window.accumulators.len(), inputs.values.len(), "one input per aggregate");
+        for ((accumulator, values), filter) in window.accumulators.iter_mut().zip(&inputs.values).zip(&inputs.filters) {
+            let filter = match filter {
+                Some(array) => Some(
+                    array
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| WsError::internal("aggregate FILTER is not boolean"))?,
+                ),
                 None => None,
             };
-            accumulator.update_batch(&values, &self.group_indices, filter.as_ref(), total_groups)?;
+            accumulator.update_batch(values, &self.group_indices, filter, total_groups)?;
         }
         Ok(())
     }
@@ -277,6 +265,50 @@ impl WindowAggregate {
             self.windows.insert(end, WindowState { groups: kept_groups, accumulators: kept_accumulators });
         }
         Ok(batches)
+    }
+}
+
+/// What the aggregates of one batch read: per aggregate, its argument arrays and its
+/// FILTER (a boolean array), row for row with the batch or with one window's rows of it.
+struct AggregateInputs {
+    values: Vec<Vec<ArrayRef>>,
+    filters: Vec<Option<ArrayRef>>,
+}
+
+impl AggregateInputs {
+    fn evaluate(part: &AggregatePart, batch: &RecordBatch) -> WsResult<AggregateInputs> {
+        let rows = batch.num_rows();
+        let mut values = Vec::with_capacity(part.aggregates.len());
+        let mut filters = Vec::with_capacity(part.aggregates.len());
+        for spec in &part.aggregates {
+            values.push(
+                spec.expr
+                    .expressions()
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            filters.push(match &spec.filter {
+                Some(filter) => Some(filter.evaluate(batch)?.into_array(rows)?),
+                None => None,
+            });
+        }
+        Ok(AggregateInputs { values, filters })
+    }
+
+    /// The rows at `indices`, in that order.
+    fn take(&self, indices: &UInt32Array) -> WsResult<AggregateInputs> {
+        let values = self
+            .values
+            .iter()
+            .map(|arrays| arrays.iter().map(|a| take(a, indices, None)).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let filters = self
+            .filters
+            .iter()
+            .map(|filter| filter.as_ref().map(|f| take(f, indices, None)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AggregateInputs { values, filters })
     }
 }
 
