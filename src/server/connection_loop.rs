@@ -2,7 +2,8 @@
 //! timeout, dispatch to our handlers, error reporting), plus what PostgreSQL does and
 //! pgwire's loop cannot: send `NotificationResponse`s (LISTEN/NOTIFY, notify sinks)
 //! while the connection is idle, so a client waiting on its socket (psycopg's
-//! `notifies()`, psql between commands) gets them as they happen.
+//! `notifies()`, psql between commands) gets them as they happen; and send replies in
+//! one write per exchange (coalesce.rs).
 
 use std::io;
 use std::time::Duration;
@@ -14,6 +15,9 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, FramedParts};
+
+use super::coalesce::Coalescing;
 
 use crate::connectors::sinks::notify::Notification;
 
@@ -32,8 +36,15 @@ pub async fn serve_socket<H: PgWireServerHandlers>(
         _ = &mut startup_timeout => return Ok(()),
         socket = negotiate_tls(tcp, tls) => socket?,
     };
-    let Some(mut socket) = socket else {
+    let Some(socket) = socket else {
         return Ok(());
+    };
+    let mut socket = {
+        let parts = socket.into_parts();
+        let mut coalescing = FramedParts::new(Coalescing::new(parts.io), parts.codec);
+        coalescing.read_buf = parts.read_buf;
+        coalescing.write_buf = parts.write_buf;
+        Framed::from_parts(coalescing)
     };
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -64,6 +75,10 @@ pub async fn serve_socket<H: PgWireServerHandlers>(
         // Terminate: close at once (asyncpg waits for the server to hang up).
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break;
+        }
+        // A client waiting on its Flush gets what is buffered (PostgreSQL's rule).
+        if matches!(message, PgWireFrontendMessage::Flush(_)) {
+            socket.get_mut().flush_next();
         }
         let extended_query = match socket.state() {
             PgWireConnectionState::CopyInProgress(extended) => extended,

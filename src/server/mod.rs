@@ -7,6 +7,7 @@
 //! is done), then closes what is left. TLS and authentication: auth.rs and tls.rs.
 
 mod auth;
+mod coalesce;
 mod connection_loop;
 mod copy;
 pub mod encode;
