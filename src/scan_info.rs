@@ -1,11 +1,13 @@
 //! ScanInfoExec: a pass-through node over a scan that says, in EXPLAIN, what the scan
 //! reads from and how much of it exists: a lake table's version and files in the snapshot
 //! (next to Delta's own `count_files_scanned`), a source's retained chunks next to the
-//! chunks left after event-time pruning. It changes no rows, order or partitioning, and
-//! lets filters, limits and projections pass through to the scan below.
+//! chunks left after event-time pruning. It changes no rows, order or partitioning, lets
+//! filters, limits and projections pass through to the scan below, and reports the
+//! scan's statistics as its own.
 
 use std::sync::Arc;
 
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result as DfResult;
@@ -15,6 +17,7 @@ use datafusion::physical_plan::execution_plan::CardinalityEffect;
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
@@ -79,6 +82,18 @@ impl ExecutionPlan for ScanInfoExec {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         self.input.execute(partition, context)
+    }
+
+    /// The scan's own statistics (row counts, column min/max): the join planner picks
+    /// build sides and the aggregate planner shortcuts by them, so a wrapper that hid them
+    /// would make every plan over a lake table worse than the same plan over the scan.
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(&self, input_stats: &[Arc<Statistics>], _args: &StatisticsArgs) -> DfResult<Arc<Statistics>> {
+        assert_eq!(input_stats.len(), 1, "ScanInfoExec has exactly one child");
+        Ok(input_stats[0].clone())
     }
 
     fn supports_limit_pushdown(&self) -> bool {
