@@ -523,6 +523,9 @@ def main():
         demo_data = cache / "lake-bench-demo"
         catalog = work / "catalog-demo"
         shutil.rmtree(catalog, ignore_errors=True)
+        # The demo's Delta sink creates its managed table (and that table's catalog entry)
+        # on first start; a fresh catalog needs a fresh table beside it.
+        shutil.rmtree(demo_data / "tables", ignore_errors=True)
         catalog.mkdir(parents=True)
         shutil.copy(REPO / "catalog" / "demo.toml", catalog / "demo.toml")
         server = Server(args.bin, demo_data, catalog, 55460, work / "server-demo.log")
