@@ -150,13 +150,20 @@ mod tests {
         bytes
     }
 
-    /// Bytes the peer can read right now.
+    /// Bytes the peer can read right now (an in-memory pipe: what was written is there).
     async fn readable(peer: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        use futures::FutureExt;
         let mut out = vec![0u8; 1024];
-        match tokio::time::timeout(std::time::Duration::from_millis(50), peer.read(&mut out)).await {
-            Ok(Ok(n)) => out[..n].to_vec(),
+        match peer.read(&mut out).now_or_never() {
+            Some(Ok(n)) => out[..n].to_vec(),
             _ => Vec::new(),
         }
+    }
+
+    /// Writes `bytes` and flushes, as pgwire's `send` does.
+    async fn send(socket: &mut Coalescing<tokio::io::DuplexStream>, bytes: &[u8]) {
+        socket.write_all(bytes).await.unwrap();
+        socket.flush().await.unwrap();
     }
 
     #[tokio::test]
@@ -164,18 +171,15 @@ mod tests {
         let (ours, mut peer) = tokio::io::duplex(4096);
         let mut socket = Coalescing::new(ours);
         let bind = message(b'2', b"");
-        socket.write_all(&bind).await.unwrap();
-        socket.flush().await.unwrap();
+        send(&mut socket, &bind).await;
         assert!(readable(&mut peer).await.is_empty(), "BindComplete waits for the rest");
         let row = message(b'D', b"\x00\x01\x00\x00\x00\x011");
         let done = message(b'C', b"SELECT 1\x00");
         socket.write_all(&row).await.unwrap();
-        socket.write_all(&done).await.unwrap();
-        socket.flush().await.unwrap();
+        send(&mut socket, &done).await;
         assert!(readable(&mut peer).await.is_empty(), "CommandComplete waits for ReadyForQuery");
         let ready = message(b'Z', b"I");
-        socket.write_all(&ready).await.unwrap();
-        socket.flush().await.unwrap();
+        send(&mut socket, &ready).await;
         assert_eq!(readable(&mut peer).await, [bind, row, done, ready].concat());
     }
 
@@ -184,17 +188,14 @@ mod tests {
         let (ours, mut peer) = tokio::io::duplex(4096);
         let mut socket = Coalescing::new(ours);
         let parsed = message(b'1', b"");
-        socket.write_all(&parsed).await.unwrap();
         socket.flush_next();
-        socket.flush().await.unwrap();
+        send(&mut socket, &parsed).await;
         assert_eq!(readable(&mut peer).await, parsed, "the client's Flush sends ParseComplete");
         let parsed_again = message(b'1', b"");
-        socket.write_all(&parsed_again).await.unwrap();
-        socket.flush().await.unwrap();
+        send(&mut socket, &parsed_again).await;
         assert!(readable(&mut peer).await.is_empty(), "a requested flush is spent once");
         let copy_in = message(b'G', b"\x00\x00\x00");
-        socket.write_all(&copy_in).await.unwrap();
-        socket.flush().await.unwrap();
+        send(&mut socket, &copy_in).await;
         assert_eq!(readable(&mut peer).await, [parsed_again, copy_in].concat(), "COPY IN is awaited");
     }
 
