@@ -15,7 +15,6 @@ use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
 use watershed::error::sqlstate;
 
-const BIN: &str = env!("CARGO_BIN_EXE_watershed");
 
 mod support;
 use support::{Server, code_of, read_until_close, send_query};
@@ -48,7 +47,7 @@ async fn show(client: &Client, name: &str) -> String {
 
 /// Runs `watershed user add` with `password` on stdin.
 async fn user_add(file: &Path, name: &str, role: &str, method: &str, password: &str) -> std::process::Output {
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = tokio::process::Command::new(support::binary())
         .args(["user", "add", name, "--role", role, "--method", method, "--users-file"])
         .arg(file)
         .stdin(Stdio::piped())
@@ -321,7 +320,7 @@ async fn broken_tls_configuration_is_a_startup_error() {
 
 /// Runs the binary with data and catalog in `dir`; it must end by itself.
 async fn run_binary(dir: &Path, args: &[&str]) -> std::process::Output {
-    let run = tokio::process::Command::new(BIN)
+    let run = tokio::process::Command::new(support::binary())
         .current_dir(dir)
         .args(["--data-dir", "data", "--catalog-dir", "catalog"])
         .args(args)

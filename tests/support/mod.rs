@@ -91,6 +91,15 @@ pub async fn read_until_close(socket: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// The server binary the process tests run: `WATERSHED_BIN` when set (several worktrees
+/// sharing one target dir overwrite each other's `target/debug/watershed`, so each runs
+/// its own copy), else the one cargo built for this test.
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("WATERSHED_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_watershed").into())
+}
+
 /// A watershed server process on its own data and catalog dirs.
 pub struct Process {
     pub child: Child,
@@ -99,7 +108,7 @@ pub struct Process {
 
 impl Process {
     pub fn start(root: &std::path::Path, port: u16) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_watershed"))
+        let child = Command::new(binary())
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
