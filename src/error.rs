@@ -6,63 +6,148 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 
-/// SQLSTATE codes we emit (PostgreSQL Appendix A).
-pub mod sqlstate {
-    pub const SYNTAX_ERROR: &str = "42601";
-    pub const UNDEFINED_TABLE: &str = "42P01";
-    pub const UNDEFINED_COLUMN: &str = "42703";
-    pub const UNDEFINED_OBJECT: &str = "42704";
-    pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
-    pub const UNDEFINED_FUNCTION: &str = "42883";
-    pub const DUPLICATE_TABLE: &str = "42P07";
-    pub const DUPLICATE_COLUMN: &str = "42701";
-    pub const AMBIGUOUS_COLUMN: &str = "42702";
-    pub const DATATYPE_MISMATCH: &str = "42804";
-    pub const WRONG_OBJECT_TYPE: &str = "42809";
-    pub const DUPLICATE_OBJECT: &str = "42710";
-    pub const INVALID_PARAMETER_VALUE: &str = "22023";
-    pub const DIVISION_BY_ZERO: &str = "22012";
-    pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
-    pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-    pub const DATA_EXCEPTION: &str = "22000";
-    pub const INVALID_DATETIME_FORMAT: &str = "22007";
-    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
-    pub const QUERY_CANCELED: &str = "57014";
-    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
-    pub const ADMIN_SHUTDOWN: &str = "57P01";
-    pub const OUT_OF_MEMORY: &str = "53200";
-    pub const TOO_MANY_CONNECTIONS: &str = "53300";
-    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
-    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
-    pub const IO_ERROR: &str = "58030";
-    pub const CONFIG_FILE_ERROR: &str = "F0000";
-    pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
-    pub const INVALID_CURSOR_NAME: &str = "34000";
-    pub const INTERNAL_ERROR: &str = "XX000";
-    pub const PROTOCOL_VIOLATION: &str = "08P01";
-    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
-    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
-    pub const INVALID_PASSWORD: &str = "28P01";
-    pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
-    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
-    pub const NOT_NULL_VIOLATION: &str = "23502";
-    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
-    pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
+/// A PostgreSQL SQLSTATE (Appendix A) this server emits. Values exist only as the
+/// constants of [`sqlstate`], so each code is defined once, in one list, and every code
+/// the server sends is also one it recognizes when reading an error back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SqlState(&'static str);
+
+impl SqlState {
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The constant with this code, if the server has it.
+    pub fn parse(code: &str) -> Option<SqlState> {
+        sqlstate::ALL.iter().copied().find(|known| known.0 == code)
+    }
+
+    /// The two-character class (`42` for syntax errors and access rule violations).
+    pub fn class(self) -> &'static str {
+        &self.0[..2]
+    }
+}
+
+impl std::fmt::Display for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<&str> for SqlState {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Defines the constants of [`sqlstate`] and their list; a code that is not five
+/// characters does not compile.
+macro_rules! sqlstates {
+    ($($name:ident = $code:literal,)*) => {
+        /// SQLSTATE codes we emit (PostgreSQL Appendix A), each defined once.
+        pub mod sqlstate {
+            use super::SqlState;
+            $(
+                pub const $name: SqlState = {
+                    assert!($code.len() == 5, "SQLSTATE codes are five characters");
+                    SqlState($code)
+                };
+            )*
+            /// Every code above.
+            pub const ALL: &[SqlState] = &[$($name),*];
+        }
+    };
+}
+
+sqlstates! {
+    // Class 0A, 08: features and the connection.
+    FEATURE_NOT_SUPPORTED = "0A000",
+    PROTOCOL_VIOLATION = "08P01",
+    // Class 21, 22, 23: cardinality, data and integrity.
+    CARDINALITY_VIOLATION = "21000",
+    DATA_EXCEPTION = "22000",
+    NUMERIC_VALUE_OUT_OF_RANGE = "22003",
+    INVALID_DATETIME_FORMAT = "22007",
+    DIVISION_BY_ZERO = "22012",
+    CHARACTER_NOT_IN_REPERTOIRE = "22021",
+    INVALID_PARAMETER_VALUE = "22023",
+    INVALID_TEXT_REPRESENTATION = "22P02",
+    BAD_COPY_FILE_FORMAT = "22P04",
+    NOT_NULL_VIOLATION = "23502",
+    // Class 25, 26, 28, 2B: transactions, statements, authorization, dependencies.
+    ACTIVE_SQL_TRANSACTION = "25001",
+    READ_ONLY_SQL_TRANSACTION = "25006",
+    NO_ACTIVE_SQL_TRANSACTION = "25P01",
+    IN_FAILED_SQL_TRANSACTION = "25P02",
+    INVALID_SQL_STATEMENT_NAME = "26000",
+    INVALID_AUTHORIZATION_SPECIFICATION = "28000",
+    INVALID_PASSWORD = "28P01",
+    DEPENDENT_OBJECTS_STILL_EXIST = "2BP01",
+    // Class 34, 42: cursors, syntax and access rules.
+    INVALID_CURSOR_NAME = "34000",
+    SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION = "42000",
+    INSUFFICIENT_PRIVILEGE = "42501",
+    SYNTAX_ERROR = "42601",
+    DUPLICATE_COLUMN = "42701",
+    AMBIGUOUS_COLUMN = "42702",
+    UNDEFINED_COLUMN = "42703",
+    UNDEFINED_OBJECT = "42704",
+    DUPLICATE_OBJECT = "42710",
+    GROUPING_ERROR = "42803",
+    DATATYPE_MISMATCH = "42804",
+    WRONG_OBJECT_TYPE = "42809",
+    UNDEFINED_FUNCTION = "42883",
+    UNDEFINED_TABLE = "42P01",
+    DUPLICATE_CURSOR = "42P03",
+    DUPLICATE_TABLE = "42P07",
+    // Class 53, 54, 55, 57, 58: resources, limits, state, operator intervention, system.
+    OUT_OF_MEMORY = "53200",
+    TOO_MANY_CONNECTIONS = "53300",
+    DISK_FULL = "53100",
+    CONFIGURATION_LIMIT_EXCEEDED = "53400",
+    PROGRAM_LIMIT_EXCEEDED = "54000",
+    STATEMENT_TOO_COMPLEX = "54001",
+    OBJECT_NOT_IN_PREREQUISITE_STATE = "55000",
+    CANT_CHANGE_RUNTIME_PARAM = "55P02",
+    QUERY_CANCELED = "57014",
+    ADMIN_SHUTDOWN = "57P01",
+    IO_ERROR = "58030",
+    // Class F0, XX: configuration files, internal errors.
+    CONFIG_FILE_ERROR = "F0000",
+    INTERNAL_ERROR = "XX000",
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `source` keeps the error it was made from (DataFusion's, Delta's, an i/o error), so
+/// logs and `Error::source` walk the whole chain; the client sees code and message.
+#[derive(Debug, Clone)]
 pub struct WsError {
-    pub code: &'static str,
+    pub code: SqlState,
     pub message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Errors are equal when the client would see the same thing.
+impl PartialEq for WsError {
+    fn eq(&self, other: &WsError) -> bool {
+        self.code == other.code && self.message == other.message
+    }
+}
+
+impl Eq for WsError {}
 
 pub type WsResult<T> = Result<T, WsError>;
 
 impl WsError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> WsError {
-        debug_assert_eq!(code.len(), 5, "SQLSTATE codes are five characters");
-        WsError { code, message: message.into() }
+    pub fn new(code: SqlState, message: impl Into<String>) -> WsError {
+        WsError { code, message: message.into(), source: None }
+    }
+
+    /// The same error, remembering what caused it.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> WsError {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// A feature this server does not have: always 0A000, never a half-done answer.
@@ -94,7 +179,11 @@ impl std::fmt::Display for WsError {
     }
 }
 
-impl std::error::Error for WsError {}
+impl std::error::Error for WsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<ArrowError> for WsError {
     fn from(error: ArrowError) -> WsError {
@@ -104,9 +193,15 @@ impl From<ArrowError> for WsError {
 
 impl From<DataFusionError> for WsError {
     fn from(error: DataFusionError) -> WsError {
+        // Our own error travelling inside DataFusion's comes out as it went in.
+        if let DataFusionError::External(inner) = error.find_root()
+            && let Some(ws) = inner.downcast_ref::<WsError>()
+        {
+            return ws.clone();
+        }
         let code = datafusion_sqlstate(&error);
         let message = clean_message(&error);
-        WsError::new(code, message)
+        WsError::new(code, message).with_source(error)
     }
 }
 
@@ -122,17 +217,22 @@ impl From<deltalake::DeltaTableError> for WsError {
             E::Arrow { source } => arrow_sqlstate(source),
             _ => sqlstate::DATA_EXCEPTION,
         };
-        WsError::new(code, format!("delta: {error}"))
+        WsError::new(code, format!("delta: {error}")).with_source(error)
     }
 }
 
 impl From<std::io::Error> for WsError {
     fn from(error: std::io::Error) -> WsError {
-        WsError::new(sqlstate::IO_ERROR, format!("i/o: {error}"))
+        let code = match error.raw_os_error() {
+            // ENOSPC, EDQUOT: PostgreSQL's disk_full.
+            Some(28) | Some(122) => sqlstate::DISK_FULL,
+            _ => sqlstate::IO_ERROR,
+        };
+        WsError::new(code, format!("i/o: {error}")).with_source(error)
     }
 }
 
-fn arrow_sqlstate(error: &ArrowError) -> &'static str {
+fn arrow_sqlstate(error: &ArrowError) -> SqlState {
     match error {
         ArrowError::DivideByZero => sqlstate::DIVISION_BY_ZERO,
         ArrowError::ArithmeticOverflow(_) => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
@@ -158,7 +258,7 @@ fn arrow_sqlstate(error: &ArrowError) -> &'static str {
 
 /// Chooses the SQLSTATE from the structure of the error; falls back to the message only
 /// for planning errors, which DataFusion reports as plain strings.
-fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
+fn datafusion_sqlstate(error: &DataFusionError) -> SqlState {
     match error {
         DataFusionError::SQL(..) => sqlstate::SYNTAX_ERROR,
         DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
@@ -200,7 +300,7 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
 
 /// DataFusion's planner reports these as `Plan(String)`; the wording is stable across
 /// releases and covered by sql-tests, which fail if it changes.
-fn plan_sqlstate(message: &str) -> &'static str {
+fn plan_sqlstate(message: &str) -> SqlState {
     if message.contains("table '") && message.contains("not found") {
         sqlstate::UNDEFINED_TABLE
     } else if message.contains("Invalid function") || message.contains("function '") {
@@ -211,12 +311,21 @@ fn plan_sqlstate(message: &str) -> &'static str {
         sqlstate::DATATYPE_MISMATCH
     } else if message.contains("No field named") {
         sqlstate::UNDEFINED_COLUMN
-    } else {
+    } else if message.contains("GROUP BY clause") {
+        sqlstate::GROUPING_ERROR
+    } else if message.contains("not supported") || message.contains("Unsupported") {
+        sqlstate::FEATURE_NOT_SUPPORTED
+    } else if message.contains("different number of columns") {
+        // PostgreSQL: "each UNION query must have the same number of columns", 42601.
         sqlstate::SYNTAX_ERROR
+    } else {
+        // A planning error of a kind not recognized above: the query is at fault, but it
+        // is not known to be a syntax error, so the class's generic code.
+        sqlstate::SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION
     }
 }
 
-fn execution_sqlstate(message: &str) -> &'static str {
+fn execution_sqlstate(message: &str) -> SqlState {
     if message.contains("Divide by zero") || message.contains("division by zero") {
         sqlstate::DIVISION_BY_ZERO
     } else if message.contains("Cast error") || message.contains("Cannot cast") {
@@ -271,9 +380,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_code_is_defined_once_and_reads_back() {
+        let mut codes: Vec<&str> = sqlstate::ALL.iter().map(|code| code.as_str()).collect();
+        codes.sort_unstable();
+        let before = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), before, "a SQLSTATE is defined twice");
+        for code in sqlstate::ALL {
+            assert_eq!(sqlstate_static(code.as_str()), *code);
+        }
+        assert_eq!(sqlstate_static("99999"), sqlstate::INTERNAL_ERROR);
+        assert_eq!(sqlstate::SYNTAX_ERROR.class(), "42");
+    }
+
+    #[test]
+    fn errors_keep_their_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::from_raw_os_error(28);
+        let error = WsError::from(io);
+        assert_eq!(error.code, sqlstate::DISK_FULL);
+        assert!(error.source().is_some_and(|source| source.is::<std::io::Error>()));
+        let error = WsError::from(DataFusionError::Plan("table 't' not found".into()));
+        assert!(error.source().is_some_and(|source| source.is::<DataFusionError>()));
+    }
+
+    #[test]
     fn divide_by_zero_is_22012() {
         let error = DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None);
         assert_eq!(WsError::from(error).code, sqlstate::DIVISION_BY_ZERO);
+    }
+
+    #[test]
+    fn unrecognized_planning_errors_are_not_syntax_errors() {
+        let error = DataFusionError::Plan("Values list cannot be zero length".into());
+        assert_eq!(WsError::from(error).code, sqlstate::SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION);
+        let error = DataFusionError::Plan("Using clause not supported".into());
+        assert_eq!(WsError::from(error).code, sqlstate::FEATURE_NOT_SUPPORTED);
     }
 
     #[test]
@@ -299,21 +441,8 @@ mod tests {
     }
 }
 
-/// Maps a SQLSTATE read back from a wire error to our static constants (unknown codes
-/// become XX000: we only ever emit our own).
-pub fn sqlstate_static(code: &str) -> &'static str {
-    use sqlstate::*;
-    const ALL: &[&str] = &[
-        SYNTAX_ERROR, UNDEFINED_TABLE, UNDEFINED_COLUMN, UNDEFINED_OBJECT, CANT_CHANGE_RUNTIME_PARAM,
-        UNDEFINED_FUNCTION, DUPLICATE_TABLE, DUPLICATE_COLUMN, AMBIGUOUS_COLUMN, DATATYPE_MISMATCH,
-        INVALID_PARAMETER_VALUE, DIVISION_BY_ZERO, NUMERIC_VALUE_OUT_OF_RANGE,
-        INVALID_TEXT_REPRESENTATION, DATA_EXCEPTION, INVALID_DATETIME_FORMAT, FEATURE_NOT_SUPPORTED,
-        QUERY_CANCELED, READ_ONLY_SQL_TRANSACTION, ADMIN_SHUTDOWN, OUT_OF_MEMORY, TOO_MANY_CONNECTIONS, PROGRAM_LIMIT_EXCEEDED,
-        STATEMENT_TOO_COMPLEX, IO_ERROR, CONFIG_FILE_ERROR, INVALID_SQL_STATEMENT_NAME,
-        INVALID_CURSOR_NAME, PROTOCOL_VIOLATION, INSUFFICIENT_PRIVILEGE,
-        INVALID_AUTHORIZATION_SPECIFICATION, INVALID_PASSWORD,
-        BAD_COPY_FILE_FORMAT, CHARACTER_NOT_IN_REPERTOIRE, NOT_NULL_VIOLATION, WRONG_OBJECT_TYPE,
-        DUPLICATE_OBJECT, DEPENDENT_OBJECTS_STILL_EXIST, CONFIGURATION_LIMIT_EXCEEDED,
-    ];
-    ALL.iter().copied().find(|known| *known == code).unwrap_or(INTERNAL_ERROR)
+/// Maps a SQLSTATE read back from a wire error to our constants; a code we do not emit
+/// (none should reach us: the list above is every code we send) becomes XX000.
+pub fn sqlstate_static(code: &str) -> SqlState {
+    SqlState::parse(code).unwrap_or(sqlstate::INTERNAL_ERROR)
 }

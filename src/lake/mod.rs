@@ -316,10 +316,23 @@ impl TableProvider for LakeTable {
         // The provider of the snapshot answers; a refresh between planning and scan keeps
         // the same table configuration in every case that matters for pushdown.
         let loaded = self.loaded.try_read().map(|guard| guard.clone());
-        match loaded {
-            Ok(loaded) => loaded.provider.supports_filters_pushdown(filters),
-            Err(_) => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
-        }
+        let answers = match loaded {
+            Ok(loaded) => loaded.provider.supports_filters_pushdown(filters)?,
+            Err(_) => vec![TableProviderFilterPushDown::Inexact; filters.len()],
+        };
+        // Never Exact: deltalake 1.1 answers Exact for a filter that names only partition
+        // columns, or no column at all, and then applies it by file skipping alone, which
+        // keeps a file wherever the filter is NULL (skipping is conservative). So
+        // `WHERE x > 0 AND NULL` returned rows, where SQL's NULL conjunction keeps none.
+        // Inexact keeps DataFusion's own filter above the scan, which the pushed-down
+        // copy still prunes for.
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                TableProviderFilterPushDown::Exact => TableProviderFilterPushDown::Inexact,
+                other => other,
+            })
+            .collect())
     }
 
     async fn insert_into(

@@ -197,8 +197,8 @@ pub enum Step {
     Done(Role),
 }
 
-fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into())))
+fn fatal(code: crate::error::SqlState, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.to_string(), message.into())))
 }
 
 fn password_failed(user: &str) -> PgWireError {

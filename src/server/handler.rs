@@ -341,7 +341,7 @@ impl StartupHandler for Connection {
             _ => {
                 return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".into(),
-                    sqlstate::PROTOCOL_VIOLATION.into(),
+                    sqlstate::PROTOCOL_VIOLATION.to_string(),
                     "expected a startup or password message".into(),
                 ))));
             }

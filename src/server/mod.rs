@@ -160,7 +160,7 @@ async fn refuse(mut socket: TcpStream) {
     for (kind, value) in [
         (b'S', "FATAL"),
         (b'V', "FATAL"),
-        (b'C', sqlstate::TOO_MANY_CONNECTIONS),
+        (b'C', sqlstate::TOO_MANY_CONNECTIONS.as_str()),
         (b'M', "sorry, too many clients already"),
     ] {
         fields.push(kind);

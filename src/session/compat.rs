@@ -24,12 +24,9 @@ use super::cursors::Direction;
 use super::{CommandTag, Kind, Outcome, Session};
 use crate::error::{WsError, WsResult};
 
-/// SQLSTATE 25P01: the statement needs a transaction block.
-pub(super) const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
-/// SQLSTATE 25P02: the block failed; only its end is accepted.
-const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
-/// SQLSTATE 25001: the statement cannot run inside a block.
-const ACTIVE_SQL_TRANSACTION: &str = "25001";
+// 25P01: the statement needs a transaction block; 25P02: the block failed, only its end
+// is accepted; 25001: the statement cannot run inside a block.
+pub(super) use crate::error::sqlstate::{ACTIVE_SQL_TRANSACTION, IN_FAILED_SQL_TRANSACTION, NO_ACTIVE_SQL_TRANSACTION};
 
 /// Whether a session is inside a transaction block and whether that block failed.
 /// Shared with server/, which reports it in ReadyForQuery and marks the block failed on

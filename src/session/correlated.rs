@@ -48,8 +48,8 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::error::WsError;
 
-/// SQLSTATE 21000: a scalar subquery returned more than one row.
-const CARDINALITY_VIOLATION: &str = "21000";
+// 21000: a scalar subquery returned more than one row.
+use crate::error::sqlstate::CARDINALITY_VIOLATION;
 /// Unqualified columns a subquery may turn out to take from outside before giving up.
 const UNQUALIFIED_OUTER_MAX: usize = 16;
 

@@ -24,11 +24,9 @@ use futures::StreamExt;
 
 use crate::error::{WsError, WsResult, sqlstate};
 
-/// SQLSTATE 42P03: a cursor of that name is already open.
-const DUPLICATE_CURSOR: &str = "42P03";
-
-/// SQLSTATE 55000, for motions a forward-only cursor cannot make.
-const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+// 42P03: a cursor of that name is already open; 55000: a motion a forward-only cursor
+// cannot make.
+use crate::error::sqlstate::{DUPLICATE_CURSOR, OBJECT_NOT_IN_PREREQUISITE_STATE};
 
 /// Where a FETCH or MOVE goes, in PostgreSQL's terms (BACKWARD n is FORWARD -n, FIRST is
 /// ABSOLUTE 1, LAST is ABSOLUTE -1, NEXT is FORWARD 1, PRIOR is FORWARD -1).

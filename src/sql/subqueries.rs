@@ -543,7 +543,7 @@ impl SingleValueAccumulator {
         self.rows += rows;
         if self.rows > 1 {
             return Err(DataFusionError::External(Box::new(WsError::new(
-                "21000",
+                crate::error::sqlstate::CARDINALITY_VIOLATION,
                 "more than one row returned by a subquery used as an expression",
             ))));
         }

@@ -221,7 +221,7 @@ fn select_all_from(table: ObjectName) -> Query {
 
 /// A client-facing planning error: DataFusion carries it as `External`, and
 /// `crate::error` gives the client its SQLSTATE and message unchanged.
-fn fail(code: &'static str, message: impl Into<String>) -> DataFusionError {
+fn fail(code: crate::error::SqlState, message: impl Into<String>) -> DataFusionError {
     DataFusionError::External(Box::new(WsError::new(code, message)))
 }
 
