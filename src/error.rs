@@ -39,6 +39,10 @@ pub mod sqlstate {
     pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
     pub const INVALID_CURSOR_NAME: &str = "34000";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const DATA_CORRUPTED: &str = "XX001";
+    /// The statement's outcome is not known (PostgreSQL uses it for a COMMIT whose
+    /// connection was lost): a write that failed and could not be undone.
+    pub const TRANSACTION_RESOLUTION_UNKNOWN: &str = "08007";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
