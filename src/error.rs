@@ -62,6 +62,9 @@ macro_rules! sqlstates {
 sqlstates! {
     // Class 0A, 08: features and the connection.
     FEATURE_NOT_SUPPORTED = "0A000",
+    // 08007: the statement's outcome is not known (PostgreSQL uses it for a COMMIT whose
+    // connection was lost): a write that failed and could not be undone.
+    TRANSACTION_RESOLUTION_UNKNOWN = "08007",
     PROTOCOL_VIOLATION = "08P01",
     // Class 21, 22, 23: cardinality, data and integrity.
     CARDINALITY_VIOLATION = "21000",
@@ -115,6 +118,7 @@ sqlstates! {
     // Class F0, XX: configuration files, internal errors.
     CONFIG_FILE_ERROR = "F0000",
     INTERNAL_ERROR = "XX000",
+    DATA_CORRUPTED = "XX001",
 }
 
 /// An error with the SQLSTATE a PostgreSQL client should see.

@@ -360,6 +360,61 @@ async fn notify_sink_reaches_listeners() {
     server.stop().await;
 }
 
+/// A LISTEN connection that stops reading its socket: once its queue is full, the
+/// notify sink's notifications to it are dropped, and watershed.sinks counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_a_listener_does_not_read_are_counted_as_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(tempfile::tempdir().unwrap(), |_| {}).await;
+    let client = server.client().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client
+        .batch_execute("CREATE SINK loud AS SELECT k, v FROM ev WITH (connector = 'notify', channel = 'loud')")
+        .await
+        .unwrap();
+    // A raw connection: startup, LISTEN, then it never reads again.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    startup.extend_from_slice(b"user\0watershed\0database\0watershed\0\0");
+    let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    socket.write_all(&message).await.unwrap();
+    let ready = b"Z\0\0\0\x05I";
+    let read_until_ready = async |socket: &mut tokio::net::TcpStream| {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !seen.windows(ready.len()).any(|w| w == ready) {
+            let n = tokio::time::timeout(Duration::from_secs(30), socket.read(&mut buffer)).await.unwrap().unwrap();
+            assert!(n > 0, "the server closed the connection");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    };
+    read_until_ready(&mut socket).await;
+    support::send_query(&mut socket, "LISTEN loud").await;
+    read_until_ready(&mut socket).await;
+    // Notifications of about 7 kB: the socket's buffers and then the connection's queue
+    // (4096 notifications) fill within a few thousand rows.
+    let dropped_sql = "SELECT messages_dropped FROM watershed.sinks WHERE name = 'loud'";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut inserted = 0;
+    while count(&client, dropped_sql).await == 0 {
+        assert!(Instant::now() < deadline, "no notification dropped after {inserted} rows");
+        client
+            .batch_execute(&format!(
+                "INSERT INTO ev SELECT repeat('x', 7000), value, to_timestamp_millis({BASE_MS}) FROM generate_series(1, 500)"
+            ))
+            .await
+            .unwrap();
+        inserted += 500;
+    }
+    let row = client.query_one("SELECT rows_written, messages_dropped FROM watershed.sinks WHERE name = 'loud'", &[]).await.unwrap();
+    let (written, dropped): (i64, i64) = (row.get(0), row.get(1));
+    assert!(dropped > 0 && dropped <= written, "{dropped} dropped of {written} sent");
+    drop(socket);
+    server.stop().await;
+}
+
 /// Kill -9 at random points of an ingest -> TUMBLE view -> Delta sink pipeline: after
 /// the last restart the Delta table holds every closed window exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

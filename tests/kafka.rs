@@ -534,3 +534,72 @@ async fn kafka_sink_writes_json_rows_with_their_key() {
         ]
     );
 }
+
+/// The broker goes away while the sink has rows to send, then comes back: every row
+/// arrives (at least once), and the failure showed in watershed.sinks meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_sink_delivers_every_row_across_a_broker_outage() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("all_pay", 1, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    let (client, _dir) = start_in_process().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE pay (id BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest'); \
+             CREATE SINK all_pay AS SELECT id FROM pay \
+               WITH (connector = 'kafka', topic = 'all_pay', properties.bootstrap.server = '{bootstrap}', \
+                     properties.message.timeout.ms = '500')"
+        ))
+        .await
+        .expect("sink");
+    client.batch_execute("INSERT INTO pay SELECT value, now() FROM generate_series(1, 20)").await.expect("insert");
+    let sink_state = async || {
+        let row = client
+            .query_one("SELECT rows_written, last_error FROM watershed.sinks WHERE name = 'all_pay'", &[])
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, Option<String>>(1))
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while sink_state().await.0 < 20 {
+        assert!(Instant::now() < deadline, "the first rows are not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.broker_down(1).expect("broker down");
+    client.batch_execute("INSERT INTO pay SELECT value, now() FROM generate_series(21, 60)").await.expect("insert");
+    for first in (61..=200).step_by(20) {
+        let sql = format!("INSERT INTO pay SELECT value, now() FROM generate_series({first}, {})", first + 19);
+        client.batch_execute(&sql).await.expect("insert");
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, error) = sink_state().await;
+        if error.as_deref().is_some_and(|e| e.starts_with("kafka:")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delivery failure does not show: {error:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.broker_up(1).expect("broker up");
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "outage")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["all_pay"]).expect("subscribe");
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 200 {
+        let message = tokio::time::timeout(DEADLINE, consumer.recv()).await.expect("messages arrive").expect("message");
+        let payload: serde_json::Value = serde_json::from_slice(message.payload().expect("payload")).unwrap();
+        seen.insert(payload["id"].as_i64().expect("an id"));
+    }
+    assert_eq!(seen, (1..=200).collect(), "every row arrived");
+    let deadline = Instant::now() + DEADLINE;
+    while sink_state().await.1.is_some() {
+        assert!(Instant::now() < deadline, "last_error clears once delivery works again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

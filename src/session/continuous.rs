@@ -212,7 +212,7 @@ impl Session {
                 })?;
                 Ok(Target::Notify { channel: channel.to_string(), hub: self.engine.notify_hub().clone() })
             }
-            "kafka" => Ok(Target::Kafka(sinks::kafka::KafkaTarget::from_options(&def.options, view)?)),
+            "kafka" => Ok(Target::Kafka(sinks::kafka::KafkaTarget::from_options(&def.name, &def.options, view, self.engine.catalog().data_dir())?)),
             "" => Err(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "CREATE SINK needs WITH (connector = '...')")),
             other => Err(WsError::unsupported(format!(
                 "sink connector '{other}' does not exist (delta, kafka and notify are available)"

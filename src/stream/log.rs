@@ -245,7 +245,10 @@ impl RetainedLog {
         Ok(first_offset.expect("a batch over CHUNK_ROWS_TARGET rows has at least one slice"))
     }
 
-    fn append_chunk(&self, partition: u32, batch: RecordBatch, bytes: usize, arrival_ms: i64) -> WsResult<u64> {
+    /// What `append` refuses, checked without appending: a writer that must make rows
+    /// durable before they are appended (ingest) asks first, so that an append after the
+    /// fsync does not fail for rows already on disk.
+    pub fn check(&self, partition: u32, batch: &RecordBatch) -> WsResult<()> {
         if batch.schema().fields() != self.schema.fields() {
             return Err(WsError::internal(format!(
                 "batch schema {:?} does not match the source schema {:?}",
@@ -256,6 +259,11 @@ impl RetainedLog {
         if partition as usize >= PARTITIONS_MAX {
             return Err(WsError::internal(format!("partition {partition} beyond {PARTITIONS_MAX}")));
         }
+        Ok(())
+    }
+
+    fn append_chunk(&self, partition: u32, batch: RecordBatch, bytes: usize, arrival_ms: i64) -> WsResult<u64> {
+        self.check(partition, &batch)?;
         let event_us = match self.event_time {
             Some((index, _)) => Some(event_micros(batch.column(index))?),
             None => None,

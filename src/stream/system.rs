@@ -123,7 +123,8 @@ pub fn views_view(registry: ViewRegistry) -> SystemView {
 }
 
 /// `watershed.sinks`: per sink its connector and input, rows written, commits, last
-/// commit, lag (now minus the watermark delivered up to) and last error.
+/// commit, lag (now minus the watermark delivered up to), last error and messages
+/// dropped (notify: notifications a listener's full queue did not take).
 pub fn sinks_view(registry: SinkRegistry) -> SystemView {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -135,6 +136,7 @@ pub fn sinks_view(registry: SinkRegistry) -> SystemView {
         Field::new("delivered_until", timestamp_type(), true),
         Field::new("lag_ms", DataType::Int64, true),
         Field::new("last_error", DataType::Utf8, true),
+        Field::new("messages_dropped", DataType::Int64, false),
     ]));
     let rows = move |schema: &SchemaRef| -> DfResult<RecordBatch> {
         let sinks: Vec<Arc<Sink>> = registry.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
@@ -153,6 +155,7 @@ pub fn sinks_view(registry: SinkRegistry) -> SystemView {
             timestamps(sinks.iter().map(|s| s.stats.delivered_until_us())),
             Arc::new(Int64Array::from_iter(sinks.iter().map(|s| s.stats.delivered_until_us().map(|w| (now_us - w) / 1_000)))),
             Arc::new(StringArray::from_iter(sinks.iter().map(|s| s.stats.last_error()))),
+            Arc::new(Int64Array::from_iter_values(sinks.iter().map(|s| s.stats.messages_dropped.load(Ordering::Relaxed) as i64))),
         ];
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     };

@@ -51,7 +51,7 @@ pub fn app_id(sink: &str) -> String {
 }
 
 /// Rows of windows ending after `committed_us`.
-fn after(batch: &RecordBatch, window_end: usize, committed_us: Option<i64>) -> WsResult<RecordBatch> {
+pub(super) fn after(batch: &RecordBatch, window_end: usize, committed_us: Option<i64>) -> WsResult<RecordBatch> {
     let Some(committed) = committed_us else {
         return Ok(batch.clone());
     };

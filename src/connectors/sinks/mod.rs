@@ -4,11 +4,13 @@
 //!
 //! - `delta` (delta.rs): appends to a Delta table, exactly once, each commit carrying a
 //!   Delta application transaction (sink id, watermark) and the source offsets it covers;
-//! - `kafka` (kafka.rs): each row as a JSON message, at least once;
+//! - `kafka` (kafka.rs): each row as a JSON message, at least once: it resumes where
+//!   delivery stopped, and stops with an error rather than skip rows it cannot resend;
 //! - `notify` (notify.rs): each row as a JSON payload to `LISTEN`ers of a channel, at
 //!   most once per listener (as PostgreSQL's NOTIFY).
 //!
-//! `watershed.sinks` shows each sink's rows written, last commit, lag and last error.
+//! `watershed.sinks` shows each sink's rows written, last commit, lag, messages dropped
+//! and last error.
 
 pub mod delta;
 pub mod kafka;
@@ -62,6 +64,9 @@ impl SinkDef {
 pub struct SinkStats {
     pub rows_written: AtomicU64,
     pub commits: AtomicU64,
+    /// Messages sent but lost on the way (notify: a listener's queue was full); the
+    /// at-least-once and exactly-once sinks never drop one, they retry or stop.
+    pub messages_dropped: AtomicU64,
     /// ms since the epoch; i64::MIN before the first.
     last_commit_ms: AtomicI64,
     /// Watermark (µs) up to which rows are delivered; i64::MIN before the first.
@@ -74,6 +79,7 @@ impl Default for SinkStats {
         SinkStats {
             rows_written: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            messages_dropped: AtomicU64::new(0),
             last_commit_ms: AtomicI64::new(i64::MIN),
             delivered_until_us: AtomicI64::new(i64::MIN),
             last_error: Mutex::new(None),
@@ -94,6 +100,13 @@ impl SinkStats {
             self.delivered_until_us.fetch_max(w, Ordering::Relaxed);
         }
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Rows up to `watermark_us` are delivered, with no new rows (a watermark-only step).
+    pub fn record_watermark(&self, watermark_us: Option<i64>) {
+        if let Some(w) = watermark_us {
+            self.delivered_until_us.fetch_max(w, Ordering::Relaxed);
+        }
     }
 
     pub fn record_error(&self, sink: &str, error: &WsError) {

@@ -4,7 +4,8 @@
 //! As in PostgreSQL, a notification is delivered to every connection listening on its
 //! channel when it is sent; nothing is stored for later listeners. Each connection has
 //! a bounded queue (`QUEUE_MAX` notifications): a connection that does not read falls
-//! behind and loses notifications (counted), it never holds up the sender. Payloads are
+//! behind and loses notifications, it never holds up the sender. What a sink's
+//! notifications lost so is counted per sink (`watershed.sinks.messages_dropped`). Payloads are
 //! limited to 8000 bytes, PostgreSQL's limit.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,8 +96,9 @@ impl NotifyHub {
         });
     }
 
-    /// Sends a notification to every connection listening on `channel`.
-    pub fn notify(&self, channel: &str, payload: String, sender_pid: i32) -> WsResult<()> {
+    /// Sends a notification to every connection listening on `channel`. Returns how
+    /// many listeners did not get it because their queue was full.
+    pub fn notify(&self, channel: &str, payload: String, sender_pid: i32) -> WsResult<u64> {
         if payload.len() >= PAYLOAD_BYTES_MAX {
             return Err(WsError::new(
                 sqlstate::INVALID_PARAMETER_VALUE,
@@ -105,16 +107,19 @@ impl NotifyHub {
         }
         let routes = self.lock();
         let Some(listeners) = routes.channels.get(channel) else {
-            return Ok(());
+            return Ok(0);
         };
+        let mut dropped = 0;
         for connection in listeners {
             let Some(queue) = routes.queues.get(connection) else { continue };
             let notification = Notification { channel: channel.to_string(), payload: payload.clone(), sender_pid };
+            // Full, or closed by a connection on its way out: either way not delivered.
             if queue.try_send(notification).is_err() {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                dropped += 1;
             }
         }
-        Ok(())
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        Ok(dropped)
     }
 
     /// Notifications lost because a listener's queue was full.
@@ -168,7 +173,8 @@ pub async fn run(
         let delivered = rows_as_json(&emission.batch).and_then(|rows| {
             let count = rows.len() as u64;
             for row in rows {
-                hub.notify(&channel, row, 0)?;
+                let dropped = hub.notify(&channel, row, 0)?;
+                stats.messages_dropped.fetch_add(dropped, Ordering::Relaxed);
             }
             Ok(count)
         });
@@ -176,5 +182,30 @@ pub async fn run(
             Ok(rows) => stats.record_delivery(rows, emission.watermark_us),
             Err(error) => stats.record_error(&name, &error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_that_does_not_read_loses_notifications_and_they_are_counted() {
+        let hub = NotifyHub::default();
+        let mut reader = hub.connect(1);
+        let _not_reading = hub.connect(2);
+        hub.listen(1, "alerts");
+        hub.listen(2, "alerts");
+        for i in 0..QUEUE_MAX {
+            let payload = format!("{i}");
+            assert_eq!(hub.notify("alerts", payload, 0).unwrap(), 0, "both queues have room");
+            assert_eq!(reader.try_recv().unwrap().payload, format!("{i}"));
+        }
+        // Connection 2's queue is full: it loses what follows, connection 1 does not.
+        assert_eq!(hub.notify("alerts", "late".into(), 0).unwrap(), 1);
+        assert_eq!(hub.notify("alerts", "later".into(), 0).unwrap(), 1);
+        assert_eq!(reader.try_recv().unwrap().payload, "late");
+        assert_eq!(hub.dropped(), 2);
+        assert_eq!(hub.notify("nobody", "x".into(), 0).unwrap(), 0);
     }
 }
