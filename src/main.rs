@@ -172,10 +172,14 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The Delta kernel logs every error it returns at ERROR (`#[instrument(err)]`),
+    // including the expected "No files in log segment" when a table is probed before it
+    // is created. Its errors reach us as values and are reported with a SQLSTATE, so its
+    // own log is off by default (WATERSHED_LOG=buoyant_kernel=debug brings it back).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WATERSHED_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,buoyant_kernel=off,deltalake=warn,deltalake_core=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -209,6 +209,85 @@ async fn late_rows_are_counted_not_added_and_views_survive_a_restart() {
     server.stop().await;
 }
 
+/// Flink's rule, checked against its window tests with late events: a row behind the
+/// watermark is late for a view only when its window was already emitted. A row behind the
+/// watermark whose window is still open counts, live and after a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_behind_the_watermark_count_in_windows_not_yet_emitted() {
+    let server = Server::start(tempfile::tempdir().unwrap(), |_| {}).await;
+    let client = server.client().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW m AS SELECT window_start, window_end, count(*) AS n, sum(v) AS s \
+             FROM TUMBLE(ev, ts, INTERVAL '1' MINUTE) GROUP BY window_start, window_end",
+        )
+        .await
+        .unwrap();
+    let at = |s: i64| BASE_MS + s * 1_000;
+    // Watermark 40 s after the second row (delay 10 s); 35 s is behind it, but the window
+    // [0, 60 s) ends ahead of it: on time for the view.
+    insert(&client, &[("k".to_string(), 1, at(0))]).await;
+    insert(&client, &[("k".to_string(), 2, at(50))]).await;
+    insert(&client, &[("k".to_string(), 4, at(35))]).await;
+    assert_eq!(count(&client, "SELECT late_rows FROM watershed.sources WHERE name = 'ev'").await, 1, "behind the watermark");
+    // 70 s closes [0, 60 s) (watermark 60 s); then 20 s is late: its window was emitted.
+    insert(&client, &[("k".to_string(), 8, at(70))]).await;
+    wait_for_count(&client, "SELECT count(*) FROM m", 1).await;
+    insert(&client, &[("k".to_string(), 16, at(20))]).await;
+    wait_for_count(&client, "SELECT late_rows FROM watershed.materialized_views WHERE name = 'm'", 1).await;
+    let expected = vec![vec![Some("3".to_string()), Some("7".to_string())]];
+    assert_eq!(text_rows(&client, "SELECT n, s FROM m").await, expected, "the row behind the watermark counts");
+
+    // A replay reads the whole log at once and decides the same.
+    let dir = server.stop().await;
+    let server = Server::start(dir, |_| {}).await;
+    let client = server.client().await;
+    wait_for_count(&client, "SELECT count(*) FROM m", 1).await;
+    wait_for_count(&client, "SELECT late_rows FROM watershed.materialized_views WHERE name = 'm'", 1).await;
+    assert_eq!(text_rows(&client, "SELECT n, s FROM m").await, expected, "the same after a replay");
+    server.stop().await;
+}
+
+/// A limit refuses before it is passed, and a view that cannot go on stops and says why:
+/// it never emits windows that miss the rows of the step it refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_past_a_limit_stops_and_emits_nothing_partial() {
+    let server = Server::start(tempfile::tempdir().unwrap(), |config| config.views.windows_open_max = 3).await;
+    let client = server.client().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW m AS SELECT window_start, window_end, count(*) AS n \
+             FROM TUMBLE(ev, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end",
+        )
+        .await
+        .unwrap();
+    // Two windows: within the limit, and nothing closes (watermark 10 s behind).
+    insert(&client, &[("k".to_string(), 1, BASE_MS), ("k".to_string(), 1, BASE_MS + 1_000)]).await;
+    // Five more windows in one statement: over windows_open_max = 3, refused whole.
+    let five: Vec<_> = (2..7).map(|s| ("k".to_string(), 1, BASE_MS + s * 1_000)).collect();
+    insert(&client, &five).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = text_rows(&client, "SELECT state, last_error FROM watershed.materialized_views").await;
+        if state[0][0].as_deref() == Some("stopped") {
+            let error = state[0][1].clone().expect("the reason is shown");
+            assert!(error.contains("windows_open_max = 3"), "{error}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the view did not stop: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An event that would close every window: a stopped view emits nothing, in
+    // particular not the first two windows without the rows it refused.
+    insert(&client, &[("k".to_string(), 1, BASE_MS + 3_600_000)]).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(count(&client, "SELECT count(*) FROM m").await, 0);
+    assert_eq!(count(&client, "SELECT count(*) FROM ev").await, 8, "the source keeps every row");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_that_cannot_be_maintained_are_refused_with_the_reason() {
     let server = Server::start(tempfile::tempdir().unwrap(), |_| {}).await;

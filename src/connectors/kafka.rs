@@ -482,16 +482,42 @@ impl Reader {
                 self.source
                     .record_malformed(format!("kafka: malformed message {}[{partition}]@{offset}: {reason}", self.config.topic));
             }
-            if let Some(batch) = batch {
-                if let Err(error) = self.source.log.append(partition as u32, batch, arrival_ms) {
-                    self.source.record_error(&error);
-                }
+            let Err(error) = append_then_advance(&self.source, partition, batch, buffer.last_offset + 1, arrival_ms) else {
+                continue;
+            };
+            // The rows are not in the log: read them again from the broker rather than
+            // skip them. The position stays where it was; the source shows the error and
+            // makes no progress on this partition while the append keeps failing.
+            self.source.record_error(&error);
+            let first_offset = buffer.messages.first().map_or(buffer.last_offset, |m| m.2);
+            let timeout = Duration::from_millis(METADATA_TIMEOUT_MS);
+            if let Err(seek) = self.consumer.seek(&self.config.topic, partition, Offset::Offset(first_offset), timeout) {
+                self.consumer
+                    .context()
+                    .broker_error(format!("kafka: seeking {}[{partition}] back to {first_offset}: {seek}", self.config.topic));
             }
-            self.source.set_position(partition as u32, buffer.last_offset + 1);
+            std::thread::sleep(Duration::from_millis(START_RETRY_MS));
         }
         self.buffered = 0;
         self.first_buffered_at = None;
     }
+}
+
+/// Appends the decoded rows of one partition's messages and only then moves the
+/// partition's position past them (`next`): a failed append leaves the position on the
+/// first message not in the log, so nothing is skipped.
+fn append_then_advance(
+    source: &Source,
+    partition: i32,
+    batch: Option<RecordBatch>,
+    next: i64,
+    arrival_ms: i64,
+) -> Result<(), crate::error::WsError> {
+    if let Some(batch) = batch {
+        source.log.append(partition as u32, batch, arrival_ms)?;
+    }
+    source.set_position(partition as u32, next);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -603,6 +629,20 @@ mod tests {
         let (batch, errors) = csv.decode_buffer(&buffer(&["1,a,", "2,b,"]));
         assert_eq!(ids(&batch.unwrap()), vec![1, 2]);
         assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_position_on_the_rows_it_did_not_keep() {
+        let source = Source::new(spec(&[], "json"));
+        let decoder = MessageDecoder::new(source.spec.schema.clone(), Encode::Json);
+        let (batch, _) = decoder.decode_buffer(&buffer(&[r#"{"id": 1}"#, r#"{"id": 2}"#]));
+        append_then_advance(&source, 0, batch.clone(), 2, 1_000).unwrap();
+        assert_eq!(source.positions().get(&0), Some(&2));
+        // A partition the log refuses (beyond PARTITIONS_MAX): nothing appended, no move.
+        let beyond = PARTITIONS_MAX as i32;
+        append_then_advance(&source, beyond, batch, 7, 1_000).unwrap_err();
+        assert_eq!(source.positions().get(&(beyond as u32)), None, "the position did not pass rows it lost");
+        assert_eq!(source.log.stats().events_total, 2);
     }
 
     /// Produces `(partition, payload)` messages to the cluster and waits for delivery.

@@ -40,12 +40,31 @@ pub struct Chunk {
     /// Log offset of the chunk's first row; offsets count rows appended, from 0.
     pub first_offset: u64,
     pub bytes: usize,
-    /// Which rows were late when they arrived (None: none was). Kept so that continuous
-    /// queries leave out the same rows however they read the log, replays included.
-    pub late: Option<BooleanArray>,
+    /// Which rows were behind the watermark when they arrived, and that watermark (None:
+    /// none was). Kept so that continuous queries judge lateness the same way however they
+    /// read the log, replays included: a windowed view drops a late row only for windows
+    /// that end at or before the watermark it arrived behind (Flink's rule: late means the
+    /// window was already emitted). A chunk's late rows all arrived behind one watermark:
+    /// a batch with late rows is never merged into an earlier chunk.
+    pub late: Option<Late>,
     /// The log's watermark right after this chunk was appended: a reader that stops at
     /// this chunk has seen every row that watermark accounts for.
     pub watermark_after_us: Option<i64>,
+}
+
+/// The rows of a chunk (or of a slice of one) that arrived behind the watermark.
+#[derive(Debug, Clone)]
+pub struct Late {
+    /// True for each row whose event time was behind `watermark_us` when it arrived.
+    pub rows: BooleanArray,
+    /// The watermark those rows arrived behind (µs since the epoch).
+    pub watermark_us: i64,
+}
+
+impl Late {
+    fn slice(&self, offset: usize, length: usize) -> Late {
+        Late { rows: self.rows.slice(offset, length), watermark_us: self.watermark_us }
+    }
 }
 
 /// Event-time progress of one partition.
@@ -100,7 +119,7 @@ pub struct LogRead {
     /// Slices of retained chunks (no copy), in offset order.
     pub batches: Vec<RecordBatch>,
     /// For each batch, which of its rows were late when they arrived (None: none).
-    pub late: Vec<Option<BooleanArray>>,
+    pub late: Vec<Option<Late>>,
     /// Offset of the row after the last one returned: where the next read starts.
     pub next_offset: u64,
     /// Rows between the requested offset and the first retained one: lost to retention
@@ -279,15 +298,45 @@ impl RetainedLog {
         if rows == 0 {
             return Ok(first_offset);
         }
+        // Everything fallible comes before the first change to the state, so that a failed
+        // append leaves the log exactly as it was (no chunk dropped, no offset skipped).
         // Late rows: behind the watermark as it stood when they arrived.
         let mut late = None;
-        if let (Some(times), Some(watermark)) = (&event_us, state.watermark_us) {
-            let mask: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t < watermark))).collect();
-            let count = mask.true_count() as u64;
-            state.late_rows += count;
-            if count > 0 {
-                late = Some(mask);
+        if let (Some(times), Some(watermark_us)) = (&event_us, state.watermark_us) {
+            let mask: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t < watermark_us))).collect();
+            if mask.true_count() > 0 {
+                late = Some(Late { rows: mask, watermark_us });
             }
+        }
+        let merge_with_last = late.is_none()
+            && state.chunks.back().is_some_and(|last| {
+                last.partition == partition
+                    && last.batch.num_rows() + batch.num_rows() <= CHUNK_ROWS_TARGET
+                    && arrival_ms - last.arrival_ms <= CHUNK_ARRIVAL_SPAN_MS
+                    && last.first_offset + last.batch.num_rows() as u64 == first_offset
+                    && match merge_ranges(last.event_range_us, event_range_us) {
+                        Some((min, max)) => max - min <= CHUNK_EVENT_SPAN_US,
+                        None => true,
+                    }
+            });
+        let merged = match state.chunks.back().filter(|_| merge_with_last) {
+            Some(last) => {
+                let merged = concat_batches(&self.schema, [&last.batch, &batch])?;
+                let late = match &last.late {
+                    None => None,
+                    Some(last_late) => {
+                        let on_time = BooleanArray::from(vec![false; batch.num_rows()]);
+                        let joined = datafusion::arrow::compute::concat(&[&last_late.rows, &on_time])?;
+                        let rows = joined.as_any().downcast_ref::<BooleanArray>().expect("booleans concatenate to booleans");
+                        Some(Late { rows: rows.clone(), watermark_us: last_late.watermark_us })
+                    }
+                };
+                Some((merged, late))
+            }
+            None => None,
+        };
+        if let Some(late) = &late {
+            state.late_rows += late.rows.true_count() as u64;
         }
         if state.clocks.len() <= partition as usize {
             state.clocks.resize(partition as usize + 1, PartitionClock::default());
@@ -300,47 +349,27 @@ impl RetainedLog {
         self.advance_watermark(&mut state, arrival_ms);
         state.next_offset += rows;
         state.rows += rows;
-        state.bytes += bytes as u64;
-        let merge_with_last = state.chunks.back().is_some_and(|last| {
-            last.partition == partition
-                && last.batch.num_rows() + batch.num_rows() <= CHUNK_ROWS_TARGET
-                && arrival_ms - last.arrival_ms <= CHUNK_ARRIVAL_SPAN_MS
-                && last.first_offset + last.batch.num_rows() as u64 == first_offset
-                && match merge_ranges(last.event_range_us, event_range_us) {
-                    Some((min, max)) => max - min <= CHUNK_EVENT_SPAN_US,
-                    None => true,
+        let chunk = match merged {
+            Some((merged, merged_late)) => {
+                let last = state.chunks.pop_back().expect("merged with it above");
+                let merged_bytes = merged.get_array_memory_size();
+                state.bytes = state.bytes - last.bytes as u64 + merged_bytes as u64;
+                Chunk {
+                    batch: merged,
+                    partition,
+                    arrival_ms: arrival_ms.max(last.arrival_ms),
+                    event_range_us: merge_ranges(last.event_range_us, event_range_us),
+                    first_offset: last.first_offset,
+                    bytes: merged_bytes,
+                    late: merged_late,
+                    watermark_after_us: state.watermark_us,
                 }
-        });
-        let chunk = if merge_with_last {
-            let last = state.chunks.pop_back().expect("checked above");
-            state.bytes -= last.bytes as u64;
-            state.bytes -= bytes as u64;
-            let merged = concat_batches(&self.schema, [&last.batch, &batch])?;
-            let merged_bytes = merged.get_array_memory_size();
-            let late = match (&last.late, &late) {
-                (None, None) => None,
-                (a, b) => {
-                    let none = |rows: usize| BooleanArray::from(vec![false; rows]);
-                    let a = a.clone().unwrap_or_else(|| none(last.batch.num_rows()));
-                    let b = b.clone().unwrap_or_else(|| none(batch.num_rows()));
-                    let joined = datafusion::arrow::compute::concat(&[&a, &b])?;
-                    Some(joined.as_any().downcast_ref::<BooleanArray>().expect("booleans concatenate to booleans").clone())
-                }
-            };
-            state.bytes += merged_bytes as u64;
-            Chunk {
-                batch: merged,
-                partition,
-                arrival_ms: arrival_ms.max(last.arrival_ms),
-                event_range_us: merge_ranges(last.event_range_us, event_range_us),
-                first_offset: last.first_offset,
-                bytes: merged_bytes,
-                late,
-                watermark_after_us: state.watermark_us,
             }
-        } else {
-            let watermark_after_us = state.watermark_us;
-            Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes, late, watermark_after_us }
+            None => {
+                state.bytes += bytes as u64;
+                let watermark_after_us = state.watermark_us;
+                Chunk { batch, partition, arrival_ms, event_range_us, first_offset, bytes, late, watermark_after_us }
+            }
         };
         state.chunks.push_back(Arc::new(chunk));
         self.trim_locked(&mut state, arrival_ms);
@@ -534,6 +563,25 @@ mod tests {
         // Past the idle timeout partition 1 no longer counts.
         log.trim(1_500 + 10_000);
         assert_eq!(log.watermark_us(), Some(195_000_000));
+    }
+
+    #[test]
+    fn late_rows_keep_the_watermark_they_arrived_behind_and_start_their_own_chunk() {
+        let log = log(60_000, 1 << 30);
+        log.append(0, batch(&[1, 2], &[100, 110]), 1_000).unwrap();
+        // 90 s is behind the 105 s watermark; 120 s is not. Same partition, same second:
+        // it would merge, but a batch with late rows starts a chunk.
+        log.append(0, batch(&[3, 4], &[90, 120]), 1_100).unwrap();
+        log.append(0, batch(&[5], &[130]), 1_200).unwrap();
+        let snapshot = log.snapshot();
+        assert_eq!(snapshot.len(), 2, "the late batch is not merged into the first chunk");
+        assert!(snapshot[0].late.is_none());
+        let late = snapshot[1].late.as_ref().expect("late rows recorded");
+        assert_eq!(late.watermark_us, 105_000_000);
+        assert_eq!(late.rows.iter().collect::<Vec<_>>(), vec![Some(true), Some(false), Some(false)], "on-time rows merge after it");
+        let read = log.read_from(3, 10);
+        let sliced = read.late[0].as_ref().expect("the slice keeps its late rows");
+        assert_eq!((sliced.rows.len(), sliced.watermark_us), (2, 105_000_000));
     }
 
     #[test]

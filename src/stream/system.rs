@@ -80,7 +80,8 @@ impl TableProvider for SystemView {
 }
 
 /// `watershed.materialized_views`: per view its source, emit mode, stored rows, window
-/// state, watermark and lag, last emission, late rows and last error.
+/// state, watermark and lag, last emission, late rows, last error and state (`running`,
+/// or `stopped` after an error it cannot go on from).
 pub fn views_view(registry: ViewRegistry) -> SystemView {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -95,6 +96,7 @@ pub fn views_view(registry: ViewRegistry) -> SystemView {
         Field::new("events_in", DataType::Int64, false),
         Field::new("late_rows", DataType::Int64, false),
         Field::new("last_error", DataType::Utf8, true),
+        Field::new("state", DataType::Utf8, false),
     ]));
     let rows = move |schema: &SchemaRef| -> DfResult<RecordBatch> {
         let views: Vec<Arc<MaterializedView>> =
@@ -116,6 +118,7 @@ pub fn views_view(registry: ViewRegistry) -> SystemView {
             load(&|v| v.stats.events_in.load(Ordering::Relaxed) as i64),
             load(&|v| v.stats.late_rows.load(Ordering::Relaxed) as i64),
             Arc::new(StringArray::from_iter(views.iter().map(|v| v.stats.last_error()))),
+            Arc::new(StringArray::from_iter_values(views.iter().map(|v| v.stats.state()))),
         ];
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     };

@@ -683,8 +683,9 @@ impl GapScan {
     }
 }
 
-/// Indices of the rows of a sorted batch that start a new session: a new key, or a gap of
-/// at least `gap` since the previous event of the same key.
+/// Indices of the rows of a sorted batch that start a new session: a new key, or more than
+/// `gap` since the previous event of the same key. Events exactly `gap` apart stay in one
+/// session, as in Flink: each event's window is [t, t + gap) and windows that touch merge.
 fn session_starts(times: &[i64], keys: Option<&Rows>, open: Option<&OpenSession>, gap: i64) -> Vec<usize> {
     let mut starts = Vec::new();
     let Some(&first) = times.first() else {
@@ -697,7 +698,7 @@ fn session_starts(times: &[i64], keys: Option<&Rows>, open: Option<&OpenSession>
                 (Some(keys), Some(key)) => keys.row(0) != key.row(),
                 _ => false,
             };
-            new_key || first.saturating_sub(open.last) >= gap
+            new_key || first.saturating_sub(open.last) > gap
         }
     };
     if first_starts {
@@ -706,14 +707,14 @@ fn session_starts(times: &[i64], keys: Option<&Rows>, open: Option<&OpenSession>
     match keys {
         Some(keys) => {
             for i in 1..times.len() {
-                if times[i].saturating_sub(times[i - 1]) >= gap || keys.row(i) != keys.row(i - 1) {
+                if times[i].saturating_sub(times[i - 1]) > gap || keys.row(i) != keys.row(i - 1) {
                     starts.push(i);
                 }
             }
         }
         None => {
             for i in 1..times.len() {
-                if times[i].saturating_sub(times[i - 1]) >= gap {
+                if times[i].saturating_sub(times[i - 1]) > gap {
                     starts.push(i);
                 }
             }
@@ -784,14 +785,17 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_of_at_least_gap_starts_a_new_session() {
+    fn more_than_gap_starts_a_new_session_and_touching_windows_merge() {
         let mut scan = scan(false, 10, pool());
-        scan.push(input(&[0, 0, 0, 0], &[0, 9, 19, 30])).unwrap();
+        scan.push(input(&[0, 0, 0, 0, 0], &[0, 9, 19, 30, 41])).unwrap();
+        // Across batches too: 51 is exactly one gap after 41.
+        scan.push(input(&[0], &[51])).unwrap();
         scan.finish().unwrap();
-        // 0 and 9 (gap 9 < 10), 19 (gap 10: new), 30 (gap 11: new).
+        // 0 and 9 (9 apart), 19 (10 apart: [9, 19) touches [19, 29), Flink merges them),
+        // 30 (11 apart: new), 41 (11: new), 51 (10: same session).
         assert_eq!(
             drain(&mut scan),
-            vec![(0, 0, 0, 19), (0, 9, 0, 19), (0, 19, 19, 29), (0, 30, 30, 40)]
+            vec![(0, 0, 0, 29), (0, 9, 0, 29), (0, 19, 0, 29), (0, 30, 30, 40), (0, 41, 41, 61), (0, 51, 41, 61)]
         );
     }
 

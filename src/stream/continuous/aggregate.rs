@@ -9,6 +9,12 @@
 //!
 //! Without a `window_end` key (EMIT ON UPDATE) there is one window that never closes,
 //! and [`WindowAggregate::current`] evaluates it without consuming it.
+//!
+//! Limits refuse before they are passed: a batch that would open windows beyond
+//! `windows_open_max`, or whose group keys and aggregate inputs (an estimate of what it
+//! can add) would take the state past `state_bytes_max`, is refused whole, before any
+//! window is touched. A refused or failed update leaves the view unable to go on: its
+//! task stops with the error (stream/continuous/mod.rs) and never emits what it holds.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,7 +54,13 @@ pub struct WindowAggregate {
     emitted_until_us: Option<i64>,
     windows_open_max: usize,
     state_bytes_max: usize,
+    /// Bytes held by the open windows, kept current by every update and close.
+    state_bytes: usize,
     group_indices: Vec<usize>,
+}
+
+fn window_bytes(window: &WindowState) -> usize {
+    window.groups.size() + window.accumulators.iter().map(|a| a.size()).sum::<usize>()
 }
 
 fn new_accumulator(spec: &AggregateSpec) -> WsResult<Box<dyn GroupsAccumulator>> {
@@ -82,6 +94,7 @@ impl WindowAggregate {
             emitted_until_us: None,
             windows_open_max,
             state_bytes_max,
+            state_bytes: 0,
             group_indices: Vec::new(),
         }
     }
@@ -92,10 +105,8 @@ impl WindowAggregate {
 
     /// Bytes held by open windows: group keys plus accumulator states.
     pub fn state_bytes(&self) -> usize {
-        self.windows
-            .values()
-            .map(|w| w.groups.size() + w.accumulators.iter().map(|a| a.size()).sum::<usize>())
-            .sum()
+        debug_assert_eq!(self.state_bytes, self.windows.values().map(window_bytes).sum::<usize>());
+        self.state_bytes
     }
 
     /// Adds one batch of the aggregate's input.
@@ -136,6 +147,7 @@ impl WindowAggregate {
         // a window then takes only these arrays (not every column of the input, which
         // may hold strings no aggregate reads).
         let inputs = AggregateInputs::evaluate(&self.part, batch)?;
+        self.check_limits(&by_window, &groups, &inputs)?;
         let single = by_window.len() == 1 && counts.late_rows == 0;
         for (end, rows_of_window) in by_window {
             if single {
@@ -146,17 +158,6 @@ impl WindowAggregate {
             let taken_groups = groups.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
             self.update_window(end, &taken_groups, &inputs.take(&indices)?)?;
         }
-        if self.windows.len() > self.windows_open_max {
-            return Err(WsError::new(
-                sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                format!(
-                    "the view has {} open windows, over windows_open_max = {}; the watermark is not advancing \
-                     or windows are too small for the allowed delay",
-                    self.windows.len(),
-                    self.windows_open_max
-                ),
-            ));
-        }
         Ok(counts)
     }
 
@@ -166,9 +167,11 @@ impl WindowAggregate {
                 groups: new_group_values(self.part.group_schema.clone(), &GroupOrdering::None)?,
                 accumulators: new_accumulators(&self.part)?,
             };
+            self.state_bytes += window_bytes(&state);
             self.windows.insert(end, state);
         }
         let window = self.windows.get_mut(&end).expect("inserted above");
+        let bytes_before = window_bytes(window);
         self.group_indices.clear();
         window.groups.intern(groups, &mut self.group_indices)?;
         let total_groups = window.groups.len();
@@ -185,52 +188,60 @@ impl WindowAggregate {
             };
             accumulator.update_batch(values, &self.group_indices, filter, total_groups)?;
         }
+        self.state_bytes = self.state_bytes - bytes_before + window_bytes(window);
         Ok(())
     }
 
-    /// Checks the state limit; called after each step's updates.
-    pub fn check_state_bytes(&self) -> WsResult<usize> {
-        let bytes = self.state_bytes();
-        if bytes > self.state_bytes_max {
+    /// Refuses a batch that would pass a limit, before any window is touched: the windows
+    /// it would open, and its group keys plus aggregate inputs as an estimate of the bytes
+    /// it can add (accumulators and group tables grow by about what they are given).
+    fn check_limits(&self, by_window: &HashMap<i64, Vec<u32>>, groups: &[ArrayRef], inputs: &AggregateInputs) -> WsResult<()> {
+        let opened = by_window.keys().filter(|end| !self.windows.contains_key(end)).count();
+        if self.windows.len() + opened > self.windows_open_max {
             return Err(WsError::new(
-                sqlstate::OUT_OF_MEMORY,
-                format!("the view's window state is {bytes} bytes, over state_bytes_max = {}", self.state_bytes_max),
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "the view would have {} open windows, over windows_open_max = {}; the watermark is not advancing \
+                     or windows are too small for the allowed delay",
+                    self.windows.len() + opened,
+                    self.windows_open_max
+                ),
             ));
         }
-        Ok(bytes)
+        let added_bytes = groups.iter().map(|a| a.get_array_memory_size()).sum::<usize>() + inputs.bytes();
+        if self.state_bytes + added_bytes > self.state_bytes_max {
+            return Err(WsError::new(
+                sqlstate::OUT_OF_MEMORY,
+                format!(
+                    "the view's window state is {} bytes and the next rows could add {added_bytes}, over \
+                     state_bytes_max = {}",
+                    self.state_bytes, self.state_bytes_max
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    /// Evaluates and frees every window ending at or before `watermark_us`, oldest first.
+    /// Evaluates every window ending at or before `watermark_us`, oldest first, and frees
+    /// them once all are evaluated: a failure frees nothing (and stops the view).
     pub fn close_until(&mut self, watermark_us: i64) -> WsResult<Vec<RecordBatch>> {
         assert!(self.part.window_end.is_some(), "only windowed aggregates close windows");
-        let still_open = self.windows.split_off(&(watermark_us.saturating_add(1)));
-        let closed = std::mem::replace(&mut self.windows, still_open);
-        self.emitted_until_us = Some(self.emitted_until_us.map_or(watermark_us, |u| u.max(watermark_us)));
-        let mut batches = Vec::with_capacity(closed.len());
-        for (_, mut window) in closed {
-            batches.push(self.evaluate(&mut window)?);
+        let ends: Vec<i64> = self.windows.range(..=watermark_us).map(|(end, _)| *end).collect();
+        let mut batches = Vec::with_capacity(ends.len());
+        for end in &ends {
+            let window = self.windows.get_mut(end).expect("listed above");
+            batches.push(evaluate(&self.part, window)?);
         }
+        for end in &ends {
+            let window = self.windows.remove(end).expect("listed above");
+            self.state_bytes -= window_bytes(&window);
+        }
+        self.emitted_until_us = Some(self.emitted_until_us.map_or(watermark_us, |u| u.max(watermark_us)));
         Ok(batches)
     }
 
-    fn evaluate(&self, window: &mut WindowState) -> WsResult<RecordBatch> {
-        let mut columns = window.groups.emit(EmitTo::All)?;
-        for accumulator in window.accumulators.iter_mut() {
-            columns.push(accumulator.evaluate(EmitTo::All)?);
-        }
-        self.output_batch(columns)
-    }
-
     fn output_batch(&self, columns: Vec<ArrayRef>) -> WsResult<RecordBatch> {
-        let schema = self.part.output_schema.clone();
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields().iter())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() { Ok(column) } else { cast(&column, field.data_type()) }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(schema, columns)?)
+        output_batch(&self.part, columns)
     }
 
     /// Current values of every open window's groups, leaving the state as it was
@@ -240,6 +251,7 @@ impl WindowAggregate {
         let ends: Vec<i64> = self.windows.keys().copied().collect();
         for end in ends {
             let mut window = self.windows.remove(&end).expect("key listed above");
+            self.state_bytes -= window_bytes(&window);
             let group_columns = window.groups.emit(EmitTo::All)?;
             let count = group_columns.first().map_or(0, |c| c.len());
             let mut kept_groups = new_group_values(self.part.group_schema.clone(), &GroupOrdering::None)?;
@@ -262,10 +274,33 @@ impl WindowAggregate {
             if count > 0 {
                 batches.push(self.output_batch(columns)?);
             }
-            self.windows.insert(end, WindowState { groups: kept_groups, accumulators: kept_accumulators });
+            let kept = WindowState { groups: kept_groups, accumulators: kept_accumulators };
+            self.state_bytes += window_bytes(&kept);
+            self.windows.insert(end, kept);
         }
         Ok(batches)
     }
+}
+
+/// The final rows of one window (its groups and accumulators are emitted and reset).
+fn evaluate(part: &AggregatePart, window: &mut WindowState) -> WsResult<RecordBatch> {
+    let mut columns = window.groups.emit(EmitTo::All)?;
+    for accumulator in window.accumulators.iter_mut() {
+        columns.push(accumulator.evaluate(EmitTo::All)?);
+    }
+    output_batch(part, columns)
+}
+
+fn output_batch(part: &AggregatePart, columns: Vec<ArrayRef>) -> WsResult<RecordBatch> {
+    let schema = part.output_schema.clone();
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields().iter())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() { Ok(column) } else { cast(&column, field.data_type()) }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// What the aggregates of one batch read: per aggregate, its argument arrays and its
@@ -294,6 +329,13 @@ impl AggregateInputs {
             });
         }
         Ok(AggregateInputs { values, filters })
+    }
+
+    /// Memory of the evaluated arguments and filters.
+    fn bytes(&self) -> usize {
+        let values: usize = self.values.iter().flatten().map(|a| a.get_array_memory_size()).sum();
+        let filters: usize = self.filters.iter().flatten().map(|a| a.get_array_memory_size()).sum();
+        values + filters
     }
 
     /// The rows at `indices`, in that order.

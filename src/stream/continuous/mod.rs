@@ -7,6 +7,17 @@
 //! window the watermark has passed and stores its rows ([`store::ViewStore`]), which
 //! readers, subscribers and sinks take from. Nothing re-runs the query over past events.
 //!
+//! A step is applied whole or the view stops: the rows a step read are gone from the
+//! view's reading position once read, so a step that fails (a limit refused, an error in
+//! the query) leaves the view `stopped` with the error in `last_error`, never emitting a
+//! window that would miss rows. Windows are emitted by one store append per step, after
+//! everything else in the step succeeded.
+//!
+//! Lateness follows Flink: a row is late for a window only when the window was already
+//! emitted. The log records the watermark each late row arrived behind; before such rows
+//! are added, the windows that watermark had closed are closed, so the rows count in every
+//! window still open and a replay decides the same as the live run.
+//!
 //! Recovery is by replay, not checkpoint: the view's state is a function of its source's
 //! retained log, so after a restart (or a kill -9) the task starts again at the log's
 //! first retained row and rebuilds the same windows. Ingest sources replay their
@@ -20,7 +31,7 @@ pub mod slot;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -98,12 +109,19 @@ pub struct ViewStats {
     /// µs since the epoch; i64::MIN until the first watermark.
     watermark_us: AtomicI64,
     last_error: Mutex<Option<String>>,
+    /// The view stopped on an error (in `last_error`) and emits nothing more.
+    stopped: AtomicBool,
 }
 
 impl ViewStats {
     pub fn watermark_us(&self) -> Option<i64> {
         let value = self.watermark_us.load(Ordering::Relaxed);
         (value != i64::MIN).then_some(value)
+    }
+
+    /// `running`, or `stopped` after an error the view cannot go on from.
+    pub fn state(&self) -> &'static str {
+        if self.stopped.load(Ordering::Relaxed) { "stopped" } else { "running" }
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -238,7 +256,13 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
             }
         };
         if let Err(error) = stepped {
+            // The step's rows were read and may be half applied: going on would emit
+            // windows that miss them. The view stops, says why, and emits nothing more;
+            // its stored rows stay readable. A restart replays its sources afresh.
             view.record_error(&error);
+            view.stats.stopped.store(true, Ordering::Relaxed);
+            tracing::error!(view = view.name(), error = %error.message, "materialized view stopped");
+            break;
         }
         if more {
             // Catching up: read on at once, letting other tasks run between steps.
@@ -252,33 +276,6 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
         }
     }
     tracing::debug!(view = view.name(), "materialized view stopped");
-}
-
-/// The rows that were not late when they arrived (the log says which were), when the
-/// view has windows to protect; late rows are counted. The log's verdict, not the
-/// view's reading pace, decides, so a replay leaves out exactly the same rows.
-fn without_late(
-    view: &MaterializedView,
-    batches: Vec<RecordBatch>,
-    late: Vec<Option<datafusion::arrow::array::BooleanArray>>,
-    windowed: bool,
-) -> WsResult<Vec<RecordBatch>> {
-    if !windowed {
-        return Ok(batches);
-    }
-    assert_eq!(batches.len(), late.len(), "one late mask per batch");
-    let mut kept = Vec::with_capacity(batches.len());
-    for (batch, late) in batches.into_iter().zip(late) {
-        match late {
-            None => kept.push(batch),
-            Some(late) => {
-                view.stats.late_rows.fetch_add(late.true_count() as u64, Ordering::Relaxed);
-                let on_time = datafusion::arrow::compute::not(&late)?;
-                kept.push(datafusion::arrow::compute::filter_record_batch(&batch, &on_time)?);
-            }
-        }
-    }
-    Ok(kept)
 }
 
 /// Rows of `batch` whose `column` (a timestamp) is in (after, until] (µs); `after` None
@@ -308,24 +305,50 @@ async fn step_window_join(
     let mut watermark_us: Option<i64> = None;
     let mut all_have_watermark = true;
     let source_offset = reads.first().map_or(0, |r| r.next_offset);
-    for ((read, buffer), (source, _)) in reads.into_iter().zip(buffers.iter_mut()).zip(&plan.sources) {
+    // Rows no window still to be emitted can hold are late (Flink's rule: late means
+    // every window of the row was already emitted): counted, not buffered. The others are
+    // kept, behind the watermark or not, and count in the windows not yet emitted.
+    let mut arrived: Vec<Vec<RecordBatch>> = Vec::with_capacity(reads.len());
+    for (read, (source, _)) in reads.into_iter().zip(&plan.sources) {
         let rows: usize = read.batches.iter().map(|b| b.num_rows()).sum();
         view.stats.events_in.fetch_add(rows as u64, Ordering::Relaxed);
-        let _ = source;
-        buffer.extend(without_late(view, read.batches, read.late, true)?);
+        let kept = match *emitted_until_us {
+            None => read.batches,
+            Some(until) => {
+                let event_time = source.spec.event_time.as_ref().expect("checked at CREATE").index;
+                let after = until - buffered.size_max_us - 1;
+                let kept = read
+                    .batches
+                    .iter()
+                    .map(|batch| rows_between(batch, event_time, Some(after), i64::MAX))
+                    .collect::<WsResult<Vec<_>>>()?;
+                let kept_rows: usize = kept.iter().map(|b| b.num_rows()).sum();
+                view.stats.late_rows.fetch_add((rows - kept_rows) as u64, Ordering::Relaxed);
+                kept
+            }
+        };
+        arrived.push(kept);
         match read.watermark_us {
             Some(w) => watermark_us = Some(watermark_us.map_or(w, |m| m.min(w))),
             None => all_have_watermark = false,
         }
     }
-    let bytes: usize = buffers.iter().flatten().map(|b| b.get_array_memory_size()).sum();
-    view.stats.state_bytes.store(bytes as u64, Ordering::Relaxed);
-    if bytes > limits.state_bytes_max {
+    // The limit refuses before the rows are buffered.
+    let held: usize = buffers.iter().flatten().map(|b| b.get_array_memory_size()).sum();
+    let new: usize = arrived.iter().flatten().map(|b| b.get_array_memory_size()).sum();
+    if held + new > limits.state_bytes_max {
         return Err(WsError::new(
             crate::error::sqlstate::OUT_OF_MEMORY,
-            format!("the view holds {bytes} bytes of rows of open windows, over state_bytes_max = {}", limits.state_bytes_max),
+            format!(
+                "the view holds {held} bytes of rows of open windows and {new} more arrived, over state_bytes_max = {}",
+                limits.state_bytes_max
+            ),
         ));
     }
+    for (buffer, batches) in buffers.iter_mut().zip(arrived) {
+        buffer.extend(batches);
+    }
+    view.stats.state_bytes.store((held + new) as u64, Ordering::Relaxed);
     let Some(w) = watermark_us.filter(|_| all_have_watermark) else {
         return Ok(());
     };
@@ -361,6 +384,37 @@ async fn step_window_join(
     Ok(())
 }
 
+/// Pushes one run of new rows through the input pipeline, into the aggregate or (a view
+/// without one) into `direct`.
+async fn run_input(
+    view: &MaterializedView,
+    plan: &ContinuousPlan,
+    rows: Vec<RecordBatch>,
+    aggregate: Option<&mut WindowAggregate>,
+    direct: &mut Vec<RecordBatch>,
+) -> WsResult<()> {
+    let count: usize = rows.iter().map(|b| b.num_rows()).sum();
+    if count == 0 {
+        return Ok(());
+    }
+    view.stats.events_in.fetch_add(count as u64, Ordering::Relaxed);
+    let input_slot = &plan.sources[0].1;
+    input_slot.set(rows);
+    let out = plan.input.run().await;
+    input_slot.set(Vec::new());
+    let out = out?;
+    match aggregate {
+        None => direct.extend(out),
+        Some(state) => {
+            for batch in &out {
+                let counts = state.update(batch)?;
+                view.stats.late_rows.fetch_add(counts.late_rows, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(())
+}
+
 type AggregateState<'a> = (&'a mut WindowAggregate, &'a Arc<slot::Slot>, &'a plan::Pipeline);
 
 async fn step(
@@ -376,35 +430,33 @@ async fn step(
     let at = store::Step { watermark_us, source_offset: read.next_offset, now_ms };
     let mut aggregate: Option<AggregateState> = aggregate.map(|(a, s, u)| (a, &*s, &*u));
     let mut direct = Vec::new();
-    // Group the new rows into runs of at most STEP_ROWS_MAX.
+    // Groups of closed windows, for the upper pipeline.
+    let mut closing: Vec<RecordBatch> = Vec::new();
+    // The new rows go through the input pipeline in runs of at most STEP_ROWS_MAX.
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
     let windowed = plan.aggregate_windowed;
-    let batches = without_late(view, read.batches, read.late, windowed)?;
-    let mut batches = batches.into_iter().peekable();
-    while let Some(batch) = batches.next() {
+    assert_eq!(read.batches.len(), read.late.len(), "one late mask per batch");
+    for (batch, late) in read.batches.into_iter().zip(read.late) {
+        // Rows that arrived behind watermark A are late for the windows ending at or
+        // before A, which were due before they came: those windows close first, so that
+        // the rows count only in later ones, however the log was read (live or replayed,
+        // in small or large reads). This is Flink's rule: late means already emitted.
+        if windowed && let (Some(late), Some((state, _, _))) = (&late, aggregate.as_mut()) {
+            run_input(view, plan, std::mem::take(&mut pending), Some(&mut **state), &mut direct).await?;
+            pending_rows = 0;
+            closing.extend(state.close_until(late.watermark_us)?);
+        }
         pending_rows += batch.num_rows();
         pending.push(batch);
-        if pending_rows < STEP_ROWS_MAX && batches.peek().is_some() {
-            continue;
-        }
-        view.stats.events_in.fetch_add(pending_rows as u64, Ordering::Relaxed);
-        let input_slot = &plan.sources[0].1;
-        input_slot.set(std::mem::take(&mut pending));
-        pending_rows = 0;
-        let out = plan.input.run().await;
-        input_slot.set(Vec::new());
-        let out = out?;
-        match aggregate.as_mut() {
-            None => direct.extend(out),
-            Some((state, _, _)) => {
-                for batch in &out {
-                    let counts = state.update(batch)?;
-                    view.stats.late_rows.fetch_add(counts.late_rows, Ordering::Relaxed);
-                }
-            }
+        if pending_rows >= STEP_ROWS_MAX {
+            let state = aggregate.as_mut().map(|(state, _, _)| &mut **state);
+            run_input(view, plan, std::mem::take(&mut pending), state, &mut direct).await?;
+            pending_rows = 0;
         }
     }
+    let state = aggregate.as_mut().map(|(state, _, _)| &mut **state);
+    run_input(view, plan, pending, state, &mut direct).await?;
     let Some((state, upper_slot, upper)) = aggregate else {
         view.store.append(direct, at)?;
         if let Some(w) = watermark_us {
@@ -412,17 +464,16 @@ async fn step(
         }
         return Ok(());
     };
-    let bytes = state.check_state_bytes()?;
-    view.stats.state_bytes.store(bytes as u64, Ordering::Relaxed);
-    let mut final_rows = Vec::new();
+    view.stats.state_bytes.store(state.state_bytes() as u64, Ordering::Relaxed);
     if windowed && let Some(w) = watermark_us {
-        let batches = state.close_until(w)?;
-        if !batches.is_empty() {
-            upper_slot.set(batches);
-            let out = upper.run().await;
-            upper_slot.set(Vec::new());
-            final_rows = out?;
-        }
+        closing.extend(state.close_until(w)?);
+    }
+    let mut final_rows = Vec::new();
+    if !closing.is_empty() {
+        upper_slot.set(closing);
+        let out = upper.run().await;
+        upper_slot.set(Vec::new());
+        final_rows = out?;
     }
     view.stats.windows_open.store(state.windows_open() as u64, Ordering::Relaxed);
     view.stats.state_bytes.store(state.state_bytes() as u64, Ordering::Relaxed);
