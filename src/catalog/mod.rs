@@ -146,6 +146,8 @@ pub struct Catalog {
     /// Indexes of the tables; changed only under the `tables` lock.
     indexes: IndexRegistry,
     connectors: ConnectorContext,
+    /// The one registry of source connectors.
+    source_connectors: crate::connectors::SourceConnectors,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -198,6 +200,7 @@ impl Catalog {
             sink_registry,
             indexes: IndexRegistry::default(),
             connectors,
+            source_connectors: crate::connectors::SourceConnectors::builtin(),
         }
     }
 
@@ -288,7 +291,7 @@ impl Catalog {
     /// Validates, starts and registers a source. The caller persists its declaration.
     async fn register_source(&self, def: SourceDef, file: PathBuf) -> WsResult<Arc<Source>> {
         let spec = SourceSpec::new(def)?;
-        crate::connectors::validate(&spec, &self.connectors)?;
+        let prepared = self.source_connectors.prepare(&spec, &self.connectors)?;
         let _ddl = self.tables.lock().await;
         let mut sources = self.sources.lock().await;
         let name = spec.name().to_string();
@@ -296,7 +299,7 @@ impl Catalog {
             return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
         }
         let source = Arc::new(Source::new(spec));
-        crate::connectors::start(source.clone(), &self.connectors)?;
+        prepared(source.clone())?;
         if let Err(error) = self.schema.register_table(name.clone(), Arc::new(SourceTable::new(source.clone()))) {
             source.stop();
             return Err(error.into());
@@ -369,7 +372,7 @@ impl Catalog {
         };
         files::remove_declaration(&file, name)?;
         if let Some(source) = self.forget_source(name).await {
-            crate::connectors::delete_storage(&source.spec, &self.data_dir);
+            self.source_connectors.delete_storage(&source.spec, &self.data_dir);
         }
         Ok(true)
     }
