@@ -148,6 +148,8 @@ pub struct Catalog {
     connectors: ConnectorContext,
     /// The one registry of source connectors.
     source_connectors: crate::connectors::SourceConnectors,
+    /// The one registry of sink connectors.
+    sink_connectors: crate::connectors::sinks::SinkConnectors,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -201,6 +203,7 @@ impl Catalog {
             indexes: IndexRegistry::default(),
             connectors,
             source_connectors: crate::connectors::SourceConnectors::builtin(),
+            sink_connectors: crate::connectors::sinks::SinkConnectors::builtin(),
         }
     }
 
@@ -375,6 +378,10 @@ impl Catalog {
             self.source_connectors.delete_storage(&source.spec, &self.data_dir);
         }
         Ok(true)
+    }
+
+    pub fn sink_connectors(&self) -> &crate::connectors::sinks::SinkConnectors {
+        &self.sink_connectors
     }
 
     pub async fn source(&self, name: &str) -> Option<Arc<Source>> {

@@ -13,7 +13,8 @@ use datafusion::sql::sqlparser::ast as sqlast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{CommandTag, Outcome, Session, copy};
-use crate::connectors::sinks::{self, Sink, SinkDef, Target};
+use crate::connectors::sinks::{self, Sink, SinkDef};
+use datafusion::arrow::datatypes::Schema;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::sql::{SinkInput, StreamStatement, Subscribe, WsStatement};
 use crate::stream::continuous::{ContinuousPlan, Emit, MaterializedView, ViewDef, ViewLimits};
@@ -159,8 +160,9 @@ impl Session {
                 (MaterializedView::start(view_def, plan, self.view_limits()), true)
             }
         };
-        let target = match self.sink_target(&def, &view).await {
-            Ok(target) => target,
+        let connectors = self.engine.catalog().sink_connectors();
+        let prepared = match async { connectors.get(def.connector())?.prepare(&def, &view, self).await }.await {
+            Ok(prepared) => prepared,
             Err(error) => {
                 if owns_view {
                     view.stop();
@@ -168,56 +170,7 @@ impl Session {
                 return Err(error);
             }
         };
-        Ok(Sink::start(def, view, owns_view, target))
-    }
-
-    async fn sink_target(&self, def: &SinkDef, view: &MaterializedView) -> WsResult<Target> {
-        let option = |key: &str| def.options.get(key).map(String::as_str);
-        let count = |key: &str, default: u64| -> WsResult<u64> {
-            option(key).map_or(Ok(default), |text| {
-                text.parse().map_err(|_| {
-                    WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("sink option {key} must be a count, got {text:?}"))
-                })
-            })
-        };
-        match def.connector() {
-            "delta" => {
-                def.check_options(&sinks::delta::OPTIONS)?;
-                if view.window_end_column.is_none() || view.def.emit != Emit::OnWindowClose {
-                    return Err(WsError::unsupported(
-                        "a delta sink appends closed windows exactly once: its input must EMIT ON WINDOW CLOSE \
-                         and have a window_end column",
-                    ));
-                }
-                let lake = match (option("table"), option("location")) {
-                    (Some(table), None) => super::ddl::lake_table_for_sink(self, table, &view.store.schema()).await?,
-                    (None, Some(location)) => super::ddl::delta_at_location(self, &def.name, location, &view.store.schema()).await?,
-                    _ => {
-                        return Err(WsError::new(
-                            sqlstate::INVALID_PARAMETER_VALUE,
-                            "a delta sink needs exactly one of table = '<lake table>' or location = '<url>'",
-                        ));
-                    }
-                };
-                Ok(Target::Delta(sinks::delta::DeltaTarget {
-                    lake,
-                    checkpoint_interval: count("checkpoint_interval", 10)?.max(1),
-                    compact_interval: count("compact_interval", 0)?,
-                }))
-            }
-            "notify" => {
-                def.check_options(&sinks::notify::OPTIONS)?;
-                let channel = option("channel").ok_or_else(|| {
-                    WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "a notify sink needs channel = '<name>'")
-                })?;
-                Ok(Target::Notify { channel: channel.to_string(), hub: self.engine.notify_hub().clone() })
-            }
-            "kafka" => Ok(Target::Kafka(sinks::kafka::KafkaTarget::from_options(&def.name, &def.options, view, self.engine.catalog().data_dir())?)),
-            "" => Err(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "CREATE SINK needs WITH (connector = '...')")),
-            other => Err(WsError::unsupported(format!(
-                "sink connector '{other}' does not exist (delta, kafka and notify are available)"
-            ))),
-        }
+        Ok(Sink::start(def, view, owns_view, prepared))
     }
 
     /// A subscription as a record-batch stream: the snapshot first (if asked), then
@@ -338,3 +291,24 @@ impl Session {
 }
 
 
+
+/// What sink connectors may ask of the server, answered by the session that runs CREATE
+/// SINK (or starts the catalog's sinks).
+#[async_trait::async_trait]
+impl sinks::SinkHost for Session {
+    fn data_dir(&self) -> &std::path::Path {
+        self.engine.catalog().data_dir()
+    }
+
+    fn notify_hub(&self) -> &sinks::notify::NotifyHub {
+        self.engine.notify_hub()
+    }
+
+    async fn lake_table(&self, table: &str, schema: &Schema) -> WsResult<Arc<crate::lake::LakeTable>> {
+        super::ddl::lake_table_for_sink(self, table, schema).await
+    }
+
+    async fn delta_at_location(&self, sink: &str, location: &str, schema: &Schema) -> WsResult<Arc<crate::lake::LakeTable>> {
+        super::ddl::delta_at_location(self, sink, location, schema).await
+    }
+}
