@@ -23,7 +23,7 @@
 //! floor or ceil of size/slide windows); CUMULATE needs size to be a multiple of step.
 
 mod assign;
-mod session;
+mod session_window;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ use datafusion::sql::sqlparser::ast::{
 use crate::error::{WsError, sqlstate};
 
 pub use assign::{cumulate_ends, floor_to, hop_starts};
-pub use session::{SessionKeys, SessionWindow, WindowQueryPlanner};
+pub use session_window::{SessionKeys, SessionWindow, WindowQueryPlanner};
 
 /// The two columns every window function adds.
 pub const WINDOW_START: &str = "window_start";
