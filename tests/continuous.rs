@@ -253,7 +253,7 @@ async fn rows_behind_the_watermark_count_in_windows_not_yet_emitted() {
 /// it never emits windows that miss the rows of the step it refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_past_a_limit_stops_and_emits_nothing_partial() {
-    let server = Server::start(tempfile::tempdir().unwrap(), |config| config.views.windows_open_max = 3).await;
+    let server = Server::start(tempfile::tempdir().unwrap(), |config| config.limits.views.windows_open_max = 3).await;
     let client = server.client().await;
     client.batch_execute(SOURCE).await.unwrap();
     client

@@ -228,14 +228,17 @@ impl WindowAggregate {
         assert!(self.part.window_end.is_some(), "only windowed aggregates close windows");
         let ends: Vec<i64> = self.windows.range(..=watermark_us).map(|(end, _)| *end).collect();
         let mut batches = Vec::with_capacity(ends.len());
+        // Sizes as counted, before evaluation empties the windows.
+        let mut freed_bytes = 0;
         for end in &ends {
             let window = self.windows.get_mut(end).expect("listed above");
+            freed_bytes += window_bytes(window);
             batches.push(evaluate(&self.part, window)?);
         }
         for end in &ends {
-            let window = self.windows.remove(end).expect("listed above");
-            self.state_bytes -= window_bytes(&window);
+            self.windows.remove(end).expect("listed above");
         }
+        self.state_bytes -= freed_bytes;
         self.emitted_until_us = Some(self.emitted_until_us.map_or(watermark_us, |u| u.max(watermark_us)));
         Ok(batches)
     }

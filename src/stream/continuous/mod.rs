@@ -170,7 +170,21 @@ impl MaterializedView {
             window_end_column,
             cancel: CancellationToken::new(),
         });
-        tokio::spawn(run(view.clone(), plan, limits));
+        let task_view = view.clone();
+        tokio::spawn(async move {
+            // A panic in a step (ours or a dependency's) stops this view like any failed
+            // step, visibly, instead of ending its task in silence.
+            let running = std::panic::AssertUnwindSafe(run(task_view.clone(), plan, limits));
+            if let Err(panic) = futures::FutureExt::catch_unwind(running).await {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                task_view.record_error(&WsError::internal(format!("the view's task failed: {what}")));
+                task_view.stats.stopped.store(true, Ordering::Relaxed);
+            }
+        });
         view
     }
 
