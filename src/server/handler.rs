@@ -326,14 +326,6 @@ impl StartupHandler for Connection {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
                 client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
-                {
-                    let mut session = self.session.lock().await;
-                    for (name, value) in &startup.parameters {
-                        // Clients send what they would otherwise SET; unknown ones are ignored as
-                        // PostgreSQL ignores none but reports them, which no client relies on.
-                        session.apply_startup_parameter(name, value);
-                    }
-                }
                 let user = startup.parameters.get("user").map(String::as_str);
                 self.auth.start(client, &self.shared.security, user).await?
             }
@@ -349,7 +341,18 @@ impl StartupHandler for Connection {
         let Step::Done(role) = step else {
             return Ok(());
         };
-        self.session.lock().await.set_role(Some(role));
+        {
+            let mut session = self.session.lock().await;
+            session.set_role(Some(role));
+            // The startup parameters were saved to the metadata; they apply only now, with
+            // the user's role, so that they get the checks SET gets (a read user's
+            // `datafusion.*` is refused, hence ignored). Clients send what they would
+            // otherwise SET; unknown ones are ignored as PostgreSQL ignores none but reports
+            // them, which no client relies on.
+            for (name, value) in client.metadata() {
+                session.apply_startup_parameter(name, value);
+            }
+        }
         let metadata = |key: &str| client.metadata().get(key).cloned().unwrap_or_default();
         let parameters = Parameters { user: metadata("user"), application_name: metadata("application_name"), role };
         finish_authentication(client, &parameters).await?;

@@ -51,33 +51,6 @@ pub fn classify_sql(statement: &Statement) -> Option<Command> {
     }
 }
 
-impl Command {
-    /// Who may run it: subscribing and listening read; NOTIFY sends to others (write);
-    /// views and sinks change the catalog (admin).
-    pub fn role(&self) -> super::Role {
-        match self {
-            Command::Subscribe { .. } | Command::Listen(_) | Command::Unlisten(_) => super::Role::Read,
-            Command::Notify { .. } => super::Role::Write,
-            Command::CreateView { .. } | Command::DropView { .. } | Command::CreateSink { .. } | Command::DropSink { .. } => {
-                super::Role::Admin
-            }
-        }
-    }
-
-    pub fn words(&self) -> &'static str {
-        match self {
-            Command::CreateView { .. } => "CREATE MATERIALIZED VIEW",
-            Command::DropView { .. } => "DROP MATERIALIZED VIEW",
-            Command::Subscribe { .. } => "SUBSCRIBE",
-            Command::CreateSink { .. } => "CREATE SINK",
-            Command::DropSink { .. } => "DROP SINK",
-            Command::Listen(_) => "LISTEN",
-            Command::Unlisten(_) => "UNLISTEN",
-            Command::Notify { .. } => "NOTIFY",
-        }
-    }
-}
-
 /// Classifies the continuous forms of [`StreamStatement`]; None for source statements.
 pub fn classify(statement: &StreamStatement) -> WsResult<Option<Command>> {
     Ok(Some(match statement.clone() {

@@ -256,7 +256,9 @@ impl Engine {
             self.setting_defaults(),
         ));
         let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
-        pg_functions::register(&ctx, settings.clone(), backend_pid, self.inner.catalog.indexes().clone());
+        let role = roles::SessionRole::default();
+        role.set(Some(Role::Admin));
+        pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
         Session {
             engine: self.clone(),
             id,
@@ -266,7 +268,7 @@ impl Engine {
             settings,
             transaction: Arc::new(TransactionState::default()),
             cursors: cursors::Cursors::new(limits.cursors_max),
-            role: Some(Role::Admin),
+            role,
             deadline: None,
         }
     }
@@ -382,8 +384,9 @@ pub struct Session {
     settings: Arc<Settings>,
     transaction: Arc<TransactionState>,
     cursors: cursors::Cursors,
-    /// What this session may run; `None` until authentication has succeeded.
-    role: Option<Role>,
+    /// What this session may run; `None` until authentication has succeeded. Shared with
+    /// `set_config()`, which checks it.
+    role: roles::SessionRole,
     /// When the running statement hits `statement_timeout`.
     deadline: Option<tokio::time::Instant>,
 }
@@ -441,13 +444,13 @@ impl Session {
     /// The role statements are checked against; `None` refuses every statement (a
     /// connection that has not authenticated). Sessions start as admin.
     pub fn set_role(&mut self, role: Option<Role>) {
-        self.role = role;
+        self.role.set(role);
         let superuser = if role == Some(Role::Admin) { "on" } else { "off" };
         self.settings.set_server("is_superuser", superuser);
     }
 
     pub fn role(&self) -> Option<Role> {
-        self.role
+        self.role.get()
     }
 
     /// Classifies and plans one statement, and refuses it (42501) when the session's
@@ -463,7 +466,7 @@ impl Session {
     }
 
     async fn prepare_inner(&mut self, statement: WsStatement) -> WsResult<Prepared> {
-        let role = roles::authenticated(self.role)?;
+        let role = roles::authenticated(self.role.get())?;
         let prepared = match statement {
             WsStatement::Sql(statement) => self.plan_statement(statement).await?,
             WsStatement::Stream(statement) => {
@@ -749,19 +752,7 @@ impl Session {
                 None => Ok(plan.clone()),
             }
         };
-        if let Kind::Insert { .. }
-        | Kind::CreateTable { .. }
-        | Kind::CreateExternal(_)
-        | Kind::DropTable { .. }
-        | Kind::CreateIndex { .. }
-        | Kind::DropIndex { .. } = &prepared.kind
-            && self.settings.read_only(self.transaction.in_block())
-        {
-            return Err(WsError::new(
-                sqlstate::READ_ONLY_SQL_TRANSACTION,
-                "cannot execute a write in a read-only transaction",
-            ));
-        }
+        roles::check_read_only(&prepared.kind, self.settings.read_only(self.transaction.in_block()))?;
         match &prepared.kind {
             Kind::Rows(plan) => {
                 let plan = bind(plan)?;
@@ -894,14 +885,16 @@ impl Session {
     }
 
     /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
-    /// `TimeZone`, `options`...). Unknown or read-only names are ignored: a client may
-    /// send any of them, and failing its connection for it would help nobody.
+    /// `TimeZone`, `options`...), after authentication and with the checks of SET. Unknown,
+    /// read-only or refused names are ignored: a client may send any of them, and failing
+    /// its connection for it would help nobody.
     pub fn apply_startup_parameter(&mut self, name: &str, value: &str) {
         let name = name.to_lowercase();
         if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
             return;
         }
-        if let Err(error) = self.settings.set(&name, Some(value)) {
+        let allowed = roles::authorize_setting(self.role.get(), &name);
+        if let Err(error) = allowed.and_then(|()| self.settings.set(&name, Some(value))) {
             tracing::debug!(name, %error, "startup parameter ignored");
         }
     }
