@@ -180,3 +180,30 @@ async fn broken_catalog_file_names_file_and_line() {
     let error = Engine::open(Config::rooted_at(dir.path())).await.err().expect("refuses to start");
     assert!(error.message.contains("broken.toml:2"), "{}", error.message);
 }
+
+/// A catalog file edited while the server runs (catalog files are to be edited while it
+/// is stopped) makes DROP an F0000 error naming the file, not a panic; nothing is dropped.
+#[tokio::test]
+async fn drop_after_the_catalog_file_was_edited_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let file = config.ddl_dir.join("edited.toml");
+    let engine = Engine::open(config).await.expect("engine opens");
+    let mut session = engine.session();
+    session
+        .run_collect("CREATE TABLE edited (id BIGINT); INSERT INTO edited VALUES (1); CREATE SOURCE ev (id BIGINT) WITH (connector = 'ingest')")
+        .await
+        .expect("ddl");
+    let text = std::fs::read_to_string(&file).expect("the table's catalog file");
+    std::fs::write(&file, text.replace("name = \"edited\"", "name = \"renamed\"")).expect("edit");
+    for sql in ["DROP TABLE edited", "CREATE INDEX edited_id ON edited (id)"] {
+        let error = session.run_collect(sql).await.err().expect("refused");
+        assert_eq!(error.code, "F0000", "{sql}");
+        assert!(error.message.contains("edited.toml") && error.message.contains("changed"), "{}", error.message);
+    }
+    assert_eq!(count(&mut session, "edited").await, 1, "nothing was dropped");
+    std::fs::remove_file(engine.config().ddl_dir.join("ev.toml")).expect("remove the source's file");
+    let error = session.run_collect("DROP SOURCE ev").await.err().expect("refused");
+    assert_eq!(error.code, "F0000");
+    assert_eq!(count(&mut session, "ev").await, 0, "the source is still there");
+}
