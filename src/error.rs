@@ -60,6 +60,8 @@ macro_rules! sqlstates {
 }
 
 sqlstates! {
+    // Class 01: warnings, sent as notices, never as errors.
+    WARNING = "01000",
     // Class 0A, 08: features and the connection.
     FEATURE_NOT_SUPPORTED = "0A000",
     // 08007: the statement's outcome is not known (PostgreSQL uses it for a COMMIT whose

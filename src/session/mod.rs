@@ -270,6 +270,7 @@ impl Engine {
             cursors: cursors::Cursors::new(limits.cursors_max),
             role,
             deadline: None,
+            notices: Vec::new(),
         }
     }
 }
@@ -347,6 +348,21 @@ pub enum Outcome {
     CopyIn(copy::CopyIn),
 }
 
+/// A notice for the client (PostgreSQL's NoticeResponse): a warning about a statement that
+/// ran, sent before its completion tag. Errors are [`WsError`]s; a notice never fails
+/// anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `WARNING` or `NOTICE`, as PostgreSQL's severities.
+    pub severity: &'static str,
+    pub code: crate::error::SqlState,
+    pub message: String,
+}
+
+/// Notices one statement may leave; one statement makes at most a couple today, and a
+/// bug that made more must not grow a session's memory.
+const NOTICES_PER_STATEMENT_MAX: usize = 16;
+
 /// A completion tag such as `INSERT 0 5` or `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandTag {
@@ -389,6 +405,8 @@ pub struct Session {
     role: roles::SessionRole,
     /// When the running statement hits `statement_timeout`.
     deadline: Option<tokio::time::Instant>,
+    /// Notices of the statement executed last, for server/ to send before its tag.
+    notices: Vec<Notice>,
 }
 
 impl Drop for Session {
@@ -451,6 +469,18 @@ impl Session {
 
     pub fn role(&self) -> Option<Role> {
         self.role.get()
+    }
+
+    /// Leaves a notice for the client of the statement executing now.
+    fn notice(&mut self, severity: &'static str, code: crate::error::SqlState, message: impl Into<String>) {
+        if self.notices.len() < NOTICES_PER_STATEMENT_MAX {
+            self.notices.push(Notice { severity, code, message: message.into() });
+        }
+    }
+
+    /// The notices of the statement executed last; server/ sends them before its tag.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// Classifies and plans one statement, and refuses it (42501) when the session's
@@ -720,6 +750,7 @@ impl Session {
             .filter(|&ms| ms > 0)
             .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
         self.deadline = deadline;
+        self.notices.clear();
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
@@ -731,6 +762,11 @@ impl Session {
             self.transaction.fail();
         }
         let outcome = outcome?;
+        // A write inside a block is committed now; ROLLBACK will say it cannot undo it.
+        // COPY FROM writes only when its data ends well (server/ marks it then).
+        if roles::writes(&prepared.kind) && !matches!(outcome, Outcome::CopyIn(_)) {
+            self.transaction.wrote();
+        }
         Ok(match outcome {
             Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
             Outcome::CopyOut { options, stream } => {
@@ -929,9 +965,12 @@ impl Session {
                         schema,
                         batches,
                         tag: CommandTag { command: tag, rows: Some(rows), oid: None },
+                        notices: self.take_notices(),
                     });
                 }
-                Outcome::Done(tag) => results.push(Collected { schema, batches: Vec::new(), tag }),
+                Outcome::Done(tag) => {
+                    results.push(Collected { schema, batches: Vec::new(), tag, notices: self.take_notices() })
+                }
                 Outcome::CopyOut { mut stream, .. } => {
                     // Embedded: the rows themselves are the output.
                     let schema = stream.schema();
@@ -941,7 +980,7 @@ impl Session {
                     }
                     let rows = batches.iter().map(RecordBatch::num_rows).sum();
                     let tag = CommandTag { command: "COPY", rows: Some(rows), oid: None };
-                    results.push(Collected { schema, batches, tag });
+                    results.push(Collected { schema, batches, tag, notices: self.take_notices() });
                 }
                 Outcome::CopyIn(_) => {
                     return Err(WsError::unsupported("COPY FROM STDIN needs a client connection"));
@@ -979,6 +1018,8 @@ pub struct Collected {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub tag: CommandTag,
+    /// Warnings the statement left (ROLLBACK of a block that wrote...).
+    pub notices: Vec<Notice>,
 }
 
 /// Types of placeholders that appear directly under a cast (`$1::BIGINT`): PostgreSQL
