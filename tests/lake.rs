@@ -207,3 +207,115 @@ async fn drop_after_the_catalog_file_was_edited_is_an_error() {
     assert_eq!(error.code, "F0000");
     assert_eq!(count(&mut session, "ev").await, 0, "the source is still there");
 }
+
+async fn code(session: &mut Session, sql: &str) -> String {
+    session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must fail")).code.to_string()
+}
+
+/// One namespace, checked at CREATE for every kind: a name a catalog file declares for a
+/// sink (as the demo's `big_orders`) is refused to tables, CTAS, external tables, sources,
+/// views and indexes with 42710, a relation's or index's name to the others with 42P07, a
+/// name a catalog file cannot hold with 0A000; and the next start accepts everything the
+/// server accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_at_create_and_every_start_accepts_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
+    std::fs::write(
+        config.catalog_dir.join("shop.toml"),
+        "[[source]]\nname = \"orders\"\nconnector = \"ingest\"\ncolumns = [{ name = \"amount\", type = \"BIGINT\" }]\n\n\
+         [[sink]]\nname = \"big_orders\"\ninput = { query = \"SELECT amount FROM orders WHERE amount > 1000\" }\n\
+         options = { connector = \"notify\", channel = \"big_orders\" }\n",
+    )
+    .expect("catalog file");
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("CREATE TABLE t (a BIGINT); CREATE INDEX t_a ON t (a)").await.expect("setup");
+    for sql in [
+        "CREATE TABLE big_orders AS SELECT 1 AS a",
+        "CREATE TABLE IF NOT EXISTS big_orders AS SELECT 1 AS a",
+        "CREATE TABLE big_orders (a BIGINT)",
+        "CREATE EXTERNAL TABLE big_orders STORED AS DELTA LOCATION 'tables/t'",
+        "CREATE SOURCE big_orders (a BIGINT) WITH (connector = 'ingest')",
+        "CREATE MATERIALIZED VIEW big_orders AS SELECT amount FROM orders",
+        "CREATE INDEX big_orders ON t (a)",
+        "CREATE SINK big_orders AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')",
+    ] {
+        assert_eq!(code(&mut session, sql).await, "42710", "{sql}");
+    }
+    for name in ["t", "t_a", "orders"] {
+        for sql in [
+            format!("CREATE TABLE {name} AS SELECT 1 AS a"),
+            format!("CREATE SOURCE {name} (a BIGINT) WITH (connector = 'ingest')"),
+            format!("CREATE MATERIALIZED VIEW {name} AS SELECT amount FROM orders"),
+            format!("CREATE INDEX {name} ON t (a)"),
+            format!("CREATE SINK {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
+            format!("CREATE SINK IF NOT EXISTS {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
+        ] {
+            assert_eq!(code(&mut session, &sql).await, "42P07", "{sql}");
+        }
+    }
+    // IF NOT EXISTS skips a name of its own class (relations; sinks), as in PostgreSQL.
+    session
+        .run_collect(
+            "CREATE TABLE IF NOT EXISTS t_a (a BIGINT); CREATE INDEX IF NOT EXISTS orders ON t (a);
+             CREATE SINK IF NOT EXISTS big_orders AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')",
+        )
+        .await
+        .expect("skipped");
+    assert_eq!(code(&mut session, "CREATE TABLE \"Big\" (a BIGINT)").await, "0A000");
+    assert!(!dir.path().join("data/tables/big_orders").exists(), "a refused CTAS leaves no data");
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("the next start accepts what the server accepted");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "t").await, 0);
+    let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
+    assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    engine.catalog().stop_sources().await;
+}
+
+/// CREATE of a view, a sink or a CTAS is all or nothing: when its catalog file cannot be
+/// written, it is not registered either (and a CTAS leaves no data); once the file can be
+/// written, the same CREATE succeeds and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_catalog_file_fails_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("CREATE SOURCE ev (a BIGINT) WITH (connector = 'ingest')").await.expect("source");
+    let creates = [
+        ("v", "CREATE MATERIALIZED VIEW v AS SELECT a FROM ev"),
+        ("w", "CREATE TABLE w AS SELECT 1 AS a"),
+        ("k", "CREATE SINK k AS SELECT a FROM ev WITH (connector = 'notify', channel = 'k')"),
+    ];
+    for (name, create) in creates {
+        // A directory where write_atomic's temporary file goes makes the write fail.
+        let obstacle = config.ddl_dir.join(format!("{name}.toml.tmp"));
+        std::fs::create_dir_all(&obstacle).expect("obstacle");
+        session.run_collect(create).await.err().unwrap_or_else(|| panic!("{create} must fail"));
+        assert!(!config.ddl_dir.join(format!("{name}.toml")).exists(), "{name}: no file");
+        match name {
+            "k" => {
+                let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
+                assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "k is not registered");
+            }
+            _ => assert_eq!(code(&mut session, &format!("SELECT * FROM {name}")).await, "42P01", "{name} is not registered"),
+        }
+        assert!(!dir.path().join("data/tables/w").exists(), "no data left behind");
+        std::fs::remove_dir(&obstacle).expect("remove the obstacle");
+        session.run_collect(create).await.unwrap_or_else(|error| panic!("{create}: {error}"));
+        assert!(config.ddl_dir.join(format!("{name}.toml")).exists(), "{name}: persisted");
+    }
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("restarts");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "w").await, 1);
+    assert_eq!(count(&mut session, "v").await, 0);
+    engine.catalog().stop_sources().await;
+}

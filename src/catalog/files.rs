@@ -77,11 +77,12 @@ impl CatalogFile {
         CatalogFile { sinks: vec![def], ..CatalogFile::empty() }
     }
 
-    /// Names of every object this file declares.
+    /// Names of every object this file declares, indexes included: one namespace.
     fn names(&self) -> impl Iterator<Item = &str> {
         self.tables
             .iter()
             .map(|t| t.name.as_str())
+            .chain(self.tables.iter().flat_map(|t| t.indexes.iter().map(|index| index.name.as_str())))
             .chain(self.sources.iter().map(|s| s.name.as_str()))
             .chain(self.views.iter().map(|v| v.name.as_str()))
             .chain(self.sinks.iter().map(|s| s.name.as_str()))
@@ -141,19 +142,24 @@ pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
         text: text.to_string(),
     };
     for name in file.names() {
-        if name.is_empty() || name != name.to_lowercase() {
+        if let Err(reason) = check_object_name(name) {
             return Err(WsError::new(
                 sqlstate::CONFIG_FILE_ERROR,
-                format!(
-                    "{}:{}: name {:?} must be non-empty and lower case",
-                    path.display(),
-                    file.line_of_table(name),
-                    name
-                ),
+                format!("{}:{}: {reason}", path.display(), file.line_of_table(name)),
             ));
         }
     }
     Ok(file)
+}
+
+/// The names a catalog file may hold: non-empty and lower case (what unquoted SQL
+/// identifiers fold to). CREATE refuses others with the same rule, so that a start never
+/// refuses what the server wrote.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name != name.to_lowercase() {
+        return Err(format!("name {name:?} must be non-empty and lower case (catalog files hold lower-case names)"));
+    }
+    Ok(())
 }
 
 /// Reads every `*.toml` file of the catalog directory, in name order. A missing directory

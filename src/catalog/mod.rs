@@ -126,6 +126,39 @@ fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
     )
 }
 
+/// What holds a name in the one namespace of the catalog. Tables, sources, views,
+/// indexes and sinks share it: catalog files declare them side by side and a start
+/// refuses a name declared twice, so CREATE refuses the same, and what the server accepted
+/// never stops its next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Table,
+    Source,
+    View,
+    Index,
+    Sink,
+}
+
+impl Holder {
+    /// A relation in PostgreSQL's sense (a `pg_class` row): all but sinks.
+    pub fn is_relation(self) -> bool {
+        !matches!(self, Holder::Sink)
+    }
+}
+
+/// The refusal of a new object named `name` that `holder` has: 42P07 (duplicate_table)
+/// when a relation holds it, as PostgreSQL answers for any `pg_class` name, 42710
+/// (duplicate_object) when a sink does.
+pub fn duplicate(name: &str, holder: Holder) -> WsError {
+    match holder {
+        Holder::Sink => WsError::new(
+            sqlstate::DUPLICATE_OBJECT,
+            format!("sink \"{name}\" already exists (sinks share one namespace with tables, sources, views and indexes)"),
+        ),
+        _ => WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")),
+    }
+}
+
 pub struct Catalog {
     dir: PathBuf,
     data_dir: PathBuf,
@@ -292,9 +325,7 @@ impl Catalog {
         let _ddl = self.tables.lock().await;
         let mut sources = self.sources.lock().await;
         let name = spec.name().to_string();
-        if sources.contains_key(&name) || self.schema.table_exist(&name) {
-            return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
-        }
+        self.check_name_free(&name)?;
         let source = Arc::new(Source::new(spec));
         crate::connectors::start(source.clone(), &self.connectors)?;
         if let Err(error) = self.schema.register_table(name.clone(), Arc::new(SourceTable::new(source.clone()))) {
@@ -310,7 +341,7 @@ impl Catalog {
     /// exists and `if_not_exists` is set.
     pub async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> WsResult<bool> {
         let name = def.name.clone();
-        if if_not_exists && self.exists(&name).await {
+        if !self.claim(&name, true, if_not_exists)? {
             return Ok(false);
         }
         let file = self.dir.join(format!("{}.toml", files::file_stem(&name)));
@@ -403,25 +434,27 @@ impl Catalog {
     }
 
     /// Registers a started view as a relation. With `file` None (CREATE), its declaration
-    /// is persisted first; at start-up it comes from `file`. On error the view is stopped.
+    /// is persisted too, all or nothing: registered, then written, and unregistered again
+    /// if the write fails; at start-up it comes from `file`. On error the view is stopped.
     pub async fn register_view(&self, view: Arc<MaterializedView>, file: Option<PathBuf>) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = view.name().to_string();
-            if self.sources.lock().await.contains_key(&name) || self.schema.table_exist(&name) {
-                return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
-            }
-            let file = match file {
-                Some(file) => file,
-                None => {
-                    let file = self.object_file(&name)?;
-                    files::write_atomic(&file, &CatalogFile::single_view(view.def.clone()))?;
-                    file
-                }
+            self.check_name_free(&name)?;
+            let (file, persist) = match file {
+                Some(file) => (file, false),
+                None => (self.object_file(&name)?, true),
             };
             self.schema.register_table(name.clone(), Arc::new(ViewTable::new(view.clone())))?;
             self.view_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), view.clone());
-            self.views.lock().await.insert(name, RegisteredView { file, view: view.clone() });
+            self.views.lock().await.insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone() });
+            if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_view(view.def.clone())) {
+                // Not persisted means not created: a restart would not see it.
+                self.views.lock().await.remove(&name);
+                self.view_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                let _ = self.schema.deregister_table(&name);
+                return Err(error);
+            }
             Ok(())
         }
         .await;
@@ -464,29 +497,24 @@ impl Catalog {
         Ok(true)
     }
 
-    pub async fn sink_exists(&self, name: &str) -> bool {
-        self.sinks.lock().await.contains_key(name)
-    }
-
-    /// Registers a started sink, persisting its declaration when `file` is None (CREATE).
-    /// On error the sink is stopped.
+    /// Registers a started sink, persisting its declaration when `file` is None (CREATE),
+    /// all or nothing as for views. On error the sink is stopped.
     pub async fn register_sink(&self, sink: Arc<Sink>, file: Option<PathBuf>) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = sink.name().to_string();
-            if self.sinks.lock().await.contains_key(&name) {
-                return Err(WsError::new(sqlstate::DUPLICATE_OBJECT, format!("sink \"{name}\" already exists")));
-            }
-            let file = match file {
-                Some(file) => file,
-                None => {
-                    let file = self.object_file(&name)?;
-                    files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone()))?;
-                    file
-                }
+            self.check_name_free(&name)?;
+            let (file, persist) = match file {
+                Some(file) => (file, false),
+                None => (self.object_file(&name)?, true),
             };
             self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), sink.clone());
-            self.sinks.lock().await.insert(name, RegisteredSink { file, sink: sink.clone() });
+            self.sinks.lock().await.insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone() });
+            if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone())) {
+                self.sinks.lock().await.remove(&name);
+                self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                return Err(error);
+            }
             Ok(())
         }
         .await;
@@ -512,23 +540,17 @@ impl Catalog {
 
     async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
         let mut tables = self.tables.lock().await;
-        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) || self.indexes.get(&def.name).is_some() {
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
+        self.check_name_free(&def.name)?;
         let (provider, lake) = self.open(&def, state).await?;
         if !def.indexes.is_empty() && lake.is_none() {
             return Err(WsError::unsupported("indexes need a Delta table"));
         }
         let mut indexed = Vec::with_capacity(def.indexes.len());
-        for index in &def.indexes {
-            if self.indexes.get(&index.name).is_some() || tables.contains_key(&index.name) {
-                return Err(WsError::new(
-                    sqlstate::DUPLICATE_TABLE,
-                    format!("relation \"{}\" already exists", index.name),
-                ));
+        for (position, index) in def.indexes.iter().enumerate() {
+            self.check_name_free(&index.name)?;
+            let repeated = def.indexes[..position].iter().any(|earlier| earlier.name == index.name);
+            if repeated || index.name == def.name {
+                return Err(duplicate(&index.name, Holder::Index));
             }
             indexed.push((index.clone(), attnums(&provider.schema(), index)?));
         }
@@ -544,17 +566,8 @@ impl Catalog {
     /// index with its table. Returns false when it exists and `if_not_exists` is set.
     pub async fn create_index(&self, table: &str, index: IndexDef, if_not_exists: bool) -> WsResult<bool> {
         let mut tables = self.tables.lock().await;
-        if self.indexes.get(&index.name).is_some()
-            || tables.contains_key(&index.name)
-            || self.sources.lock().await.contains_key(&index.name)
-        {
-            if if_not_exists {
-                return Ok(false);
-            }
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", index.name),
-            ));
+        if !self.claim(&index.name, true, if_not_exists)? {
+            return Ok(false);
         }
         let Some(registered) = tables.get_mut(table) else {
             if self.sources.lock().await.contains_key(table) {
@@ -640,16 +653,15 @@ impl Catalog {
     /// Registers a managed Delta table that the caller has just created on disk.
     pub async fn adopt_lake(&self, def: TableDef, lake: Arc<LakeTable>) -> WsResult<()> {
         assert_eq!(def.format, Format::Delta, "only Delta tables are adopted");
-        let file = self.dir.join(format!("{}.toml", files::file_stem(&def.name)));
         let mut tables = self.tables.lock().await;
-        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) {
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
-        files::write_atomic(&file, &CatalogFile::single(def.clone()))?;
+        self.check_name_free(&def.name)?;
+        let file = self.object_file(&def.name)?;
+        // All or nothing: registered, then written, and unregistered if the write fails.
         self.schema.register_table(def.name.clone(), lake.clone())?;
+        if let Err(error) = files::write_atomic(&file, &CatalogFile::single(def.clone())) {
+            let _ = self.schema.deregister_table(&def.name);
+            return Err(error);
+        }
         tables.insert(def.name.clone(), Registered { def, file, lake: Some(lake) });
         Ok(())
     }
@@ -701,6 +713,46 @@ impl Catalog {
             || self.sources.lock().await.contains_key(name)
             || self.views.lock().await.contains_key(name)
             || self.schema.table_exist(name)
+    }
+
+    /// Who holds `name` now. Synchronous (the registries have their own locks), so the
+    /// registering functions call it under the DDL lock, where the check is authoritative.
+    pub fn holder(&self, name: &str) -> Option<Holder> {
+        if self.indexes.get(name).is_some() {
+            Some(Holder::Index)
+        } else if self.registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::Source)
+        } else if self.view_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::View)
+        } else if self.sink_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::Sink)
+        } else if self.schema.table_exist(name) {
+            Some(Holder::Table)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a name for a new object: held by anything (42P07/42710), or one a catalog
+    /// file could not hold, which the next start would refuse (0A000).
+    pub fn check_name_free(&self, name: &str) -> WsResult<()> {
+        files::check_object_name(name).map_err(WsError::unsupported)?;
+        match self.holder(name) {
+            Some(holder) => Err(duplicate(name, holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// The check of a CREATE before its work starts: Ok(true) to go on, Ok(false) to skip
+    /// (`IF NOT EXISTS` and the name is held in the same class, relation or sink, as in
+    /// PostgreSQL, where IF NOT EXISTS skips only for a name of the namespace it creates
+    /// in). The registering function checks again under the DDL lock.
+    pub fn claim(&self, name: &str, relation: bool, if_not_exists: bool) -> WsResult<bool> {
+        match self.holder(name) {
+            Some(holder) if if_not_exists && holder.is_relation() == relation => Ok(false),
+            Some(holder) => Err(duplicate(name, holder)),
+            None => self.check_name_free(name).map(|()| true),
+        }
     }
 
     /// Location for a new managed table: `<data dir>/tables/<name>`.

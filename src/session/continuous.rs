@@ -228,11 +228,9 @@ impl Session {
         let catalog = self.engine.catalog().clone();
         match command {
             Command::CreateView { name, query, emit, if_not_exists } => {
-                if catalog.exists(name).await {
-                    if *if_not_exists {
-                        return Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")));
-                    }
-                    return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+                // Before the view is planned and started; register_view checks again.
+                if !catalog.claim(name, true, *if_not_exists)? {
+                    return Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")));
                 }
                 let (plan, emit) = self.continuous_plan(query, *emit).await?;
                 let def = ViewDef { name: name.clone(), query: query.clone(), emit };
@@ -276,11 +274,9 @@ impl Session {
                 Ok(Outcome::Done(CommandTag::new("DECLARE CURSOR")))
             }
             Command::CreateSink { def, if_not_exists } => {
-                if catalog.sink_exists(&def.name).await {
-                    if *if_not_exists {
-                        return Ok(Outcome::Done(CommandTag::new("CREATE SINK")));
-                    }
-                    return Err(WsError::new(sqlstate::DUPLICATE_OBJECT, format!("sink \"{}\" already exists", def.name)));
+                // Before the sink starts (and creates its lake table); register_sink checks again.
+                if !catalog.claim(&def.name, false, *if_not_exists)? {
+                    return Ok(Outcome::Done(CommandTag::new("CREATE SINK")));
                 }
                 let sink = self.start_sink(def.clone()).await?;
                 catalog.register_sink(sink, None).await?;
