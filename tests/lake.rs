@@ -85,8 +85,9 @@ async fn catalog_survives_a_restart() {
             .await
             .expect("ddl");
     }
-    assert!(dir.path().join("catalog/kept.toml").exists());
-    assert!(!dir.path().join("catalog/gone.toml").exists(), "dropped tables leave the catalog");
+    assert!(dir.path().join("data/catalog/kept.toml").exists(), "DDL persists under the data dir");
+    assert!(!dir.path().join("data/catalog/gone.toml").exists(), "dropped tables leave the catalog");
+    assert!(!dir.path().join("catalog").exists(), "the declared catalog dir is never written");
     assert!(!dir.path().join("data/tables/gone").exists(), "managed data is deleted on drop");
     let second = engine(dir.path(), 5_000).await;
     let mut session = second.session();
@@ -317,5 +318,59 @@ async fn a_create_whose_catalog_file_fails_leaves_nothing() {
     let mut session = engine.session();
     assert_eq!(count(&mut session, "w").await, 1);
     assert_eq!(count(&mut session, "v").await, 0);
+    engine.catalog().stop_sources().await;
+}
+
+/// The declared catalog (`--catalog-dir`, the repository's `catalog/` for the demo) is
+/// read, never written: DDL persists under the data dir (`--ddl-dir`), and DDL that would
+/// change a declared object is refused with 42501, its file untouched. Configured as one
+/// directory, both are the same writable catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_declared_catalog_is_read_only_and_ddl_goes_under_the_data_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    {
+        let engine = Engine::open(config.clone()).await.expect("engine opens");
+        engine.session().run_collect("CREATE TABLE lake (a BIGINT); INSERT INTO lake VALUES (1)").await.expect("table");
+    }
+    std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
+    let declared = config.catalog_dir.join("shipped.toml");
+    let text = "[[table]]\nname = \"shipped\"\nformat = \"delta\"\nlocation = \"tables/lake\"\n\n\
+                [[source]]\nname = \"feed\"\nconnector = \"ingest\"\ncolumns = [{ name = \"a\", type = \"BIGINT\" }]\n\n\
+                [[materialized_view]]\nname = \"feed_view\"\nemit = \"on_update\"\nquery = \"SELECT a FROM feed\"\n\n\
+                [[sink]]\nname = \"feed_sink\"\ninput = { view = \"feed_view\" }\noptions = { connector = \"notify\", channel = \"c\" }\n";
+    std::fs::write(&declared, text).expect("declared catalog");
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "shipped").await, 1);
+    for sql in [
+        "DROP SINK feed_sink",
+        "DROP MATERIALIZED VIEW feed_view",
+        "DROP SOURCE feed",
+        "DROP TABLE shipped",
+        "CREATE INDEX shipped_a ON shipped (a)",
+    ] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "42501", "{sql}");
+        assert!(error.message.contains("shipped.toml") && error.message.contains("--ddl-dir"), "{}", error.message);
+    }
+    assert_eq!(std::fs::read_to_string(&declared).expect("declared"), text, "the declared file is untouched");
+    assert_eq!(count(&mut session, "shipped").await, 1);
+    session.run_collect("CREATE TABLE mine AS SELECT 2 AS a").await.expect("ctas");
+    assert!(config.ddl_dir.join("mine.toml").exists());
+    assert!(!config.catalog_dir.join("mine.toml").exists());
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    // One directory for both: DDL writes where it reads, as before the split.
+    let mut same = config.clone();
+    same.ddl_dir = same.catalog_dir.clone();
+    std::fs::rename(config.ddl_dir.join("lake.toml"), same.catalog_dir.join("lake.toml")).expect("move");
+    std::fs::remove_file(config.ddl_dir.join("mine.toml")).expect("forget mine");
+    let engine = Engine::open(same).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("DROP SINK feed_sink; DROP MATERIALIZED VIEW feed_view").await.expect("writable");
+    let left = std::fs::read_to_string(&declared).expect("declared");
+    assert!(!left.contains("feed_sink") && !left.contains("feed_view") && left.contains("shipped"), "{left}");
     engine.catalog().stop_sources().await;
 }

@@ -165,6 +165,42 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
 /// Reads every `*.toml` file of the catalog directory, in name order. A missing directory
 /// is an empty catalog (it is created on the first DDL).
 pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
+    load_dirs(&[dir])
+}
+
+/// Reads the catalog files of several directories (the declared catalog, then the one DDL
+/// persists in), each in name order; a name is declared once across all of them.
+pub fn load_dirs(dirs: &[&Path]) -> WsResult<Vec<CatalogFile>> {
+    let mut files = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for dir in dirs {
+        for path in toml_files(dir)? {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
+            })?;
+            let file = parse_file(&path, &text)?;
+            for name in file.names() {
+                if let Some(first) = seen.insert(name.to_string(), path.clone()) {
+                    return Err(WsError::new(
+                        sqlstate::CONFIG_FILE_ERROR,
+                        format!(
+                            "{}:{}: {} is already declared in {}",
+                            path.display(),
+                            file.line_of_table(name),
+                            name,
+                            first.display()
+                        ),
+                    ));
+                }
+            }
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// The `*.toml` files of `dir`, sorted; none for a missing directory.
+fn toml_files(dir: &Path) -> WsResult<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -183,30 +219,7 @@ pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
         }
     }
     paths.sort();
-    let mut files = Vec::with_capacity(paths.len());
-    let mut seen = std::collections::BTreeMap::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
-        })?;
-        let file = parse_file(&path, &text)?;
-        for name in file.names() {
-            if let Some(first) = seen.insert(name.to_string(), path.clone()) {
-                return Err(WsError::new(
-                    sqlstate::CONFIG_FILE_ERROR,
-                    format!(
-                        "{}:{}: {} is already declared in {}",
-                        path.display(),
-                        file.line_of_table(name),
-                        name,
-                        first.display()
-                    ),
-                ));
-            }
-        }
-        files.push(file);
-    }
-    Ok(files)
+    Ok(paths)
 }
 
 /// File name for an object's own catalog file; names are SQL identifiers, but quoted

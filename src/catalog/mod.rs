@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
-pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_text_atomic};
+pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, load_dirs, toml_error, write_text_atomic};
 
 use crate::connectors::ConnectorContext;
 use crate::error::{WsError, WsResult, sqlstate};
@@ -160,7 +160,11 @@ pub fn duplicate(name: &str, holder: Holder) -> WsError {
 }
 
 pub struct Catalog {
+    /// Where DDL writes its catalog files (`--ddl-dir`).
     dir: PathBuf,
+    /// The declared catalog (`--catalog-dir`) when it is another directory: read at
+    /// start, never written; what it declares is changed by editing it, not by DDL.
+    read_only_dir: Option<PathBuf>,
     data_dir: PathBuf,
     lake_staleness_ms: u64,
     list: Arc<MemoryCatalogProviderList>,
@@ -188,7 +192,13 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    pub fn new(dir: &Path, data_dir: &Path, lake_staleness_ms: u64, connectors: ConnectorContext) -> Catalog {
+    pub fn new(
+        dir: &Path,
+        read_only_dir: Option<PathBuf>,
+        data_dir: &Path,
+        lake_staleness_ms: u64,
+        connectors: ConnectorContext,
+    ) -> Catalog {
         let list = Arc::new(MemoryCatalogProviderList::new());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let schema = Arc::new(MemorySchemaProvider::new());
@@ -218,6 +228,7 @@ impl Catalog {
             .expect("a fresh memory catalog accepts a schema");
         Catalog {
             dir: dir.to_path_buf(),
+            read_only_dir,
             data_dir: data_dir.to_path_buf(),
             lake_staleness_ms,
             list,
@@ -398,6 +409,7 @@ impl Catalog {
                 return Ok(false);
             }
         };
+        self.check_writable(&file, name)?;
         files::remove_declaration(&file, name)?;
         if let Some(source) = self.forget_source(name).await {
             crate::connectors::delete_storage(&source.spec, &self.data_dir);
@@ -419,6 +431,24 @@ impl Catalog {
         }
         for registered in self.sources.lock().await.values() {
             registered.source.stop();
+        }
+    }
+
+    /// Refuses (42501, as PostgreSQL refuses DDL on a system catalog) a change to what a
+    /// file of the read-only declared catalog declares: the server never writes there.
+    fn check_writable(&self, file: &Path, name: &str) -> WsResult<()> {
+        match &self.read_only_dir {
+            Some(dir) if file.parent() == Some(dir.as_path()) => Err(WsError::new(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: \"{name}\" is declared in {}, in the catalog directory the server reads \
+                     but never writes (--catalog-dir); DDL persists in {} (--ddl-dir). Edit that file while \
+                     the server is stopped to change it",
+                    file.display(),
+                    self.dir.display()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -489,6 +519,7 @@ impl Catalog {
         if !readers.is_empty() {
             return Err(dependent("materialized view", name, &readers));
         }
+        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = views.remove(name).expect("checked above");
         self.view_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -531,6 +562,7 @@ impl Catalog {
         let Some(registered) = sinks.get(name) else {
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = sinks.remove(name).expect("checked above");
         self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -581,6 +613,7 @@ impl Catalog {
                 registered.def.format
             )));
         };
+        self.check_writable(&registered.file, table)?;
         let attnums = attnums(&lake.schema(), &index)?;
         let columns: Vec<String> = index.columns.iter().map(|c| c.name.clone()).collect();
         lake.zorder(&columns).await?;
@@ -605,6 +638,7 @@ impl Catalog {
         let registered = tables
             .get_mut(&entry.table)
             .ok_or_else(|| WsError::internal(format!("index {name} outlived its table {}", entry.table)))?;
+        self.check_writable(&registered.file, &entry.table)?;
         let mut def = registered.def.clone();
         def.indexes.retain(|index| index.name != name);
         files::replace_table_declaration(&registered.file, &def)?;
@@ -686,6 +720,7 @@ impl Catalog {
             }
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
         self.schema.deregister_table(name)?;

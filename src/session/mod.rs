@@ -103,7 +103,13 @@ impl Engine {
                 format!("data dir {}: {error}", config.data_dir.display()),
             )
         })?;
-        let files = crate::catalog::load_dir(&config.catalog_dir)?;
+        // The declared catalog, then what DDL persisted; one namespace across both.
+        let read_only_dir = (!same_dir(&config.catalog_dir, &config.ddl_dir)).then(|| config.catalog_dir.clone());
+        let dirs: Vec<&std::path::Path> = match &read_only_dir {
+            Some(declared) => vec![declared, &config.ddl_dir],
+            None => vec![&config.ddl_dir],
+        };
+        let files = crate::catalog::load_dirs(&dirs)?;
         for file in &files {
             if let Some(demo) = &file.demo {
                 let lake_dir = config.data_dir.join(&demo.location);
@@ -135,7 +141,8 @@ impl Engine {
         });
         let connectors = crate::connectors::ConnectorContext { data_dir: config.data_dir.clone(), demo };
         let catalog = Arc::new(Catalog::new(
-            &config.catalog_dir,
+            &config.ddl_dir,
+            read_only_dir,
             &config.data_dir,
             config.limits.lake_staleness_ms,
             connectors,
@@ -273,6 +280,12 @@ impl Engine {
             notices: Vec::new(),
         }
     }
+}
+
+/// Whether two configured directories are one (then DDL writes where declarations are
+/// read, as before the two were split).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// A view or sink of the catalog that no longer plans: the server does not start with a
