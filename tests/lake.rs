@@ -337,7 +337,7 @@ async fn the_declared_catalog_is_read_only_and_ddl_goes_under_the_data_dir() {
     let declared = config.catalog_dir.join("shipped.toml");
     let text = "[[table]]\nname = \"shipped\"\nformat = \"delta\"\nlocation = \"tables/lake\"\n\n\
                 [[source]]\nname = \"feed\"\nconnector = \"ingest\"\ncolumns = [{ name = \"a\", type = \"BIGINT\" }]\n\n\
-                [[materialized_view]]\nname = \"feed_view\"\nemit = \"on_update\"\nquery = \"SELECT a FROM feed\"\n\n\
+                [[materialized_view]]\nname = \"feed_view\"\nemit = \"on_window_close\"\nquery = \"SELECT a FROM feed\"\n\n\
                 [[sink]]\nname = \"feed_sink\"\ninput = { view = \"feed_view\" }\noptions = { connector = \"notify\", channel = \"c\" }\n";
     std::fs::write(&declared, text).expect("declared catalog");
     let engine = Engine::open(config.clone()).await.expect("engine opens");
