@@ -374,3 +374,39 @@ async fn the_declared_catalog_is_read_only_and_ddl_goes_under_the_data_dir() {
     assert!(!left.contains("feed_sink") && !left.contains("feed_view") && left.contains("shipped"), "{left}");
     engine.catalog().stop_sources().await;
 }
+
+/// A table a view or a sink reads cannot be dropped from under it (2BP01, as for a source):
+/// the next start plans the view again and would fail. Once they are gone, it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_read_by_a_view_or_sink_is_not_dropped_from_under_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session
+        .run_collect(
+            "CREATE TABLE lookup (a BIGINT, b TEXT); INSERT INTO lookup VALUES (1, 'one');
+             CREATE SOURCE ev (a BIGINT) WITH (connector = 'ingest');
+             CREATE MATERIALIZED VIEW joined AS SELECT e.a, l.b FROM ev e JOIN lookup l ON l.a = e.a;
+             CREATE TABLE other (a BIGINT);
+             CREATE SINK other_sink AS SELECT e.a FROM ev e WHERE e.a IN (SELECT a FROM other)
+               WITH (connector = 'notify', channel = 'c')",
+        )
+        .await
+        .expect("setup");
+    for (sql, reader) in [("DROP TABLE lookup", "joined"), ("DROP TABLE other", "other_sink")] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "2BP01", "{sql}");
+        assert!(error.message.contains(reader), "{}", error.message);
+    }
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("the next start plans the view again");
+    let mut session = engine.session();
+    session
+        .run_collect("DROP MATERIALIZED VIEW joined; DROP SINK other_sink; DROP TABLE lookup; DROP TABLE other")
+        .await
+        .expect("drops in order");
+    engine.catalog().stop_sources().await;
+}

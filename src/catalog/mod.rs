@@ -107,16 +107,19 @@ struct RegisteredSource {
     source: Arc<Source>,
 }
 
-/// A running materialized view and the file that declares it.
+/// A running materialized view, the file that declares it and the relations its query
+/// reads (which DROP refuses to take from under it).
 struct RegisteredView {
     file: PathBuf,
     view: Arc<MaterializedView>,
+    reads: Vec<String>,
 }
 
-/// A running sink and the file that declares it.
+/// A running sink, the file that declares it and the relations it reads.
 struct RegisteredSink {
     file: PathBuf,
     sink: Arc<Sink>,
+    reads: Vec<String>,
 }
 
 fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
@@ -466,7 +469,12 @@ impl Catalog {
     /// Registers a started view as a relation. With `file` None (CREATE), its declaration
     /// is persisted too, all or nothing: registered, then written, and unregistered again
     /// if the write fails; at start-up it comes from `file`. On error the view is stopped.
-    pub async fn register_view(&self, view: Arc<MaterializedView>, file: Option<PathBuf>) -> WsResult<()> {
+    pub async fn register_view(
+        &self,
+        view: Arc<MaterializedView>,
+        reads: Vec<String>,
+        file: Option<PathBuf>,
+    ) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = view.name().to_string();
@@ -477,7 +485,7 @@ impl Catalog {
             };
             self.schema.register_table(name.clone(), Arc::new(ViewTable::new(view.clone())))?;
             self.view_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), view.clone());
-            self.views.lock().await.insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone() });
+            self.views.lock().await.insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone(), reads });
             if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_view(view.def.clone())) {
                 // Not persisted means not created: a restart would not see it.
                 self.views.lock().await.remove(&name);
@@ -508,14 +516,16 @@ impl Catalog {
             }
             return Ok(false);
         };
-        let readers: Vec<String> = self
-            .sinks
-            .lock()
-            .await
-            .values()
-            .filter(|r| !r.sink.owns_view && r.sink.view.name() == name)
-            .map(|r| r.sink.name().to_string())
-            .collect();
+        let mut readers: Vec<String> =
+            views.values().filter(|r| r.reads.iter().any(|read| read == name)).map(|r| r.view.name().to_string()).collect();
+        readers.extend(
+            self.sinks
+                .lock()
+                .await
+                .values()
+                .filter(|r| (!r.sink.owns_view && r.sink.view.name() == name) || r.reads.iter().any(|read| read == name))
+                .map(|r| r.sink.name().to_string()),
+        );
         if !readers.is_empty() {
             return Err(dependent("materialized view", name, &readers));
         }
@@ -530,7 +540,7 @@ impl Catalog {
 
     /// Registers a started sink, persisting its declaration when `file` is None (CREATE),
     /// all or nothing as for views. On error the sink is stopped.
-    pub async fn register_sink(&self, sink: Arc<Sink>, file: Option<PathBuf>) -> WsResult<()> {
+    pub async fn register_sink(&self, sink: Arc<Sink>, reads: Vec<String>, file: Option<PathBuf>) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = sink.name().to_string();
@@ -540,7 +550,7 @@ impl Catalog {
                 None => (self.object_file(&name)?, true),
             };
             self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), sink.clone());
-            self.sinks.lock().await.insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone() });
+            self.sinks.lock().await.insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone(), reads });
             if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone())) {
                 self.sinks.lock().await.remove(&name);
                 self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
@@ -720,6 +730,10 @@ impl Catalog {
             }
             return Ok(false);
         };
+        let readers = self.readers_of(name).await;
+        if !readers.is_empty() {
+            return Err(dependent("table", name, &readers));
+        }
         self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
@@ -736,6 +750,15 @@ impl Catalog {
             }
         }
         Ok(true)
+    }
+
+    /// Views and sinks whose queries read relation `name`.
+    async fn readers_of(&self, name: &str) -> Vec<String> {
+        let reads = |list: &[String]| list.iter().any(|read| read == name);
+        let mut readers: Vec<String> =
+            self.views.lock().await.values().filter(|r| reads(&r.reads)).map(|r| r.view.name().to_string()).collect();
+        readers.extend(self.sinks.lock().await.values().filter(|r| reads(&r.reads)).map(|r| r.sink.name().to_string()));
+        readers
     }
 
     pub async fn lake_table(&self, name: &str) -> Option<Arc<LakeTable>> {

@@ -162,19 +162,35 @@ impl Engine {
         let session = engine.session();
         engine.inner.catalog.register_files(&files, &session.ctx.state()).await?;
         // Views and sinks are planned by a session (window functions, time travel...),
-        // after every table and source they read is registered; views before sinks.
-        for file in &files {
-            for def in &file.views {
-                let started = session.start_view(def.clone()).await;
-                let view = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
-                engine.inner.catalog.register_view(view, Some(file.path.clone())).await?;
+        // after every table and source they read is registered; views before sinks. A view
+        // may read another view declared in a later file: views that do not plan yet are
+        // tried again after the others, until a round makes no progress.
+        let mut pending: Vec<(&crate::catalog::CatalogFile, &crate::stream::continuous::ViewDef)> =
+            files.iter().flat_map(|file| file.views.iter().map(move |def| (file, def))).collect();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for (file, def) in pending.iter().copied() {
+                match session.start_view(def.clone()).await {
+                    Ok((view, reads)) => engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?,
+                    Err(error) => {
+                        first_error.get_or_insert_with(|| continuous_load_error(file, &def.name, error));
+                        failed.push((file, def));
+                    }
+                }
             }
+            if failed.len() == pending.len()
+                && let Some(error) = first_error
+            {
+                return Err(error);
+            }
+            pending = failed;
         }
         for file in &files {
             for def in &file.sinks {
                 let started = session.start_sink(def.clone()).await;
-                let sink = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
-                engine.inner.catalog.register_sink(sink, Some(file.path.clone())).await?;
+                let (sink, reads) = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
+                engine.inner.catalog.register_sink(sink, reads, Some(file.path.clone())).await?;
             }
         }
         Ok(engine)
