@@ -232,7 +232,7 @@ async fn one_namespace_at_create_and_every_start_accepts_it() {
     .expect("catalog file");
     let engine = Engine::open(config.clone()).await.expect("engine opens");
     let mut session = engine.session();
-    session.run_collect("CREATE TABLE t (a BIGINT); CREATE INDEX t_a ON t (a)").await.expect("setup");
+    session.run_collect("CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1); CREATE INDEX t_a ON t (a)").await.expect("setup");
     for sql in [
         "CREATE TABLE big_orders AS SELECT 1 AS a",
         "CREATE TABLE IF NOT EXISTS big_orders AS SELECT 1 AS a",
@@ -272,7 +272,7 @@ async fn one_namespace_at_create_and_every_start_accepts_it() {
     drop(engine);
     let engine = Engine::open(config).await.expect("the next start accepts what the server accepted");
     let mut session = engine.session();
-    assert_eq!(count(&mut session, "t").await, 0);
+    assert_eq!(count(&mut session, "t").await, 1);
     let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
     assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     engine.catalog().stop_sources().await;

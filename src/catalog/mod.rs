@@ -386,6 +386,19 @@ impl Catalog {
     /// false when there was no such source.
     pub async fn drop_source(&self, name: &str) -> WsResult<bool> {
         let _ddl = self.tables.lock().await;
+        let file = match self.sources.lock().await.get(name) {
+            Some(registered) => registered.file.clone(),
+            None => {
+                if self.schema.table_exist(name) {
+                    return Err(WsError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{name}\" is not a source; use DROP TABLE"),
+                    ));
+                }
+                return Ok(false);
+            }
+        };
+        self.check_writable(&file, name)?;
         let readers: Vec<String> =
             self.views.lock().await.values().filter(|r| r.view.sources.iter().any(|s| s == name)).map(|r| r.view.name().to_string()).collect();
         let sink_readers: Vec<String> = self
@@ -400,19 +413,6 @@ impl Catalog {
         if !readers.is_empty() {
             return Err(dependent("source", name, &readers));
         }
-        let file = match self.sources.lock().await.get(name) {
-            Some(registered) => registered.file.clone(),
-            None => {
-                if self.schema.table_exist(name) {
-                    return Err(WsError::new(
-                        sqlstate::WRONG_OBJECT_TYPE,
-                        format!("\"{name}\" is not a source; use DROP TABLE"),
-                    ));
-                }
-                return Ok(false);
-            }
-        };
-        self.check_writable(&file, name)?;
         files::remove_declaration(&file, name)?;
         if let Some(source) = self.forget_source(name).await {
             crate::connectors::delete_storage(&source.spec, &self.data_dir);
@@ -516,6 +516,7 @@ impl Catalog {
             }
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
         let mut readers: Vec<String> =
             views.values().filter(|r| r.reads.iter().any(|read| read == name)).map(|r| r.view.name().to_string()).collect();
         readers.extend(
@@ -529,7 +530,6 @@ impl Catalog {
         if !readers.is_empty() {
             return Err(dependent("materialized view", name, &readers));
         }
-        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = views.remove(name).expect("checked above");
         self.view_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -730,11 +730,11 @@ impl Catalog {
             }
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
         let readers = self.readers_of(name).await;
         if !readers.is_empty() {
             return Err(dependent("table", name, &readers));
         }
-        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
         self.schema.deregister_table(name)?;
