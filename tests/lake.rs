@@ -306,7 +306,9 @@ async fn a_create_whose_catalog_file_fails_leaves_nothing() {
             }
             _ => assert_eq!(code(&mut session, &format!("SELECT * FROM {name}")).await, "42P01", "{name} is not registered"),
         }
-        assert!(!dir.path().join("data/tables/w").exists(), "no data left behind");
+        if name == "w" {
+            assert!(!dir.path().join("data/tables/w").exists(), "no data left behind");
+        }
         std::fs::remove_dir(&obstacle).expect("remove the obstacle");
         session.run_collect(create).await.unwrap_or_else(|error| panic!("{create}: {error}"));
         assert!(config.ddl_dir.join(format!("{name}.toml")).exists(), "{name}: persisted");
