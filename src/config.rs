@@ -14,8 +14,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Managed Delta tables and the demo lake live here.
     pub data_dir: PathBuf,
-    /// Declarative TOML files registering tables; DDL is persisted here.
+    /// Declarative TOML files registering tables, sources, views and sinks; read at start,
+    /// never written (unless it is also `ddl_dir`): a repository's shipped catalog (the
+    /// demo's `catalog/`) stays as checked in.
     pub catalog_dir: PathBuf,
+    /// Where DDL over the wire persists its catalog files (one per object), read at start
+    /// after `catalog_dir`; `<data dir>/catalog` unless configured.
+    pub ddl_dir: PathBuf,
     /// Generate the demo lake when the catalog declares it and it is missing.
     pub demo_autogenerate: bool,
     /// Show progress bars (demo generation) on stderr.
@@ -91,14 +96,22 @@ impl Default for Limits {
     }
 }
 
+/// The DDL catalog directory when none is configured: under the data dir, next to the
+/// managed tables it declares.
+pub fn default_ddl_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("catalog")
+}
+
 impl Config {
     /// A configuration rooted in one directory, for tests and embedded use: data in
-    /// `root/data`, catalog in `root/catalog`, an ephemeral loopback port, no demo.
+    /// `root/data`, declared catalog in `root/catalog`, DDL in `root/data/catalog` (as the
+    /// command line's defaults), an ephemeral loopback port, no demo.
     pub fn rooted_at(root: &std::path::Path) -> Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("literal address parses"),
             data_dir: root.join("data"),
             catalog_dir: root.join("catalog"),
+            ddl_dir: default_ddl_dir(&root.join("data")),
             demo_autogenerate: false,
             progress: false,
             limits: Limits::default(),

@@ -62,6 +62,9 @@ pub async fn sql(config: Config, sql: &str) -> WsResult<()> {
     let engine = Engine::open(config).await?;
     let mut session = engine.session();
     for result in session.run_collect(sql).await? {
+        for notice in &result.notices {
+            eprintln!("{}:  {}", notice.severity, notice.message);
+        }
         if result.schema.fields().is_empty() {
             println!("{}", result.tag);
             continue;

@@ -60,6 +60,8 @@ macro_rules! sqlstates {
 }
 
 sqlstates! {
+    // Class 01: warnings, sent as notices, never as errors.
+    WARNING = "01000",
     // Class 0A, 08: features and the connection.
     FEATURE_NOT_SUPPORTED = "0A000",
     // 08007: the statement's outcome is not known (PostgreSQL uses it for a COMMIT whose
@@ -336,6 +338,10 @@ fn execution_sqlstate(message: &str) -> SqlState {
         sqlstate::INVALID_TEXT_REPRESENTATION
     } else if message.contains("overflow") {
         sqlstate::NUMERIC_VALUE_OUT_OF_RANGE
+    } else if message.contains("Scalar subquery returned more than one row") {
+        // DataFusion's ScalarSubqueryExec; PostgreSQL's "more than one row returned by a
+        // subquery used as an expression".
+        sqlstate::CARDINALITY_VIOLATION
     } else {
         sqlstate::INTERNAL_ERROR
     }
@@ -435,6 +441,12 @@ mod tests {
         let error = WsError::from(error);
         assert_eq!(error.code, sqlstate::DATATYPE_MISMATCH);
         assert_eq!(error.message, "TUMBLE needs a timestamp");
+    }
+
+    #[test]
+    fn a_scalar_subquery_of_several_rows_is_21000() {
+        let error = DataFusionError::Execution("Scalar subquery returned more than one row".into());
+        assert_eq!(WsError::from(error).code, sqlstate::CARDINALITY_VIOLATION);
     }
 
     #[test]

@@ -27,9 +27,12 @@ struct Common {
     /// Directory of managed Delta tables and the demo lake.
     #[arg(long, env = "WATERSHED_DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
-    /// Directory of catalog TOML files.
+    /// Directory of catalog TOML files, read at start and never written (unless it is --ddl-dir).
     #[arg(long, env = "WATERSHED_CATALOG_DIR", default_value = "./catalog", global = true)]
     catalog_dir: PathBuf,
+    /// Directory where DDL over the wire persists catalog files [default: <data-dir>/catalog].
+    #[arg(long, env = "WATERSHED_DDL_DIR", global = true)]
+    ddl_dir: Option<PathBuf>,
     /// Maximum concurrent client connections (53300 beyond).
     #[arg(long, env = "WATERSHED_CONNECTIONS_MAX", default_value_t = Limits::default().connections_max, global = true)]
     connections_max: usize,
@@ -138,6 +141,7 @@ impl Common {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
             catalog_dir: self.catalog_dir.clone(),
+            ddl_dir: self.ddl_dir.clone().unwrap_or_else(|| watershed::config::default_ddl_dir(&self.data_dir)),
             demo_autogenerate,
             progress: true,
             limits: Limits {

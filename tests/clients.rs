@@ -204,7 +204,26 @@ fn psql_queries_types_transactions_errors() {
         "BEGIN; DROP TABLE IF EXISTS psql_t; CREATE TABLE psql_t (id BIGINT); INSERT INTO psql_t VALUES (1), (NULL); \
          SAVEPOINT s; RELEASE SAVEPOINT s; COMMIT; SELECT count(*) AS n, count(id) AS m FROM psql_t; DROP TABLE psql_t",
     ]);
-    assert!(block.contains("COMMIT") || block.contains(" 2 | 1"), "transaction block:\n{block}");
+    // Every statement's tag, in order, the block committed (not rolled back), and its
+    // rows read back after it.
+    let mut rest = block.as_str();
+    for part in ["BEGIN", "CREATE TABLE", "INSERT 0 2", "SAVEPOINT", "RELEASE", "COMMIT", " 2 | 1", "DROP TABLE"] {
+        let at = rest.find(part).unwrap_or_else(|| panic!("transaction block shows {part:?} in order:\n{block}"));
+        rest = &rest[at + part.len()..];
+    }
+    assert!(!block.contains("ROLLBACK"), "transaction block:\n{block}");
+    // A ROLLBACK after writes answers ROLLBACK and warns that the writes stay.
+    let mut rollback = Command::new("psql");
+    rollback
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "watershed", "-d", "watershed"])
+        .args(["-p", &server_port().to_string(), "-c"])
+        .arg("DROP TABLE IF EXISTS psql_rb; CREATE TABLE psql_rb (id BIGINT); BEGIN; INSERT INTO psql_rb VALUES (1); ROLLBACK")
+        .args(["-c", "SELECT count(*) AS kept FROM psql_rb", "-c", "DROP TABLE psql_rb"]);
+    let output = rollback.output().expect("psql runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ROLLBACK") && stdout.contains("\n    1\n"), "{stdout}");
+    assert!(stderr.contains("WARNING:  statements of this transaction block that wrote were already committed"), "{stderr}");
     let mut failing = Command::new("psql");
     failing
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-U", "watershed"])

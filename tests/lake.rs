@@ -85,8 +85,9 @@ async fn catalog_survives_a_restart() {
             .await
             .expect("ddl");
     }
-    assert!(dir.path().join("catalog/kept.toml").exists());
-    assert!(!dir.path().join("catalog/gone.toml").exists(), "dropped tables leave the catalog");
+    assert!(dir.path().join("data/catalog/kept.toml").exists(), "DDL persists under the data dir");
+    assert!(!dir.path().join("data/catalog/gone.toml").exists(), "dropped tables leave the catalog");
+    assert!(!dir.path().join("catalog").exists(), "the declared catalog dir is never written");
     assert!(!dir.path().join("data/tables/gone").exists(), "managed data is deleted on drop");
     let second = engine(dir.path(), 5_000).await;
     let mut session = second.session();
@@ -179,4 +180,235 @@ async fn broken_catalog_file_names_file_and_line() {
     .expect("write");
     let error = Engine::open(Config::rooted_at(dir.path())).await.err().expect("refuses to start");
     assert!(error.message.contains("broken.toml:2"), "{}", error.message);
+}
+
+/// A catalog file edited while the server runs (catalog files are to be edited while it
+/// is stopped) makes DROP an F0000 error naming the file, not a panic; nothing is dropped.
+#[tokio::test]
+async fn drop_after_the_catalog_file_was_edited_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let file = config.ddl_dir.join("edited.toml");
+    let engine = Engine::open(config).await.expect("engine opens");
+    let mut session = engine.session();
+    session
+        .run_collect("CREATE TABLE edited (id BIGINT); INSERT INTO edited VALUES (1); CREATE SOURCE ev (id BIGINT) WITH (connector = 'ingest')")
+        .await
+        .expect("ddl");
+    let text = std::fs::read_to_string(&file).expect("the table's catalog file");
+    std::fs::write(&file, text.replace("name = \"edited\"", "name = \"renamed\"")).expect("edit");
+    for sql in ["DROP TABLE edited", "CREATE INDEX edited_id ON edited (id)"] {
+        let error = session.run_collect(sql).await.err().expect("refused");
+        assert_eq!(error.code, "F0000", "{sql}");
+        assert!(error.message.contains("edited.toml") && error.message.contains("changed"), "{}", error.message);
+    }
+    assert_eq!(count(&mut session, "edited").await, 1, "nothing was dropped");
+    std::fs::remove_file(engine.config().ddl_dir.join("ev.toml")).expect("remove the source's file");
+    let error = session.run_collect("DROP SOURCE ev").await.err().expect("refused");
+    assert_eq!(error.code, "F0000");
+    assert_eq!(count(&mut session, "ev").await, 0, "the source is still there");
+}
+
+async fn code(session: &mut Session, sql: &str) -> String {
+    session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must fail")).code.to_string()
+}
+
+/// One namespace, checked at CREATE for every kind: a name a catalog file declares for a
+/// sink (as the demo's `big_orders`) is refused to tables, CTAS, external tables, sources,
+/// views and indexes with 42710, a relation's or index's name to the others with 42P07, a
+/// name a catalog file cannot hold with 0A000; and the next start accepts everything the
+/// server accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_at_create_and_every_start_accepts_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
+    std::fs::write(
+        config.catalog_dir.join("shop.toml"),
+        "[[source]]\nname = \"orders\"\nconnector = \"ingest\"\ncolumns = [{ name = \"amount\", type = \"BIGINT\" }]\n\n\
+         [[sink]]\nname = \"big_orders\"\ninput = { query = \"SELECT amount FROM orders WHERE amount > 1000\" }\n\
+         options = { connector = \"notify\", channel = \"big_orders\" }\n",
+    )
+    .expect("catalog file");
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1); CREATE INDEX t_a ON t (a)").await.expect("setup");
+    for sql in [
+        "CREATE TABLE big_orders AS SELECT 1 AS a",
+        "CREATE TABLE IF NOT EXISTS big_orders AS SELECT 1 AS a",
+        "CREATE TABLE big_orders (a BIGINT)",
+        "CREATE EXTERNAL TABLE big_orders STORED AS DELTA LOCATION 'tables/t'",
+        "CREATE SOURCE big_orders (a BIGINT) WITH (connector = 'ingest')",
+        "CREATE MATERIALIZED VIEW big_orders AS SELECT amount FROM orders",
+        "CREATE INDEX big_orders ON t (a)",
+        "CREATE SINK big_orders AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')",
+    ] {
+        assert_eq!(code(&mut session, sql).await, "42710", "{sql}");
+    }
+    for name in ["t", "t_a", "orders"] {
+        for sql in [
+            format!("CREATE TABLE {name} AS SELECT 1 AS a"),
+            format!("CREATE SOURCE {name} (a BIGINT) WITH (connector = 'ingest')"),
+            format!("CREATE MATERIALIZED VIEW {name} AS SELECT amount FROM orders"),
+            format!("CREATE INDEX {name} ON t (a)"),
+            format!("CREATE SINK {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
+            format!("CREATE SINK IF NOT EXISTS {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
+        ] {
+            assert_eq!(code(&mut session, &sql).await, "42P07", "{sql}");
+        }
+    }
+    // IF NOT EXISTS skips a name of its own class (relations; sinks), as in PostgreSQL.
+    session
+        .run_collect(
+            "CREATE TABLE IF NOT EXISTS t_a (a BIGINT); CREATE INDEX IF NOT EXISTS orders ON t (a);
+             CREATE SINK IF NOT EXISTS big_orders AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')",
+        )
+        .await
+        .expect("skipped");
+    assert_eq!(code(&mut session, "CREATE TABLE \"Big\" (a BIGINT)").await, "0A000");
+    assert!(!dir.path().join("data/tables/big_orders").exists(), "a refused CTAS leaves no data");
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("the next start accepts what the server accepted");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "t").await, 1);
+    let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
+    assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    engine.catalog().stop_sources().await;
+}
+
+/// CREATE of a view, a sink or a CTAS is all or nothing: when its catalog file cannot be
+/// written, it is not registered either (and a CTAS leaves no data); once the file can be
+/// written, the same CREATE succeeds and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_catalog_file_fails_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("CREATE SOURCE ev (a BIGINT) WITH (connector = 'ingest')").await.expect("source");
+    let creates = [
+        ("v", "CREATE MATERIALIZED VIEW v AS SELECT a FROM ev"),
+        ("w", "CREATE TABLE w AS SELECT 1 AS a"),
+        ("k", "CREATE SINK k AS SELECT a FROM ev WITH (connector = 'notify', channel = 'k')"),
+    ];
+    for (name, create) in creates {
+        // A directory where write_atomic's temporary file goes makes the write fail.
+        let obstacle = config.ddl_dir.join(format!("{name}.toml.tmp"));
+        std::fs::create_dir_all(&obstacle).expect("obstacle");
+        session.run_collect(create).await.err().unwrap_or_else(|| panic!("{create} must fail"));
+        assert!(!config.ddl_dir.join(format!("{name}.toml")).exists(), "{name}: no file");
+        match name {
+            "k" => {
+                let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
+                assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "k is not registered");
+            }
+            _ => assert_eq!(code(&mut session, &format!("SELECT * FROM {name}")).await, "42P01", "{name} is not registered"),
+        }
+        if name == "w" {
+            assert!(!dir.path().join("data/tables/w").exists(), "no data left behind");
+        }
+        std::fs::remove_dir(&obstacle).expect("remove the obstacle");
+        session.run_collect(create).await.unwrap_or_else(|error| panic!("{create}: {error}"));
+        assert!(config.ddl_dir.join(format!("{name}.toml")).exists(), "{name}: persisted");
+    }
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("restarts");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "w").await, 1);
+    assert_eq!(count(&mut session, "v").await, 0);
+    engine.catalog().stop_sources().await;
+}
+
+/// The declared catalog (`--catalog-dir`, the repository's `catalog/` for the demo) is
+/// read, never written: DDL persists under the data dir (`--ddl-dir`), and DDL that would
+/// change a declared object is refused with 42501, its file untouched. Configured as one
+/// directory, both are the same writable catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_declared_catalog_is_read_only_and_ddl_goes_under_the_data_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    {
+        let engine = Engine::open(config.clone()).await.expect("engine opens");
+        engine.session().run_collect("CREATE TABLE lake (a BIGINT); INSERT INTO lake VALUES (1)").await.expect("table");
+    }
+    std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
+    let declared = config.catalog_dir.join("shipped.toml");
+    let text = "[[table]]\nname = \"shipped\"\nformat = \"delta\"\nlocation = \"tables/lake\"\n\n\
+                [[source]]\nname = \"feed\"\nconnector = \"ingest\"\ncolumns = [{ name = \"a\", type = \"BIGINT\" }]\n\n\
+                [[materialized_view]]\nname = \"feed_view\"\nemit = \"on_window_close\"\nquery = \"SELECT a FROM feed\"\n\n\
+                [[sink]]\nname = \"feed_sink\"\ninput = { view = \"feed_view\" }\noptions = { connector = \"notify\", channel = \"c\" }\n";
+    std::fs::write(&declared, text).expect("declared catalog");
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    assert_eq!(count(&mut session, "shipped").await, 1);
+    for sql in [
+        "DROP SINK feed_sink",
+        "DROP MATERIALIZED VIEW feed_view",
+        "DROP SOURCE feed",
+        "DROP TABLE shipped",
+        "CREATE INDEX shipped_a ON shipped (a)",
+    ] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "42501", "{sql}");
+        assert!(error.message.contains("shipped.toml") && error.message.contains("--ddl-dir"), "{}", error.message);
+    }
+    assert_eq!(std::fs::read_to_string(&declared).expect("declared"), text, "the declared file is untouched");
+    assert_eq!(count(&mut session, "shipped").await, 1);
+    session.run_collect("CREATE TABLE mine AS SELECT 2 AS a").await.expect("ctas");
+    assert!(config.ddl_dir.join("mine.toml").exists());
+    assert!(!config.catalog_dir.join("mine.toml").exists());
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    // One directory for both: DDL writes where it reads, as before the split.
+    let mut same = config.clone();
+    same.ddl_dir = same.catalog_dir.clone();
+    std::fs::rename(config.ddl_dir.join("lake.toml"), same.catalog_dir.join("lake.toml")).expect("move");
+    std::fs::remove_file(config.ddl_dir.join("mine.toml")).expect("forget mine");
+    let engine = Engine::open(same).await.expect("engine opens");
+    let mut session = engine.session();
+    session.run_collect("DROP SINK feed_sink; DROP MATERIALIZED VIEW feed_view").await.expect("writable");
+    let left = std::fs::read_to_string(&declared).expect("declared");
+    assert!(!left.contains("feed_sink") && !left.contains("feed_view") && left.contains("shipped"), "{left}");
+    engine.catalog().stop_sources().await;
+}
+
+/// A table a view or a sink reads cannot be dropped from under it (2BP01, as for a source):
+/// the next start plans the view again and would fail. Once they are gone, it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_read_by_a_view_or_sink_is_not_dropped_from_under_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    session
+        .run_collect(
+            "CREATE TABLE lookup (a BIGINT, b TEXT); INSERT INTO lookup VALUES (1, 'one');
+             CREATE SOURCE ev (a BIGINT) WITH (connector = 'ingest');
+             CREATE MATERIALIZED VIEW joined AS SELECT e.a, l.b FROM ev e JOIN lookup l ON l.a = e.a;
+             CREATE TABLE other (a BIGINT);
+             CREATE SINK other_sink AS SELECT e.a FROM ev e WHERE e.a IN (SELECT a FROM other)
+               WITH (connector = 'notify', channel = 'c')",
+        )
+        .await
+        .expect("setup");
+    for (sql, reader) in [("DROP TABLE lookup", "joined"), ("DROP TABLE other", "other_sink")] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "2BP01", "{sql}");
+        assert!(error.message.contains(reader), "{}", error.message);
+    }
+    engine.catalog().stop_sources().await;
+    drop(session);
+    drop(engine);
+    let engine = Engine::open(config).await.expect("the next start plans the view again");
+    let mut session = engine.session();
+    session
+        .run_collect("DROP MATERIALIZED VIEW joined; DROP SINK other_sink; DROP TABLE lookup; DROP TABLE other")
+        .await
+        .expect("drops in order");
+    engine.catalog().stop_sources().await;
 }

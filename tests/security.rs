@@ -199,6 +199,186 @@ async fn roles_are_enforced_with_42501() {
     server.stop().await;
 }
 
+/// Every statement kind, over the wire, against the read and write roles: refused with
+/// 42501 below the role roles.rs gives it (unit tests there walk every kind), run at or
+/// above it; a refused statement changed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_statement_kind_against_read_and_write_roles() {
+    let server = server_with_users(|_| {}).await;
+    let boss = server.login("boss", Some("boss-pw")).await.expect("admin login");
+    boss.batch_execute(
+        "CREATE TABLE t (a BIGINT); CREATE SOURCE s (a BIGINT) WITH (connector = 'ingest');
+         CREATE MATERIALIZED VIEW v AS SELECT a FROM s;
+         CREATE SINK k FROM v WITH (connector = 'notify', channel = 'c')",
+    )
+    .await
+    .expect("setup");
+    let writer = server.login("writer", Some("writer-pw")).await.expect("write login");
+    let reader = server.login("reader", Some("reader-pw")).await.expect("read login");
+    // (statement, least role); the write ones leave the objects as they are.
+    let cases = [
+        ("INSERT INTO t VALUES (1)", "write"),
+        ("INSERT INTO s VALUES (1)", "write"),
+        ("EXPLAIN ANALYZE INSERT INTO t VALUES (1)", "write"),
+        ("NOTIFY c, 'x'", "write"),
+        ("CREATE TABLE u (a BIGINT)", "admin"),
+        ("CREATE TABLE u AS SELECT 1 AS a", "admin"),
+        ("CREATE EXTERNAL TABLE e STORED AS DELTA LOCATION 'tables/t'", "admin"),
+        ("DROP TABLE t", "admin"),
+        ("CREATE INDEX t_a ON t (a)", "admin"),
+        ("DROP INDEX IF EXISTS t_a", "admin"),
+        ("CREATE SOURCE s2 (a BIGINT) WITH (connector = 'ingest')", "admin"),
+        ("DROP SOURCE s", "admin"),
+        ("CREATE MATERIALIZED VIEW v2 AS SELECT a FROM s", "admin"),
+        ("DROP MATERIALIZED VIEW v", "admin"),
+        ("CREATE SINK k2 FROM v WITH (connector = 'notify', channel = 'c')", "admin"),
+        ("DROP SINK k", "admin"),
+        ("SET datafusion.execution.batch_size = 17", "admin"),
+        ("SELECT a FROM t", "read"),
+        ("LISTEN c", "read"),
+        ("UNLISTEN *", "read"),
+        ("SET application_name = 'x'", "read"),
+        ("SHOW application_name", "read"),
+        ("BEGIN; DECLARE c CURSOR FOR SELECT a FROM t; FETCH 1 FROM c; MOVE 1 IN c; CLOSE c; COMMIT", "read"),
+        ("BEGIN; SAVEPOINT p; RELEASE SAVEPOINT p; SAVEPOINT q; ROLLBACK TO SAVEPOINT q; ROLLBACK", "read"),
+        ("SET TRANSACTION READ ONLY; RESET ALL; DISCARD ALL; DEALLOCATE ALL", "read"),
+        ("DECLARE live CURSOR WITH HOLD FOR SUBSCRIBE TO v; CLOSE live", "read"),
+    ];
+    for (sql, least) in cases {
+        for (client, role) in [(&reader, "read"), (&writer, "write")] {
+            let allowed = matches!((role, least), (_, "read") | ("write", "write"));
+            let result = client.batch_execute(sql).await;
+            if allowed {
+                result.unwrap_or_else(|error| panic!("{sql} as {role}: {error:?}"));
+            } else {
+                let error = result.expect_err(sql);
+                assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{sql} as {role}");
+            }
+        }
+    }
+    let error = reader.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.err().expect("reader has no COPY FROM");
+    assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE);
+    // The writer's INSERT went in (the one EXPLAIN ANALYZE ran shows once the lake snapshot
+    // is refreshed, within --lake-staleness-ms); nothing else changed.
+    let row = boss.query_one("SELECT count(*) FROM t", &[]).await.expect("count");
+    assert!((1..=2).contains(&row.get::<_, i64>(0)));
+    let sinks = boss.query("SELECT name FROM watershed.sinks", &[]).await.expect("sinks");
+    assert_eq!(sinks.len(), 1);
+    for missing in ["u", "e", "s2", "v2"] {
+        let error = boss.query(&format!("SELECT * FROM {missing}"), &[]).await.expect_err(missing);
+        assert_eq!(code_of(&error), SqlState::UNDEFINED_TABLE, "{missing}");
+    }
+    server.stop().await;
+}
+
+/// Every statement kind that writes, run by an admin inside `BEGIN READ ONLY`: each gets
+/// 25006 with PostgreSQL's words and changes nothing; reads, SET, LISTEN and NOTIFY still
+/// run there; `default_transaction_read_only` refuses the same outside a block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_refuse_every_write_with_25006() {
+    let server = server_with_users(|_| {}).await;
+    let boss = server.login("boss", Some("boss-pw")).await.expect("admin login");
+    boss.batch_execute(
+        "CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1);
+         CREATE SOURCE s (a BIGINT) WITH (connector = 'ingest');
+         CREATE MATERIALIZED VIEW v AS SELECT a FROM s;
+         CREATE SINK k FROM v WITH (connector = 'notify', channel = 'c')",
+    )
+    .await
+    .expect("setup");
+    let writes = [
+        ("INSERT INTO t VALUES (2)", "INSERT"),
+        ("INSERT INTO s VALUES (2)", "INSERT"),
+        ("EXPLAIN ANALYZE INSERT INTO t VALUES (2)", "INSERT"),
+        ("CREATE TABLE u (a BIGINT)", "CREATE TABLE"),
+        ("CREATE TABLE u AS SELECT 1 AS a", "CREATE TABLE AS"),
+        ("CREATE EXTERNAL TABLE e STORED AS DELTA LOCATION 'tables/t'", "CREATE EXTERNAL TABLE"),
+        ("DROP TABLE t", "DROP TABLE"),
+        ("CREATE INDEX t_a ON t (a)", "CREATE INDEX"),
+        ("DROP INDEX IF EXISTS t_a", "DROP INDEX"),
+        ("CREATE SOURCE s2 (a BIGINT) WITH (connector = 'ingest')", "CREATE SOURCE"),
+        ("DROP SOURCE s", "DROP SOURCE"),
+        ("CREATE MATERIALIZED VIEW v2 AS SELECT a FROM s", "CREATE MATERIALIZED VIEW"),
+        ("DROP MATERIALIZED VIEW v", "DROP MATERIALIZED VIEW"),
+        ("CREATE SINK k2 FROM v WITH (connector = 'notify', channel = 'c')", "CREATE SINK"),
+        ("DROP SINK k", "DROP SINK"),
+    ];
+    for (sql, words) in writes {
+        boss.batch_execute("BEGIN READ ONLY").await.expect("begin");
+        let error = boss.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(code_of(&error), SqlState::READ_ONLY_SQL_TRANSACTION, "{sql}");
+        let message = error.as_db_error().unwrap().message().to_string();
+        assert_eq!(message, format!("cannot execute {words} in a read-only transaction"), "{sql}");
+        boss.batch_execute("ROLLBACK").await.expect("rollback");
+    }
+    // COPY FROM STDIN is refused before the client sends any data. (Simple protocol: after
+    // a refused copy_in, tokio-postgres misreads the next reply, against PostgreSQL too.)
+    boss.batch_execute("BEGIN READ ONLY").await.expect("begin");
+    let error = boss.simple_query("COPY t FROM STDIN").await.err().expect("COPY FROM refused");
+    assert_eq!(code_of(&error), SqlState::READ_ONLY_SQL_TRANSACTION);
+    assert!(error.as_db_error().unwrap().message().contains("COPY FROM"), "{error:?}");
+    boss.batch_execute("ROLLBACK").await.expect("rollback");
+    // Reads, settings, LISTEN and NOTIFY run in a read-only transaction, as in PostgreSQL.
+    boss.batch_execute(
+        "BEGIN READ ONLY; SELECT count(*) FROM t; EXPLAIN INSERT INTO t VALUES (3); SET application_name = 'ro';
+         SELECT set_config('application_name', 'ro2', false); LISTEN c; NOTIFY c, 'hi'; UNLISTEN c; COMMIT",
+    )
+    .await
+    .expect("reads and session statements in READ ONLY");
+    // Outside a block, default_transaction_read_only makes every statement read-only.
+    boss.batch_execute("SET default_transaction_read_only = on").await.expect("set");
+    let error = boss.batch_execute("INSERT INTO t VALUES (4)").await.expect_err("read-only by default");
+    assert_eq!(code_of(&error), SqlState::READ_ONLY_SQL_TRANSACTION);
+    boss.batch_execute("BEGIN READ WRITE; INSERT INTO t VALUES (5); COMMIT").await.expect("a read-write block");
+    boss.batch_execute("RESET default_transaction_read_only").await.expect("reset");
+    // Nothing refused took effect: t has its rows, the objects are all there.
+    let rows = boss.query("SELECT a FROM t ORDER BY a", &[]).await.expect("t");
+    assert_eq!(rows.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 5]);
+    for relation in ["s", "v"] {
+        boss.query(&format!("SELECT * FROM {relation}"), &[]).await.expect(relation);
+    }
+    let sinks = boss.query("SELECT name FROM watershed.sinks", &[]).await.expect("sinks");
+    assert_eq!(sinks.len(), 1);
+    for missing in ["u", "e", "s2", "v2"] {
+        let error = boss.query(&format!("SELECT * FROM {missing}"), &[]).await.expect_err(missing);
+        assert_eq!(code_of(&error), SqlState::UNDEFINED_TABLE, "{missing}");
+    }
+    server.stop().await;
+}
+
+/// `set_config()` changes settings from inside a query; it gets the check SET gets, so
+/// a read or write user cannot change DataFusion's options (which can undo server limits)
+/// that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_config_of_datafusion_options_needs_admin_like_set() {
+    let server = server_with_users(|_| {}).await;
+    let option = "datafusion.execution.batch_size";
+    for (user, password) in [("reader", "reader-pw"), ("writer", "writer-pw")] {
+        let client = server.login(user, Some(password)).await.expect("login");
+        let before = show(&client, option).await;
+        let error = client.batch_execute(&format!("SET {option} = 17")).await.expect_err("SET refused");
+        assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{user}");
+        for sql in [
+            format!("SELECT set_config('{option}', '17', false)"),
+            format!("SELECT set_config('DataFusion.Execution.Batch_Size', '17', false)"),
+            format!("SELECT a FROM (VALUES (1)) AS v(a) WHERE set_config('{option}', '17', false) IS NOT NULL"),
+        ] {
+            let error = client.query(sql.as_str(), &[]).await.expect_err(&sql);
+            assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{user}: {sql}");
+            assert!(error.as_db_error().unwrap().message().contains("datafusion"), "{error:?}");
+        }
+        assert_eq!(show(&client, option).await, before, "{user}: the option is unchanged");
+        // Their own PostgreSQL settings they may change, by SET or set_config.
+        let row = client.query_one("SELECT set_config('application_name', 'mine', false)", &[]).await.expect("own setting");
+        assert_eq!(row.get::<_, String>(0), "mine");
+    }
+    let boss = server.login("boss", Some("boss-pw")).await.expect("admin login");
+    let row = boss.query_one(&format!("SELECT set_config('{option}', '17', false)"), &[]).await.expect("admin may");
+    assert_eq!(row.get::<_, String>(0), "17");
+    assert_eq!(show(&boss, option).await, "17");
+    server.stop().await;
+}
+
 /// A test CA and a server certificate it signed for `localhost` and 127.0.0.1, plus a
 /// key that belongs to neither, made with the openssl command.
 struct Pki {

@@ -382,3 +382,83 @@ async fn object_identifiers_are_described_as_oids() {
     assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("bigint", "-"));
     server.stop().await;
 }
+
+/// A client whose notices (NoticeResponse) are kept, in arrival order.
+async fn connect_with_notices(server: &Server) -> (Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>) {
+    let (client, mut connection) = tokio_postgres::connect(&server.url(), NoTls).await.expect("connects");
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send(notice);
+            }
+        }
+    });
+    (client, receiver)
+}
+
+fn drain(receiver: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>) -> Vec<(String, String)> {
+    let mut notices = Vec::new();
+    while let Ok(notice) = receiver.try_recv() {
+        notices.push((notice.code().code().to_string(), notice.message().to_string()));
+    }
+    notices
+}
+
+/// Transactions are statement-level: a ROLLBACK (or ABORT, or ROLLBACK TO, or COMMIT of a
+/// failed block) after writes in the block keeps them, and warns (01000) that it cannot
+/// undo them; a block that only read ends without a warning. Outside a block, COMMIT and
+/// ROLLBACK warn as PostgreSQL does (25P01), BEGIN inside one too (25001).
+#[tokio::test]
+async fn rollback_after_writes_warns_that_they_stay() {
+    let server = start().await;
+    let (client, mut notices) = connect_with_notices(&server).await;
+    client.batch_execute("CREATE TABLE rb (a BIGINT)").await.expect("create");
+    assert!(drain(&mut notices).is_empty());
+    let warned = |notices: &[(String, String)]| {
+        notices.len() == 1 && notices[0].0 == "01000" && notices[0].1.contains("ROLLBACK cannot undo their writes")
+    };
+    for (sql, ends_with) in [
+        ("BEGIN; INSERT INTO rb VALUES (1); ROLLBACK", "simple protocol"),
+        ("BEGIN; INSERT INTO rb VALUES (2); ABORT", "ABORT"),
+        ("BEGIN; INSERT INTO rb VALUES (3); SELECT 1 / 0", "COMMIT of a failed block"),
+        ("BEGIN; INSERT INTO rb VALUES (4); SAVEPOINT p; SELECT 1 / 0", "ROLLBACK TO"),
+    ] {
+        let result = client.batch_execute(sql).await;
+        match ends_with {
+            "COMMIT of a failed block" => {
+                result.expect_err("division by zero");
+                client.batch_execute("COMMIT").await.expect("commit of a failed block rolls back");
+            }
+            "ROLLBACK TO" => {
+                result.expect_err("division by zero");
+                client.batch_execute("ROLLBACK TO SAVEPOINT p").await.expect("rollback to");
+                assert!(warned(&drain(&mut notices)), "{ends_with}");
+                client.batch_execute("COMMIT").await.expect("commit");
+                continue;
+            }
+            _ => result.expect(sql),
+        }
+        // The notice arrives before the tag, so it is here once the statement returned.
+        assert!(warned(&drain(&mut notices)), "{ends_with}");
+    }
+    // The extended protocol sends it too.
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.execute("INSERT INTO rb VALUES (5)", &[]).await.expect("insert");
+    client.execute("ROLLBACK", &[]).await.expect("rollback");
+    assert!(warned(&drain(&mut notices)), "extended protocol");
+    // ...and the writes are all there.
+    let rows = client.query("SELECT a FROM rb ORDER BY a", &[]).await.expect("rows");
+    assert_eq!(rows.iter().map(|row| row.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    // A block that only read, or committed, ends silently.
+    client.batch_execute("BEGIN; SELECT count(*) FROM rb; ROLLBACK").await.expect("read-only block");
+    client.batch_execute("BEGIN; INSERT INTO rb VALUES (6); COMMIT").await.expect("committed block");
+    assert!(drain(&mut notices).is_empty());
+    // PostgreSQL's own warnings around blocks.
+    client.batch_execute("ROLLBACK").await.expect("rollback outside a block");
+    assert_eq!(drain(&mut notices), vec![("25P01".to_string(), "there is no transaction in progress".to_string())]);
+    client.batch_execute("BEGIN; BEGIN; COMMIT").await.expect("begin twice");
+    assert_eq!(drain(&mut notices), vec![("25001".to_string(), "there is already a transaction in progress".to_string())]);
+    server.stop().await;
+}

@@ -77,11 +77,12 @@ impl CatalogFile {
         CatalogFile { sinks: vec![def], ..CatalogFile::empty() }
     }
 
-    /// Names of every object this file declares.
+    /// Names of every object this file declares, indexes included: one namespace.
     fn names(&self) -> impl Iterator<Item = &str> {
         self.tables
             .iter()
             .map(|t| t.name.as_str())
+            .chain(self.tables.iter().flat_map(|t| t.indexes.iter().map(|index| index.name.as_str())))
             .chain(self.sources.iter().map(|s| s.name.as_str()))
             .chain(self.views.iter().map(|v| v.name.as_str()))
             .chain(self.sinks.iter().map(|s| s.name.as_str()))
@@ -141,24 +142,65 @@ pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
         text: text.to_string(),
     };
     for name in file.names() {
-        if name.is_empty() || name != name.to_lowercase() {
+        if let Err(reason) = check_object_name(name) {
             return Err(WsError::new(
                 sqlstate::CONFIG_FILE_ERROR,
-                format!(
-                    "{}:{}: name {:?} must be non-empty and lower case",
-                    path.display(),
-                    file.line_of_table(name),
-                    name
-                ),
+                format!("{}:{}: {reason}", path.display(), file.line_of_table(name)),
             ));
         }
     }
     Ok(file)
 }
 
+/// The names a catalog file may hold: non-empty and lower case (what unquoted SQL
+/// identifiers fold to). CREATE refuses others with the same rule, so that a start never
+/// refuses what the server wrote.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name != name.to_lowercase() {
+        return Err(format!("name {name:?} must be non-empty and lower case (catalog files hold lower-case names)"));
+    }
+    Ok(())
+}
+
 /// Reads every `*.toml` file of the catalog directory, in name order. A missing directory
 /// is an empty catalog (it is created on the first DDL).
 pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
+    load_dirs(&[dir])
+}
+
+/// Reads the catalog files of several directories (the declared catalog, then the one DDL
+/// persists in), each in name order; a name is declared once across all of them.
+pub fn load_dirs(dirs: &[&Path]) -> WsResult<Vec<CatalogFile>> {
+    let mut files = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for dir in dirs {
+        for path in toml_files(dir)? {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
+            })?;
+            let file = parse_file(&path, &text)?;
+            for name in file.names() {
+                if let Some(first) = seen.insert(name.to_string(), path.clone()) {
+                    return Err(WsError::new(
+                        sqlstate::CONFIG_FILE_ERROR,
+                        format!(
+                            "{}:{}: {} is already declared in {}",
+                            path.display(),
+                            file.line_of_table(name),
+                            name,
+                            first.display()
+                        ),
+                    ));
+                }
+            }
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// The `*.toml` files of `dir`, sorted; none for a missing directory.
+fn toml_files(dir: &Path) -> WsResult<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -177,30 +219,7 @@ pub fn load_dir(dir: &Path) -> WsResult<Vec<CatalogFile>> {
         }
     }
     paths.sort();
-    let mut files = Vec::with_capacity(paths.len());
-    let mut seen = std::collections::BTreeMap::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|error| {
-            WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
-        })?;
-        let file = parse_file(&path, &text)?;
-        for name in file.names() {
-            if let Some(first) = seen.insert(name.to_string(), path.clone()) {
-                return Err(WsError::new(
-                    sqlstate::CONFIG_FILE_ERROR,
-                    format!(
-                        "{}:{}: {} is already declared in {}",
-                        path.display(),
-                        file.line_of_table(name),
-                        name,
-                        first.display()
-                    ),
-                ));
-            }
-        }
-        files.push(file);
-    }
-    Ok(files)
+    Ok(paths)
 }
 
 /// File name for an object's own catalog file; names are SQL identifiers, but quoted
@@ -257,29 +276,55 @@ pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()>
     Ok(())
 }
 
+/// The file an object was registered from, read again to change it. It may have been
+/// edited (or removed) since the server read it at start, though catalog files are to be
+/// edited while the server is stopped: then nothing is changed and the error says so.
+fn reread(path: &Path, name: &str) -> WsResult<CatalogFile> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        edited(path, name, &format!("it cannot be read ({error})")).with_source(error)
+    })?;
+    parse_file(path, &text).map_err(|error| edited(path, name, &format!("it no longer parses: {}", error.message)))
+}
+
+/// F0000 for a catalog file that no longer says what the server read from it.
+fn edited(path: &Path, name: &str, what: &str) -> WsError {
+    WsError::new(
+        sqlstate::CONFIG_FILE_ERROR,
+        format!(
+            "catalog file {} declared \"{name}\" when the server started, but {what}; it was changed \
+             while the server ran (edit catalog files while it is stopped): the catalog was not changed; \
+             restart the server to read the file again",
+            path.display()
+        ),
+    )
+}
+
 /// Replaces one table's declaration in its file (its indexes changed).
 pub fn replace_table_declaration(path: &Path, def: &TableDef) -> WsResult<()> {
-    let text = std::fs::read_to_string(path)?;
-    let mut file = parse_file(path, &text)?;
+    let mut file = reread(path, &def.name)?;
     let slot = file
         .tables
         .iter_mut()
         .find(|t| t.name == def.name)
-        .ok_or_else(|| WsError::internal(format!("{} does not declare table {}", path.display(), def.name)))?;
+        .ok_or_else(|| edited(path, &def.name, "it no longer does"))?;
     *slot = def.clone();
     write_atomic(path, &file)
 }
 
-/// Removes one table's declaration from its file: the file goes if nothing else is in it.
+/// Removes one object's declaration from its file: the file goes if nothing else is in it.
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
-    let text = std::fs::read_to_string(path)?;
-    let mut file = parse_file(path, &text)?;
+    let mut file = reread(path, name)?;
     let before = file.declarations();
     file.tables.retain(|def| def.name != name);
     file.sources.retain(|def| def.name != name);
     file.views.retain(|def| def.name != name);
     file.sinks.retain(|def| def.name != name);
-    assert_eq!(before, file.declarations() + 1, "the declaration was in this file");
+    // A file read at start declares each name once (load_dir checks); more than one
+    // removed, or none, means it was edited since.
+    if before != file.declarations() + 1 {
+        let what = if before == file.declarations() { "it no longer does" } else { "it now declares it more than once" };
+        return Err(edited(path, name, what));
+    }
     if file.declarations() == 0 && file.demo.is_none() {
         std::fs::remove_file(path)?;
         let dir = path.parent().ok_or_else(|| WsError::internal("catalog file has no directory"))?;
@@ -334,5 +379,39 @@ mod tests {
         assert_eq!(load_dir(dir.path()).unwrap()[0].tables, vec![indexed]);
         remove_declaration(&path, "t").unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_edited_since_start_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let def = TableDef {
+            name: "t".into(),
+            format: super::super::Format::Delta,
+            location: "tables/t".into(),
+            managed: true,
+            options: Default::default(),
+            indexes: Vec::new(),
+        };
+        let other = TableDef { name: "u".into(), location: "tables/u".into(), ..def.clone() };
+        // Edited to declare another table instead, then to declare it twice, then removed.
+        write_atomic(&path, &CatalogFile::single(other.clone())).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+        for result in [remove_declaration(&path, "t"), replace_table_declaration(&path, &def)] {
+            let error = result.unwrap_err();
+            assert_eq!(error.code, sqlstate::CONFIG_FILE_ERROR);
+            assert!(error.message.contains("t.toml") && error.message.contains("no longer does"), "{}", error.message);
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "nothing written");
+        let twice = CatalogFile { tables: vec![def.clone(), def.clone()], ..CatalogFile::empty() };
+        write_atomic(&path, &twice).unwrap();
+        let error = remove_declaration(&path, "t").unwrap_err();
+        assert!(error.message.contains("more than once"), "{}", error.message);
+        std::fs::write(&path, "[[table]]\nname = ").unwrap();
+        assert!(remove_declaration(&path, "t").unwrap_err().message.contains("no longer parses"));
+        std::fs::remove_file(&path).unwrap();
+        let error = remove_declaration(&path, "t").unwrap_err();
+        assert_eq!(error.code, sqlstate::CONFIG_FILE_ERROR);
+        assert!(error.message.contains("cannot be read"), "{}", error.message);
     }
 }

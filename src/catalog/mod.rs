@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
-pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, toml_error, write_text_atomic};
+pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, load_dirs, toml_error, write_text_atomic};
 
 use crate::connectors::ConnectorContext;
 use crate::error::{WsError, WsResult, sqlstate};
@@ -107,16 +107,19 @@ struct RegisteredSource {
     source: Arc<Source>,
 }
 
-/// A running materialized view and the file that declares it.
+/// A running materialized view, the file that declares it and the relations its query
+/// reads (which DROP refuses to take from under it).
 struct RegisteredView {
     file: PathBuf,
     view: Arc<MaterializedView>,
+    reads: Vec<String>,
 }
 
-/// A running sink and the file that declares it.
+/// A running sink, the file that declares it and the relations it reads.
 struct RegisteredSink {
     file: PathBuf,
     sink: Arc<Sink>,
+    reads: Vec<String>,
 }
 
 fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
@@ -126,8 +129,45 @@ fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
     )
 }
 
+/// What holds a name in the one namespace of the catalog. Tables, sources, views,
+/// indexes and sinks share it: catalog files declare them side by side and a start
+/// refuses a name declared twice, so CREATE refuses the same, and what the server accepted
+/// never stops its next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Table,
+    Source,
+    View,
+    Index,
+    Sink,
+}
+
+impl Holder {
+    /// A relation in PostgreSQL's sense (a `pg_class` row): all but sinks.
+    pub fn is_relation(self) -> bool {
+        !matches!(self, Holder::Sink)
+    }
+}
+
+/// The refusal of a new object named `name` that `holder` has: 42P07 (duplicate_table)
+/// when a relation holds it, as PostgreSQL answers for any `pg_class` name, 42710
+/// (duplicate_object) when a sink does.
+pub fn duplicate(name: &str, holder: Holder) -> WsError {
+    match holder {
+        Holder::Sink => WsError::new(
+            sqlstate::DUPLICATE_OBJECT,
+            format!("sink \"{name}\" already exists (sinks share one namespace with tables, sources, views and indexes)"),
+        ),
+        _ => WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")),
+    }
+}
+
 pub struct Catalog {
+    /// Where DDL writes its catalog files (`--ddl-dir`).
     dir: PathBuf,
+    /// The declared catalog (`--catalog-dir`) when it is another directory: read at
+    /// start, never written; what it declares is changed by editing it, not by DDL.
+    read_only_dir: Option<PathBuf>,
     data_dir: PathBuf,
     lake_staleness_ms: u64,
     list: Arc<MemoryCatalogProviderList>,
@@ -159,7 +199,13 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    pub fn new(dir: &Path, data_dir: &Path, lake_staleness_ms: u64, connectors: ConnectorContext) -> Catalog {
+    pub fn new(
+        dir: &Path,
+        read_only_dir: Option<PathBuf>,
+        data_dir: &Path,
+        lake_staleness_ms: u64,
+        connectors: ConnectorContext,
+    ) -> Catalog {
         let list = Arc::new(MemoryCatalogProviderList::new());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let schema = Arc::new(MemorySchemaProvider::new());
@@ -189,6 +235,7 @@ impl Catalog {
             .expect("a fresh memory catalog accepts a schema");
         Catalog {
             dir: dir.to_path_buf(),
+            read_only_dir,
             data_dir: data_dir.to_path_buf(),
             lake_staleness_ms,
             list,
@@ -298,9 +345,7 @@ impl Catalog {
         let _ddl = self.tables.lock().await;
         let mut sources = self.sources.lock().await;
         let name = spec.name().to_string();
-        if sources.contains_key(&name) || self.schema.table_exist(&name) {
-            return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
-        }
+        self.check_name_free(&name)?;
         let source = Arc::new(Source::new(spec));
         prepared(source.clone())?;
         if let Err(error) = self.schema.register_table(name.clone(), Arc::new(SourceTable::new(source.clone()))) {
@@ -316,7 +361,7 @@ impl Catalog {
     /// exists and `if_not_exists` is set.
     pub async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> WsResult<bool> {
         let name = def.name.clone();
-        if if_not_exists && self.exists(&name).await {
+        if !self.claim(&name, true, if_not_exists)? {
             return Ok(false);
         }
         let file = self.dir.join(format!("{}.toml", files::file_stem(&name)));
@@ -347,6 +392,19 @@ impl Catalog {
     /// false when there was no such source.
     pub async fn drop_source(&self, name: &str) -> WsResult<bool> {
         let _ddl = self.tables.lock().await;
+        let file = match self.sources.lock().await.get(name) {
+            Some(registered) => registered.file.clone(),
+            None => {
+                if self.schema.table_exist(name) {
+                    return Err(WsError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{name}\" is not a source; use DROP TABLE"),
+                    ));
+                }
+                return Ok(false);
+            }
+        };
+        self.check_writable(&file, name)?;
         let readers: Vec<String> =
             self.views.lock().await.values().filter(|r| r.view.sources.iter().any(|s| s == name)).map(|r| r.view.name().to_string()).collect();
         let sink_readers: Vec<String> = self
@@ -361,18 +419,6 @@ impl Catalog {
         if !readers.is_empty() {
             return Err(dependent("source", name, &readers));
         }
-        let file = match self.sources.lock().await.get(name) {
-            Some(registered) => registered.file.clone(),
-            None => {
-                if self.schema.table_exist(name) {
-                    return Err(WsError::new(
-                        sqlstate::WRONG_OBJECT_TYPE,
-                        format!("\"{name}\" is not a source; use DROP TABLE"),
-                    ));
-                }
-                return Ok(false);
-            }
-        };
         files::remove_declaration(&file, name)?;
         if let Some(source) = self.forget_source(name).await {
             self.source_connectors.delete_storage(&source.spec, &self.data_dir);
@@ -401,6 +447,24 @@ impl Catalog {
         }
     }
 
+    /// Refuses (42501, as PostgreSQL refuses DDL on a system catalog) a change to what a
+    /// file of the read-only declared catalog declares: the server never writes there.
+    fn check_writable(&self, file: &Path, name: &str) -> WsResult<()> {
+        match &self.read_only_dir {
+            Some(dir) if file.parent() == Some(dir.as_path()) => Err(WsError::new(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: \"{name}\" is declared in {}, in the catalog directory the server reads \
+                     but never writes (--catalog-dir); DDL persists in {} (--ddl-dir). Edit that file while \
+                     the server is stopped to change it",
+                    file.display(),
+                    self.dir.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn object_file(&self, name: &str) -> WsResult<PathBuf> {
         let file = self.dir.join(format!("{}.toml", files::file_stem(name)));
         if file.exists() {
@@ -413,25 +477,32 @@ impl Catalog {
     }
 
     /// Registers a started view as a relation. With `file` None (CREATE), its declaration
-    /// is persisted first; at start-up it comes from `file`. On error the view is stopped.
-    pub async fn register_view(&self, view: Arc<MaterializedView>, file: Option<PathBuf>) -> WsResult<()> {
+    /// is persisted too, all or nothing: registered, then written, and unregistered again
+    /// if the write fails; at start-up it comes from `file`. On error the view is stopped.
+    pub async fn register_view(
+        &self,
+        view: Arc<MaterializedView>,
+        reads: Vec<String>,
+        file: Option<PathBuf>,
+    ) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = view.name().to_string();
-            if self.sources.lock().await.contains_key(&name) || self.schema.table_exist(&name) {
-                return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
-            }
-            let file = match file {
-                Some(file) => file,
-                None => {
-                    let file = self.object_file(&name)?;
-                    files::write_atomic(&file, &CatalogFile::single_view(view.def.clone()))?;
-                    file
-                }
+            self.check_name_free(&name)?;
+            let (file, persist) = match file {
+                Some(file) => (file, false),
+                None => (self.object_file(&name)?, true),
             };
             self.schema.register_table(name.clone(), Arc::new(ViewTable::new(view.clone())))?;
             self.view_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), view.clone());
-            self.views.lock().await.insert(name, RegisteredView { file, view: view.clone() });
+            self.views.lock().await.insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone(), reads });
+            if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_view(view.def.clone())) {
+                // Not persisted means not created: a restart would not see it.
+                self.views.lock().await.remove(&name);
+                self.view_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                let _ = self.schema.deregister_table(&name);
+                return Err(error);
+            }
             Ok(())
         }
         .await;
@@ -455,14 +526,17 @@ impl Catalog {
             }
             return Ok(false);
         };
-        let readers: Vec<String> = self
-            .sinks
-            .lock()
-            .await
-            .values()
-            .filter(|r| !r.sink.owns_view && r.sink.view.name() == name)
-            .map(|r| r.sink.name().to_string())
-            .collect();
+        self.check_writable(&registered.file, name)?;
+        let mut readers: Vec<String> =
+            views.values().filter(|r| r.reads.iter().any(|read| read == name)).map(|r| r.view.name().to_string()).collect();
+        readers.extend(
+            self.sinks
+                .lock()
+                .await
+                .values()
+                .filter(|r| (!r.sink.owns_view && r.sink.view.name() == name) || r.reads.iter().any(|read| read == name))
+                .map(|r| r.sink.name().to_string()),
+        );
         if !readers.is_empty() {
             return Err(dependent("materialized view", name, &readers));
         }
@@ -474,29 +548,24 @@ impl Catalog {
         Ok(true)
     }
 
-    pub async fn sink_exists(&self, name: &str) -> bool {
-        self.sinks.lock().await.contains_key(name)
-    }
-
-    /// Registers a started sink, persisting its declaration when `file` is None (CREATE).
-    /// On error the sink is stopped.
-    pub async fn register_sink(&self, sink: Arc<Sink>, file: Option<PathBuf>) -> WsResult<()> {
+    /// Registers a started sink, persisting its declaration when `file` is None (CREATE),
+    /// all or nothing as for views. On error the sink is stopped.
+    pub async fn register_sink(&self, sink: Arc<Sink>, reads: Vec<String>, file: Option<PathBuf>) -> WsResult<()> {
         let registered = async {
             let _ddl = self.tables.lock().await;
             let name = sink.name().to_string();
-            if self.sinks.lock().await.contains_key(&name) {
-                return Err(WsError::new(sqlstate::DUPLICATE_OBJECT, format!("sink \"{name}\" already exists")));
-            }
-            let file = match file {
-                Some(file) => file,
-                None => {
-                    let file = self.object_file(&name)?;
-                    files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone()))?;
-                    file
-                }
+            self.check_name_free(&name)?;
+            let (file, persist) = match file {
+                Some(file) => (file, false),
+                None => (self.object_file(&name)?, true),
             };
             self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), sink.clone());
-            self.sinks.lock().await.insert(name, RegisteredSink { file, sink: sink.clone() });
+            self.sinks.lock().await.insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone(), reads });
+            if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone())) {
+                self.sinks.lock().await.remove(&name);
+                self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                return Err(error);
+            }
             Ok(())
         }
         .await;
@@ -513,6 +582,7 @@ impl Catalog {
         let Some(registered) = sinks.get(name) else {
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
         files::remove_declaration(&registered.file, name)?;
         let registered = sinks.remove(name).expect("checked above");
         self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -522,23 +592,17 @@ impl Catalog {
 
     async fn register(&self, def: TableDef, file: PathBuf, state: &SessionState) -> WsResult<()> {
         let mut tables = self.tables.lock().await;
-        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) || self.indexes.get(&def.name).is_some() {
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
+        self.check_name_free(&def.name)?;
         let (provider, lake) = self.open(&def, state).await?;
         if !def.indexes.is_empty() && lake.is_none() {
             return Err(WsError::unsupported("indexes need a Delta table"));
         }
         let mut indexed = Vec::with_capacity(def.indexes.len());
-        for index in &def.indexes {
-            if self.indexes.get(&index.name).is_some() || tables.contains_key(&index.name) {
-                return Err(WsError::new(
-                    sqlstate::DUPLICATE_TABLE,
-                    format!("relation \"{}\" already exists", index.name),
-                ));
+        for (position, index) in def.indexes.iter().enumerate() {
+            self.check_name_free(&index.name)?;
+            let repeated = def.indexes[..position].iter().any(|earlier| earlier.name == index.name);
+            if repeated || index.name == def.name {
+                return Err(duplicate(&index.name, Holder::Index));
             }
             indexed.push((index.clone(), attnums(&provider.schema(), index)?));
         }
@@ -554,17 +618,8 @@ impl Catalog {
     /// index with its table. Returns false when it exists and `if_not_exists` is set.
     pub async fn create_index(&self, table: &str, index: IndexDef, if_not_exists: bool) -> WsResult<bool> {
         let mut tables = self.tables.lock().await;
-        if self.indexes.get(&index.name).is_some()
-            || tables.contains_key(&index.name)
-            || self.sources.lock().await.contains_key(&index.name)
-        {
-            if if_not_exists {
-                return Ok(false);
-            }
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", index.name),
-            ));
+        if !self.claim(&index.name, true, if_not_exists)? {
+            return Ok(false);
         }
         let Some(registered) = tables.get_mut(table) else {
             if self.sources.lock().await.contains_key(table) {
@@ -578,6 +633,7 @@ impl Catalog {
                 registered.def.format
             )));
         };
+        self.check_writable(&registered.file, table)?;
         let attnums = attnums(&lake.schema(), &index)?;
         let columns: Vec<String> = index.columns.iter().map(|c| c.name.clone()).collect();
         lake.zorder(&columns).await?;
@@ -602,6 +658,7 @@ impl Catalog {
         let registered = tables
             .get_mut(&entry.table)
             .ok_or_else(|| WsError::internal(format!("index {name} outlived its table {}", entry.table)))?;
+        self.check_writable(&registered.file, &entry.table)?;
         let mut def = registered.def.clone();
         def.indexes.retain(|index| index.name != name);
         files::replace_table_declaration(&registered.file, &def)?;
@@ -650,16 +707,15 @@ impl Catalog {
     /// Registers a managed Delta table that the caller has just created on disk.
     pub async fn adopt_lake(&self, def: TableDef, lake: Arc<LakeTable>) -> WsResult<()> {
         assert_eq!(def.format, Format::Delta, "only Delta tables are adopted");
-        let file = self.dir.join(format!("{}.toml", files::file_stem(&def.name)));
         let mut tables = self.tables.lock().await;
-        if tables.contains_key(&def.name) || self.schema.table_exist(&def.name) {
-            return Err(WsError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", def.name),
-            ));
-        }
-        files::write_atomic(&file, &CatalogFile::single(def.clone()))?;
+        self.check_name_free(&def.name)?;
+        let file = self.object_file(&def.name)?;
+        // All or nothing: registered, then written, and unregistered if the write fails.
         self.schema.register_table(def.name.clone(), lake.clone())?;
+        if let Err(error) = files::write_atomic(&file, &CatalogFile::single(def.clone())) {
+            let _ = self.schema.deregister_table(&def.name);
+            return Err(error);
+        }
         tables.insert(def.name.clone(), Registered { def, file, lake: Some(lake) });
         Ok(())
     }
@@ -684,6 +740,11 @@ impl Catalog {
             }
             return Ok(false);
         };
+        self.check_writable(&registered.file, name)?;
+        let readers = self.readers_of(name).await;
+        if !readers.is_empty() {
+            return Err(dependent("table", name, &readers));
+        }
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
         self.schema.deregister_table(name)?;
@@ -701,6 +762,15 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Views and sinks whose queries read relation `name`.
+    async fn readers_of(&self, name: &str) -> Vec<String> {
+        let reads = |list: &[String]| list.iter().any(|read| read == name);
+        let mut readers: Vec<String> =
+            self.views.lock().await.values().filter(|r| reads(&r.reads)).map(|r| r.view.name().to_string()).collect();
+        readers.extend(self.sinks.lock().await.values().filter(|r| reads(&r.reads)).map(|r| r.sink.name().to_string()));
+        readers
+    }
+
     pub async fn lake_table(&self, name: &str) -> Option<Arc<LakeTable>> {
         self.tables.lock().await.get(name).and_then(|registered| registered.lake.clone())
     }
@@ -711,6 +781,46 @@ impl Catalog {
             || self.sources.lock().await.contains_key(name)
             || self.views.lock().await.contains_key(name)
             || self.schema.table_exist(name)
+    }
+
+    /// Who holds `name` now. Synchronous (the registries have their own locks), so the
+    /// registering functions call it under the DDL lock, where the check is authoritative.
+    pub fn holder(&self, name: &str) -> Option<Holder> {
+        if self.indexes.get(name).is_some() {
+            Some(Holder::Index)
+        } else if self.registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::Source)
+        } else if self.view_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::View)
+        } else if self.sink_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            Some(Holder::Sink)
+        } else if self.schema.table_exist(name) {
+            Some(Holder::Table)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a name for a new object: held by anything (42P07/42710), or one a catalog
+    /// file could not hold, which the next start would refuse (0A000).
+    pub fn check_name_free(&self, name: &str) -> WsResult<()> {
+        files::check_object_name(name).map_err(WsError::unsupported)?;
+        match self.holder(name) {
+            Some(holder) => Err(duplicate(name, holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// The check of a CREATE before its work starts: Ok(true) to go on, Ok(false) to skip
+    /// (`IF NOT EXISTS` and the name is held in the same class, relation or sink, as in
+    /// PostgreSQL, where IF NOT EXISTS skips only for a name of the namespace it creates
+    /// in). The registering function checks again under the DDL lock.
+    pub fn claim(&self, name: &str, relation: bool, if_not_exists: bool) -> WsResult<bool> {
+        match self.holder(name) {
+            Some(holder) if if_not_exists && holder.is_relation() == relation => Ok(false),
+            Some(holder) => Err(duplicate(name, holder)),
+            None => self.check_name_free(name).map(|()| true),
+        }
     }
 
     /// Location for a new managed table: `<data dir>/tables/<name>`.

@@ -44,7 +44,7 @@ use super::encode::{query_response, tag, user_error};
 use crate::error::{WsError, sqlstate};
 use crate::session::copy::{CopyFormat, CopyIn};
 use crate::session::{
-    CommandTag, Engine, Outcome, Prepared, Role, Session, TransactionState, TransactionStatus, settings,
+    CommandTag, Engine, Notice, Outcome, Prepared, Role, Session, TransactionState, TransactionStatus, settings,
 };
 use pgwire::messages::response::TransactionStatus as WireStatus;
 
@@ -258,6 +258,20 @@ where
     }
 }
 
+/// Sends a statement's notices (WARNING ...) before its rows or tag, as PostgreSQL does.
+async fn send_notices<C>(client: &mut C, notices: Vec<Notice>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in notices {
+        let info = ErrorInfo::new(notice.severity.to_string(), notice.code.to_string(), notice.message);
+        client.feed(PgWireBackendMessage::NoticeResponse(info.into())).await?;
+    }
+    Ok(())
+}
+
 fn execution_response(done: &CommandTag) -> Response {
     let out = tag(done);
     match done.command {
@@ -326,14 +340,6 @@ impl StartupHandler for Connection {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
                 client.set_pid_and_secret_key(self.pid, SecretKey::I32(self.secret));
-                {
-                    let mut session = self.session.lock().await;
-                    for (name, value) in &startup.parameters {
-                        // Clients send what they would otherwise SET; unknown ones are ignored as
-                        // PostgreSQL ignores none but reports them, which no client relies on.
-                        session.apply_startup_parameter(name, value);
-                    }
-                }
                 let user = startup.parameters.get("user").map(String::as_str);
                 self.auth.start(client, &self.shared.security, user).await?
             }
@@ -349,7 +355,18 @@ impl StartupHandler for Connection {
         let Step::Done(role) = step else {
             return Ok(());
         };
-        self.session.lock().await.set_role(Some(role));
+        {
+            let mut session = self.session.lock().await;
+            session.set_role(Some(role));
+            // The startup parameters were saved to the metadata; they apply only now, with
+            // the user's role, so that they get the checks SET gets (a read user's
+            // `datafusion.*` is refused, hence ignored). Clients send what they would
+            // otherwise SET; unknown ones are ignored as PostgreSQL ignores none but reports
+            // them, which no client relies on.
+            for (name, value) in client.metadata() {
+                session.apply_startup_parameter(name, value);
+            }
+        }
         let metadata = |key: &str| client.metadata().get(key).cloned().unwrap_or_default();
         let parameters = Parameters { user: metadata("user"), application_name: metadata("application_name"), role };
         finish_authentication(client, &parameters).await?;
@@ -408,13 +425,14 @@ impl Connection {
         }
         for statement in statements {
             let token = self.cancel.begin();
-            let outcome = {
+            let (outcome, notices) = {
                 let mut session = self.session.lock().await;
                 let prepared = session.prepare(statement).await.map_err(user_error)?;
                 let outcome = session.execute(&prepared, None, token).await.map_err(user_error)?;
                 deallocate(client, &prepared);
-                outcome
+                (outcome, session.take_notices())
             };
+            send_notices(client, notices).await?;
             // The status is set before the rows stream so that an error while streaming
             // is reported against the block this statement ran in (and, for COPY FROM,
             // the ReadyForQuery pgwire sends after CopyDone carries it).
@@ -591,6 +609,8 @@ impl ExtendedQueryHandler for Connection {
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
         deallocate(client, prepared);
+        let notices = self.session.lock().await.take_notices();
+        send_notices(client, notices).await?;
         match outcome {
             Outcome::CopyOut { options, stream } => {
                 let rows = super::copy::send_copy_out(client, &options, stream).await?;
@@ -653,6 +673,8 @@ impl CopyHandler for Connection {
         };
         self.busy.set(false);
         let done = result.map_err(user_error)?;
+        // Its rows are committed now: a ROLLBACK of the block cannot undo them.
+        self.transaction.wrote();
         client.send(PgWireBackendMessage::CommandComplete(tag(&done).into())).await?;
         Ok(())
     }

@@ -4,8 +4,8 @@
 //! cursors (`DECLARE`, `FETCH`, `CLOSE`).
 //!
 //! Transactions are accepted with statement-level semantics: every statement commits on
-//! its own (a Delta commit), ROLLBACK undoes nothing. What is kept faithful is what
-//! drivers observe: the transaction status in ReadyForQuery, a block that fails stays
+//! its own (a Delta commit), ROLLBACK undoes nothing, and says so with a WARNING when
+//! statements of the block wrote. What is kept faithful is what drivers observe: the transaction status in ReadyForQuery, a block that fails stays
 //! failed (25P02) until ROLLBACK, cursors declared WITHOUT HOLD need a block and end with
 //! it, and `SET TRANSACTION` values last until the block ends.
 
@@ -27,6 +27,14 @@ use crate::error::{WsError, WsResult};
 // 25P01: the statement needs a transaction block; 25P02: the block failed, only its end
 // is accepted; 25001: the statement cannot run inside a block.
 pub(super) use crate::error::sqlstate::{ACTIVE_SQL_TRANSACTION, IN_FAILED_SQL_TRANSACTION, NO_ACTIVE_SQL_TRANSACTION};
+// 01000: a warning, sent as a notice.
+use crate::error::sqlstate::WARNING;
+
+/// The warning of a ROLLBACK (or ROLLBACK TO, or COMMIT of a failed block) after
+/// statements of the block wrote: transactions here are statement-level, so those writes
+/// were committed as each statement ran.
+const ROLLBACK_KEEPS_WRITES: &str = "statements of this transaction block that wrote were already committed, each on its own \
+     (watershed runs every statement as its own transaction): ROLLBACK cannot undo their writes";
 
 /// Whether a session is inside a transaction block and whether that block failed.
 /// Shared with server/, which reports it in ReadyForQuery and marks the block failed on
@@ -35,6 +43,9 @@ pub(super) use crate::error::sqlstate::{ACTIVE_SQL_TRANSACTION, IN_FAILED_SQL_TR
 pub struct TransactionState {
     in_block: AtomicBool,
     failed: AtomicBool,
+    /// A statement of the block wrote (and, statements being their own transactions,
+    /// committed): its ROLLBACK cannot undo that, and says so.
+    wrote: AtomicBool,
 }
 
 /// What ReadyForQuery reports.
@@ -68,6 +79,19 @@ impl TransactionState {
     fn end(&self) {
         self.in_block.store(false, Ordering::Release);
         self.failed.store(false, Ordering::Release);
+        self.wrote.store(false, Ordering::Release);
+    }
+
+    /// A statement that writes succeeded (roles.rs decides which do); inside a block it
+    /// is remembered until the block ends.
+    pub fn wrote(&self) {
+        if self.in_block.load(Ordering::Acquire) {
+            self.wrote.store(true, Ordering::Release);
+        }
+    }
+
+    fn block_wrote(&self) -> bool {
+        self.in_block.load(Ordering::Acquire) && self.wrote.load(Ordering::Acquire)
     }
 
     fn recover(&self) {
@@ -292,7 +316,9 @@ impl Session {
             }
             Command::Begin(modes) => {
                 // BEGIN inside a block is a warning in PostgreSQL, not an error.
-                if !self.transaction.in_block() {
+                if self.transaction.in_block() {
+                    self.notice("WARNING", ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress");
+                } else {
                     self.settings.start_transaction_defaults();
                 }
                 for (name, value) in modes {
@@ -304,6 +330,13 @@ impl Session {
             Command::Commit | Command::Rollback => {
                 // COMMIT of a failed block is a rollback, and says so.
                 let failed = self.transaction.status() == TransactionStatus::Failed;
+                let rolls_back = matches!(command, Command::Rollback) || failed;
+                if !self.transaction.in_block() {
+                    // PostgreSQL's warning; the statement still succeeds.
+                    self.notice("WARNING", NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress");
+                } else if rolls_back && self.transaction.block_wrote() {
+                    self.notice("WARNING", WARNING, ROLLBACK_KEEPS_WRITES);
+                }
                 self.transaction.end();
                 self.cursors.end_transaction();
                 self.settings.start_transaction_defaults();
@@ -320,6 +353,9 @@ impl Session {
                     Command::Savepoint => done("SAVEPOINT"),
                     Command::Release => done("RELEASE"),
                     _ => {
+                        if self.transaction.block_wrote() {
+                            self.notice("WARNING", WARNING, ROLLBACK_KEEPS_WRITES);
+                        }
                         self.transaction.recover();
                         done("ROLLBACK")
                     }

@@ -52,31 +52,18 @@ pub fn classify_sql(statement: &Statement) -> Option<Command> {
     }
 }
 
-impl Command {
-    /// Who may run it: subscribing and listening read; NOTIFY sends to others (write);
-    /// views and sinks change the catalog (admin).
-    pub fn role(&self) -> super::Role {
-        match self {
-            Command::Subscribe { .. } | Command::Listen(_) | Command::Unlisten(_) => super::Role::Read,
-            Command::Notify { .. } => super::Role::Write,
-            Command::CreateView { .. } | Command::DropView { .. } | Command::CreateSink { .. } | Command::DropSink { .. } => {
-                super::Role::Admin
-            }
+/// The relations a plan reads (its table scans, subqueries included), by name.
+fn relations_read(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut names = std::collections::BTreeSet::new();
+    // The closure never fails.
+    let _ = plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            names.insert(scan.table_name.table().to_string());
         }
-    }
-
-    pub fn words(&self) -> &'static str {
-        match self {
-            Command::CreateView { .. } => "CREATE MATERIALIZED VIEW",
-            Command::DropView { .. } => "DROP MATERIALIZED VIEW",
-            Command::Subscribe { .. } => "SUBSCRIBE",
-            Command::CreateSink { .. } => "CREATE SINK",
-            Command::DropSink { .. } => "DROP SINK",
-            Command::Listen(_) => "LISTEN",
-            Command::Unlisten(_) => "UNLISTEN",
-            Command::Notify { .. } => "NOTIFY",
-        }
-    }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.into_iter().collect()
 }
 
 /// Classifies the continuous forms of [`StreamStatement`]; None for source statements.
@@ -110,7 +97,9 @@ impl Session {
     /// Plans `query` (SQL text) for incremental execution. With `emit` None, the shape
     /// decides: windowed aggregates and plain pipelines emit on window close (final rows
     /// once), aggregates without windows on update.
-    async fn continuous_plan(&self, query: &str, emit: Option<Emit>) -> WsResult<(ContinuousPlan, Emit)> {
+    /// Also returns the relations the query reads, which DROP must not take away while
+    /// it runs (the next start would plan it again, and fail).
+    async fn continuous_plan(&self, query: &str, emit: Option<Emit>) -> WsResult<(ContinuousPlan, Emit, Vec<String>)> {
         let statements = crate::sql::parse(query)?;
         let [WsStatement::Sql(statement @ Statement::Statement(_))] = statements.as_slice() else {
             return Err(WsError::syntax("a materialized view's body is one query"));
@@ -119,6 +108,7 @@ impl Session {
             return Err(WsError::syntax("a materialized view's body is a query (SELECT ...)"));
         }
         let plan = self.plan_query(statement.clone()).await?;
+        let reads = relations_read(&plan);
         // Single-partition plans: a step's input is one batch list, and the view's task
         // is one of many running at once.
         let state = SessionStateBuilder::new_from_existing(self.ctx.state())
@@ -130,34 +120,36 @@ impl Session {
             _ => Ok(None),
         };
         let emit = emit.unwrap_or_else(|| crate::stream::continuous::plan::default_emit(&plan));
-        Ok((ContinuousPlan::new(plan, &state, emit, extents).await?, emit))
+        Ok((ContinuousPlan::new(plan, &state, emit, extents).await?, emit, reads))
     }
 
     fn view_limits(&self) -> ViewLimits {
         self.engine.config().limits.views
     }
 
-    /// Plans and starts a view from its definition (CREATE, and at start-up).
-    pub(super) async fn start_view(&self, def: ViewDef) -> WsResult<Arc<MaterializedView>> {
-        let (plan, emit) = self.continuous_plan(&def.query, Some(def.emit)).await?;
+    /// Plans and starts a view from its definition (at start-up), with the relations it
+    /// reads.
+    pub(super) async fn start_view(&self, def: ViewDef) -> WsResult<(Arc<MaterializedView>, Vec<String>)> {
+        let (plan, emit, reads) = self.continuous_plan(&def.query, Some(def.emit)).await?;
         assert_eq!(emit, def.emit, "an explicit emit mode is kept");
-        Ok(MaterializedView::start(def, plan, self.view_limits()))
+        Ok((MaterializedView::start(def, plan, self.view_limits()), reads))
     }
 
-    /// Plans and starts a sink from its definition (CREATE, and at start-up).
-    pub(super) async fn start_sink(&self, def: SinkDef) -> WsResult<Arc<Sink>> {
+    /// Plans and starts a sink from its definition (CREATE, and at start-up), with the
+    /// relations it reads.
+    pub(super) async fn start_sink(&self, def: SinkDef) -> WsResult<(Arc<Sink>, Vec<String>)> {
         let catalog = self.engine.catalog().clone();
-        let (view, owns_view) = match &def.input {
+        let (view, owns_view, reads) = match &def.input {
             SinkInput::View(name) => {
                 let view = catalog.view(name).await.ok_or_else(|| {
                     WsError::new(sqlstate::UNDEFINED_TABLE, format!("materialized view \"{name}\" does not exist"))
                 })?;
-                (view, false)
+                (view, false, vec![name.clone()])
             }
             SinkInput::Query(query) => {
-                let (plan, emit) = self.continuous_plan(query, None).await?;
+                let (plan, emit, reads) = self.continuous_plan(query, None).await?;
                 let view_def = ViewDef { name: format!("sink {}", def.name), query: query.clone(), emit };
-                (MaterializedView::start(view_def, plan, self.view_limits()), true)
+                (MaterializedView::start(view_def, plan, self.view_limits()), true, reads)
             }
         };
         let connectors = self.engine.catalog().sink_connectors();
@@ -170,7 +162,7 @@ impl Session {
                 return Err(error);
             }
         };
-        Ok(Sink::start(def, view, owns_view, prepared))
+        Ok((Sink::start(def, view, owns_view, prepared), reads))
     }
 
     /// A subscription as a record-batch stream: the snapshot first (if asked), then
@@ -208,16 +200,14 @@ impl Session {
         let catalog = self.engine.catalog().clone();
         match command {
             Command::CreateView { name, query, emit, if_not_exists } => {
-                if catalog.exists(name).await {
-                    if *if_not_exists {
-                        return Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")));
-                    }
-                    return Err(WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+                // Before the view is planned and started; register_view checks again.
+                if !catalog.claim(name, true, *if_not_exists)? {
+                    return Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")));
                 }
-                let (plan, emit) = self.continuous_plan(query, *emit).await?;
+                let (plan, emit, reads) = self.continuous_plan(query, *emit).await?;
                 let def = ViewDef { name: name.clone(), query: query.clone(), emit };
                 let view = MaterializedView::start(def, plan, self.view_limits());
-                catalog.register_view(view, None).await?;
+                catalog.register_view(view, reads, None).await?;
                 Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")))
             }
             Command::DropView { names, if_exists } => {
@@ -256,14 +246,12 @@ impl Session {
                 Ok(Outcome::Done(CommandTag::new("DECLARE CURSOR")))
             }
             Command::CreateSink { def, if_not_exists } => {
-                if catalog.sink_exists(&def.name).await {
-                    if *if_not_exists {
-                        return Ok(Outcome::Done(CommandTag::new("CREATE SINK")));
-                    }
-                    return Err(WsError::new(sqlstate::DUPLICATE_OBJECT, format!("sink \"{}\" already exists", def.name)));
+                // Before the sink starts (and creates its lake table); register_sink checks again.
+                if !catalog.claim(&def.name, false, *if_not_exists)? {
+                    return Ok(Outcome::Done(CommandTag::new("CREATE SINK")));
                 }
-                let sink = self.start_sink(def.clone()).await?;
-                catalog.register_sink(sink, None).await?;
+                let (sink, reads) = self.start_sink(def.clone()).await?;
+                catalog.register_sink(sink, reads, None).await?;
                 Ok(Outcome::Done(CommandTag::new("CREATE SINK")))
             }
             Command::DropSink { names, if_exists } => {

@@ -101,14 +101,9 @@ pub async fn create_managed_table(
     }
     let name = create.name.table().to_string();
     let catalog = session.engine().catalog();
-    if catalog.exists(&name).await {
-        if create.if_not_exists {
-            return Ok(None);
-        }
-        return Err(WsError::new(
-            sqlstate::DUPLICATE_TABLE,
-            format!("relation \"{name}\" already exists"),
-        ));
+    // Before the table is filled; adopt_lake checks again under the DDL lock.
+    if !catalog.claim(&name, true, create.if_not_exists)? {
+        return Ok(None);
     }
     let input = create.input.as_ref().clone();
     let has_rows = !matches!(&input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
@@ -189,7 +184,7 @@ pub async fn lake_table_for_sink(session: &Session, table: &str, schema: &Schema
     if let Some(lake) = catalog.lake_table(table).await {
         return Ok(lake);
     }
-    if catalog.exists(table).await {
+    if catalog.holder(table).is_some() {
         return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{table}\" is not a Delta table")));
     }
     Ok(new_managed_table(session, table, &delta_schema(schema), &[], None).await?.0)
@@ -264,14 +259,8 @@ pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsR
     };
     let name = create.name.table().to_string();
     let catalog = session.engine().catalog();
-    if catalog.exists(&name).await {
-        if create.if_not_exists {
-            return Ok(());
-        }
-        return Err(WsError::new(
-            sqlstate::DUPLICATE_TABLE,
-            format!("relation \"{name}\" already exists"),
-        ));
+    if !catalog.claim(&name, true, create.if_not_exists)? {
+        return Ok(());
     }
     if !create.table_partition_cols.is_empty() {
         return Err(WsError::unsupported(

@@ -103,7 +103,13 @@ impl Engine {
                 format!("data dir {}: {error}", config.data_dir.display()),
             )
         })?;
-        let files = crate::catalog::load_dir(&config.catalog_dir)?;
+        // The declared catalog, then what DDL persisted; one namespace across both.
+        let read_only_dir = (!same_dir(&config.catalog_dir, &config.ddl_dir)).then(|| config.catalog_dir.clone());
+        let dirs: Vec<&std::path::Path> = match &read_only_dir {
+            Some(declared) => vec![declared, &config.ddl_dir],
+            None => vec![&config.ddl_dir],
+        };
+        let files = crate::catalog::load_dirs(&dirs)?;
         for file in &files {
             if let Some(demo) = &file.demo {
                 let lake_dir = config.data_dir.join(&demo.location);
@@ -135,7 +141,8 @@ impl Engine {
         });
         let connectors = crate::connectors::ConnectorContext { data_dir: config.data_dir.clone(), demo };
         let catalog = Arc::new(Catalog::new(
-            &config.catalog_dir,
+            &config.ddl_dir,
+            read_only_dir,
             &config.data_dir,
             config.limits.lake_staleness_ms,
             connectors,
@@ -155,19 +162,35 @@ impl Engine {
         let session = engine.session();
         engine.inner.catalog.register_files(&files, &session.ctx.state()).await?;
         // Views and sinks are planned by a session (window functions, time travel...),
-        // after every table and source they read is registered; views before sinks.
-        for file in &files {
-            for def in &file.views {
-                let started = session.start_view(def.clone()).await;
-                let view = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
-                engine.inner.catalog.register_view(view, Some(file.path.clone())).await?;
+        // after every table and source they read is registered; views before sinks. A view
+        // may read another view declared in a later file: views that do not plan yet are
+        // tried again after the others, until a round makes no progress.
+        let mut pending: Vec<(&crate::catalog::CatalogFile, &crate::stream::continuous::ViewDef)> =
+            files.iter().flat_map(|file| file.views.iter().map(move |def| (file, def))).collect();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for (file, def) in pending.iter().copied() {
+                match session.start_view(def.clone()).await {
+                    Ok((view, reads)) => engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?,
+                    Err(error) => {
+                        first_error.get_or_insert_with(|| continuous_load_error(file, &def.name, error));
+                        failed.push((file, def));
+                    }
+                }
             }
+            if failed.len() == pending.len()
+                && let Some(error) = first_error
+            {
+                return Err(error);
+            }
+            pending = failed;
         }
         for file in &files {
             for def in &file.sinks {
                 let started = session.start_sink(def.clone()).await;
-                let sink = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
-                engine.inner.catalog.register_sink(sink, Some(file.path.clone())).await?;
+                let (sink, reads) = started.map_err(|error| continuous_load_error(file, &def.name, error))?;
+                engine.inner.catalog.register_sink(sink, reads, Some(file.path.clone())).await?;
             }
         }
         Ok(engine)
@@ -256,7 +279,9 @@ impl Engine {
             self.setting_defaults(),
         ));
         let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
-        pg_functions::register(&ctx, settings.clone(), backend_pid, self.inner.catalog.indexes().clone());
+        let role = roles::SessionRole::default();
+        role.set(Some(Role::Admin));
+        pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
         Session {
             engine: self.clone(),
             id,
@@ -266,10 +291,17 @@ impl Engine {
             settings,
             transaction: Arc::new(TransactionState::default()),
             cursors: cursors::Cursors::new(limits.cursors_max),
-            role: Some(Role::Admin),
+            role,
             deadline: None,
+            notices: Vec::new(),
         }
     }
+}
+
+/// Whether two configured directories are one (then DDL writes where declarations are
+/// read, as before the two were split).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// A view or sink of the catalog that no longer plans: the server does not start with a
@@ -345,6 +377,21 @@ pub enum Outcome {
     CopyIn(copy::CopyIn),
 }
 
+/// A notice for the client (PostgreSQL's NoticeResponse): a warning about a statement that
+/// ran, sent before its completion tag. Errors are [`WsError`]s; a notice never fails
+/// anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `WARNING` or `NOTICE`, as PostgreSQL's severities.
+    pub severity: &'static str,
+    pub code: crate::error::SqlState,
+    pub message: String,
+}
+
+/// Notices one statement may leave; one statement makes at most a couple today, and a
+/// bug that made more must not grow a session's memory.
+const NOTICES_PER_STATEMENT_MAX: usize = 16;
+
 /// A completion tag such as `INSERT 0 5` or `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandTag {
@@ -382,10 +429,13 @@ pub struct Session {
     settings: Arc<Settings>,
     transaction: Arc<TransactionState>,
     cursors: cursors::Cursors,
-    /// What this session may run; `None` until authentication has succeeded.
-    role: Option<Role>,
+    /// What this session may run; `None` until authentication has succeeded. Shared with
+    /// `set_config()`, which checks it.
+    role: roles::SessionRole,
     /// When the running statement hits `statement_timeout`.
     deadline: Option<tokio::time::Instant>,
+    /// Notices of the statement executed last, for server/ to send before its tag.
+    notices: Vec<Notice>,
 }
 
 impl Drop for Session {
@@ -441,13 +491,25 @@ impl Session {
     /// The role statements are checked against; `None` refuses every statement (a
     /// connection that has not authenticated). Sessions start as admin.
     pub fn set_role(&mut self, role: Option<Role>) {
-        self.role = role;
+        self.role.set(role);
         let superuser = if role == Some(Role::Admin) { "on" } else { "off" };
         self.settings.set_server("is_superuser", superuser);
     }
 
     pub fn role(&self) -> Option<Role> {
-        self.role
+        self.role.get()
+    }
+
+    /// Leaves a notice for the client of the statement executing now.
+    fn notice(&mut self, severity: &'static str, code: crate::error::SqlState, message: impl Into<String>) {
+        if self.notices.len() < NOTICES_PER_STATEMENT_MAX {
+            self.notices.push(Notice { severity, code, message: message.into() });
+        }
+    }
+
+    /// The notices of the statement executed last; server/ sends them before its tag.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// Classifies and plans one statement, and refuses it (42501) when the session's
@@ -463,7 +525,7 @@ impl Session {
     }
 
     async fn prepare_inner(&mut self, statement: WsStatement) -> WsResult<Prepared> {
-        let role = roles::authenticated(self.role)?;
+        let role = roles::authenticated(self.role.get())?;
         let prepared = match statement {
             WsStatement::Sql(statement) => self.plan_statement(statement).await?,
             WsStatement::Stream(statement) => {
@@ -717,6 +779,7 @@ impl Session {
             .filter(|&ms| ms > 0)
             .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
         self.deadline = deadline;
+        self.notices.clear();
         let work = self.execute_inner(prepared, params, cancel.clone());
         let outcome = tokio::select! {
             biased;
@@ -728,6 +791,11 @@ impl Session {
             self.transaction.fail();
         }
         let outcome = outcome?;
+        // A write inside a block is committed now; ROLLBACK will say it cannot undo it.
+        // COPY FROM writes only when its data ends well (server/ marks it then).
+        if roles::writes(&prepared.kind) && !matches!(outcome, Outcome::CopyIn(_)) {
+            self.transaction.wrote();
+        }
         Ok(match outcome {
             Outcome::Rows { tag, stream } => Outcome::Rows { tag, stream: cancellable(stream, cancel, deadline) },
             Outcome::CopyOut { options, stream } => {
@@ -749,19 +817,7 @@ impl Session {
                 None => Ok(plan.clone()),
             }
         };
-        if let Kind::Insert { .. }
-        | Kind::CreateTable { .. }
-        | Kind::CreateExternal(_)
-        | Kind::DropTable { .. }
-        | Kind::CreateIndex { .. }
-        | Kind::DropIndex { .. } = &prepared.kind
-            && self.settings.read_only(self.transaction.in_block())
-        {
-            return Err(WsError::new(
-                sqlstate::READ_ONLY_SQL_TRANSACTION,
-                "cannot execute a write in a read-only transaction",
-            ));
-        }
+        roles::check_read_only(&prepared.kind, self.settings.read_only(self.transaction.in_block()))?;
         match &prepared.kind {
             Kind::Rows(plan) => {
                 let plan = bind(plan)?;
@@ -894,14 +950,16 @@ impl Session {
     }
 
     /// Applies a parameter from the startup message (`application_name`, `DateStyle`,
-    /// `TimeZone`, `options`...). Unknown or read-only names are ignored: a client may
-    /// send any of them, and failing its connection for it would help nobody.
+    /// `TimeZone`, `options`...), after authentication and with the checks of SET. Unknown,
+    /// read-only or refused names are ignored: a client may send any of them, and failing
+    /// its connection for it would help nobody.
     pub fn apply_startup_parameter(&mut self, name: &str, value: &str) {
         let name = name.to_lowercase();
         if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
             return;
         }
-        if let Err(error) = self.settings.set(&name, Some(value)) {
+        let allowed = roles::authorize_setting(self.role.get(), &name);
+        if let Err(error) = allowed.and_then(|()| self.settings.set(&name, Some(value))) {
             tracing::debug!(name, %error, "startup parameter ignored");
         }
     }
@@ -936,9 +994,12 @@ impl Session {
                         schema,
                         batches,
                         tag: CommandTag { command: tag, rows: Some(rows), oid: None },
+                        notices: self.take_notices(),
                     });
                 }
-                Outcome::Done(tag) => results.push(Collected { schema, batches: Vec::new(), tag }),
+                Outcome::Done(tag) => {
+                    results.push(Collected { schema, batches: Vec::new(), tag, notices: self.take_notices() })
+                }
                 Outcome::CopyOut { mut stream, .. } => {
                     // Embedded: the rows themselves are the output.
                     let schema = stream.schema();
@@ -948,7 +1009,7 @@ impl Session {
                     }
                     let rows = batches.iter().map(RecordBatch::num_rows).sum();
                     let tag = CommandTag { command: "COPY", rows: Some(rows), oid: None };
-                    results.push(Collected { schema, batches, tag });
+                    results.push(Collected { schema, batches, tag, notices: self.take_notices() });
                 }
                 Outcome::CopyIn(_) => {
                     return Err(WsError::unsupported("COPY FROM STDIN needs a client connection"));
@@ -986,6 +1047,8 @@ pub struct Collected {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub tag: CommandTag,
+    /// Warnings the statement left (ROLLBACK of a block that wrote...).
+    pub notices: Vec<Notice>,
 }
 
 /// Types of placeholders that appear directly under a cast (`$1::BIGINT`): PostgreSQL

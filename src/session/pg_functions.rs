@@ -20,6 +20,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use super::roles::SessionRole;
 use super::settings::{Settings, version_string};
 use crate::catalog::IndexRegistry;
 use crate::error::{WsError, sqlstate};
@@ -111,7 +112,13 @@ fn external(error: WsError) -> DataFusionError {
 
 /// Registers this module's functions on a session's context (replacing same-named ones
 /// from DataFusion or datafusion-pg-catalog: `version`, `pg_backend_pid`).
-pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32, indexes: IndexRegistry) {
+pub fn register(
+    ctx: &SessionContext,
+    settings: Arc<Settings>,
+    role: SessionRole,
+    backend_pid: i32,
+    indexes: IndexRegistry,
+) {
     ctx.register_udaf(crate::sql::single_value_udaf());
     super::oid_tags::register(ctx);
     let version = version_string();
@@ -164,6 +171,8 @@ pub fn register(ctx: &SessionContext, settings: Arc<Settings>, backend_pid: i32,
                 )));
             }
             let name = names.value(row).to_lowercase();
+            // The same decision as SET: a read user may not change datafusion.* options.
+            super::roles::authorize_setting(role.get(), &name).map_err(external)?;
             // A NULL value resets the setting, as in PostgreSQL. `is_local` (the third
             // argument) has no transaction to be local to: statements are their own
             // transactions here, so the change lasts for the session.

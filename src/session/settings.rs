@@ -143,9 +143,7 @@ impl Settings {
             return Err(unrecognized(name));
         }
         let value = match value {
-            Some(value) => Some(
-                normalize(name, value).map_err(|reason| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason))?,
-            ),
+            Some(value) => Some(normalize(name, value)?),
             None => None,
         };
         let value = value.as_deref();
@@ -289,17 +287,117 @@ pub fn format_duration_ms(ms: u64) -> String {
     format!("{ms}ms")
 }
 
-/// Checks a value being SET and puts it in the form SHOW prints; `Err` holds the reason
-/// for SQLSTATE 22023.
-pub fn normalize(name: &str, value: &str) -> Result<String, String> {
+/// Checks a value being SET and puts it in the form SHOW prints: 22023 for a value
+/// PostgreSQL would refuse too, 0A000 for one it would honour and this server cannot (a
+/// setting is never accepted without its effect).
+pub fn normalize(name: &str, value: &str) -> WsResult<String> {
+    let invalid = |reason: String| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, reason);
     if is_duration_ms(name) {
         return parse_duration_ms(value).map(format_duration_ms).ok_or_else(|| {
-            format!(
+            invalid(format!(
                 "invalid value for parameter \"{name}\": \"{value}\" (a duration from 0 to {DURATION_MS_MAX} ms; units us, ms, s, min, h, d)"
-            )
+            ))
         });
     }
-    Ok(value.to_string())
+    match name {
+        "client_encoding" => client_encoding(value),
+        "datestyle" => date_style(value),
+        "intervalstyle" => one_of("IntervalStyle", value, &["postgres", "postgres_verbose", "sql_standard", "iso_8601"], "postgres", "intervals are shown in PostgreSQL's default style"),
+        "bytea_output" => one_of("bytea_output", value, &["escape", "hex"], "hex", "bytea values are sent in hex"),
+        _ => Ok(value.to_string()),
+    }
+}
+
+/// PostgreSQL's encoding names (pg_wchar.h, with its aliases), compared as PostgreSQL
+/// does: case and punctuation ignored.
+const PG_ENCODINGS: &[&str] = &[
+    "utf8", "unicode", "sqlascii", "big5", "euccn", "eucjp", "eucjis2004", "euckr", "euctw", "gb18030", "gbk",
+    "iso88595", "iso88596", "iso88597", "iso88598", "johab", "koi8", "koi8r", "koi8u", "latin1", "latin2", "latin3",
+    "latin4", "latin5", "latin6", "latin7", "latin8", "latin9", "latin10", "iso88591", "iso88592", "iso88593",
+    "iso88594", "iso88599", "iso885910", "iso885913", "iso885914", "iso885915", "iso885916", "muleinternal", "sjis",
+    "shiftjis", "shiftjis2004", "uhc", "win", "alt", "win866", "win874", "win1250", "win1251", "win1252", "win1253",
+    "win1254", "win1255", "win1256", "win1257", "win1258", "windows866", "windows874", "windows1250", "windows1251",
+    "windows1252", "windows1253", "windows1254", "windows1255", "windows1256", "windows1257", "windows1258", "tcvn",
+    "tcvn5712", "vscii", "abc", "mskanji",
+];
+
+/// `client_encoding`: text goes over the wire as UTF-8 only (Arrow strings are UTF-8), so
+/// UTF8 and its aliases are accepted and shown as `UTF8`; PostgreSQL's other encodings,
+/// which it would convert to, are refused rather than accepted without conversion.
+fn client_encoding(value: &str) -> WsResult<String> {
+    let clean: String = value.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    match clean.as_str() {
+        "utf8" | "unicode" => Ok("UTF8".to_string()),
+        known if PG_ENCODINGS.contains(&known) => Err(WsError::unsupported(format!(
+            "client_encoding \"{value}\" is not supported: this server sends and reads text as UTF8 only"
+        ))),
+        _ => Err(WsError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"client_encoding\": \"{value}\""),
+        )),
+    }
+}
+
+/// `DateStyle`: an output style and a field order, in PostgreSQL's key words. Dates and
+/// timestamps are shown in ISO style and read in year-month-day order only, so the
+/// accepted values are those that mean `ISO, MDY` (PostgreSQL's default: `ISO`, `MDY`,
+/// `US`, `DEFAULT`, ...), shown as `ISO, MDY`; other styles and orders are refused.
+fn date_style(value: &str) -> WsResult<String> {
+    let invalid = |detail: String| {
+        WsError::new(
+            sqlstate::INVALID_PARAMETER_VALUE,
+            format!("invalid value for parameter \"DateStyle\": \"{value}\" ({detail})"),
+        )
+    };
+    let (mut style, mut order): (Option<&str>, Option<&str>) = (None, None);
+    for word in value.split([',', ' ']).filter(|word| !word.is_empty()) {
+        let (slot, meaning) = match word.to_ascii_lowercase().as_str() {
+            "iso" => (&mut style, "ISO"),
+            "sql" => (&mut style, "SQL"),
+            "postgres" => (&mut style, "Postgres"),
+            "german" => (&mut style, "German"),
+            "ymd" => (&mut order, "YMD"),
+            "dmy" | "euro" | "european" => (&mut order, "DMY"),
+            "mdy" | "us" | "noneuro" | "noneuropean" => (&mut order, "MDY"),
+            "default" => {
+                style = style.or(Some("ISO"));
+                order = order.or(Some("MDY"));
+                continue;
+            }
+            _ => return Err(invalid(format!("unrecognized key word: \"{word}\""))),
+        };
+        if slot.is_some_and(|earlier| earlier != meaning) {
+            return Err(invalid("conflicting \"datestyle\" specifications".to_string()));
+        }
+        *slot = Some(meaning);
+    }
+    let (style, order) = (style.unwrap_or("ISO"), order.unwrap_or("MDY"));
+    if (style, order) != ("ISO", "MDY") {
+        return Err(WsError::unsupported(format!(
+            "DateStyle \"{style}, {order}\" is not supported: dates are shown in ISO style and read in \
+             year-month-day order; DateStyle is ISO, MDY"
+        )));
+    }
+    Ok("ISO, MDY".to_string())
+}
+
+/// An enumerated setting of which this server provides one value (`supported`): the
+/// others PostgreSQL knows (`known`) are refused with 0A000, anything else with 22023
+/// and PostgreSQL's list.
+fn one_of(display: &str, value: &str, known: &[&str], supported: &str, what_we_do: &str) -> WsResult<String> {
+    let lower = value.to_ascii_lowercase();
+    if lower == supported {
+        return Ok(lower);
+    }
+    if known.contains(&lower.as_str()) {
+        return Err(WsError::unsupported(format!(
+            "{display} \"{lower}\" is not supported: {what_we_do}; {display} is {supported}"
+        )));
+    }
+    Err(WsError::new(
+        sqlstate::INVALID_PARAMETER_VALUE,
+        format!("invalid value for parameter \"{display}\": \"{value}\" (available values: {})", known.join(", ")),
+    ))
 }
 
 #[cfg(test)]
@@ -390,8 +488,60 @@ mod tests {
         assert_eq!(format_duration_ms(1000), "1s");
         assert_eq!(format_duration_ms(1500), "1500ms");
         assert_eq!(format_duration_ms(3_600_000), "1h");
-        assert_eq!(normalize("statement_timeout", "60s").as_deref(), Ok("1min"));
+        assert_eq!(normalize("statement_timeout", "60s").unwrap(), "1min");
         assert!(normalize("statement_timeout", "x").is_err());
-        assert_eq!(normalize("application_name", "x").as_deref(), Ok("x"));
+        assert_eq!(normalize("application_name", "x").unwrap(), "x");
+    }
+
+    #[test]
+    fn settings_we_cannot_honour_are_refused_not_ignored() {
+        let s = settings();
+        // What this server does, in every spelling PostgreSQL accepts.
+        for (name, value, shown) in [
+            ("client_encoding", "UTF8", "UTF8"),
+            ("client_encoding", "utf-8", "UTF8"),
+            ("client_encoding", "unicode", "UTF8"),
+            ("datestyle", "ISO, MDY", "ISO, MDY"),
+            ("datestyle", "ISO", "ISO, MDY"),
+            ("datestyle", "iso, us", "ISO, MDY"),
+            ("datestyle", "DEFAULT", "ISO, MDY"),
+            ("intervalstyle", "Postgres", "postgres"),
+            ("bytea_output", "hex", "hex"),
+        ] {
+            s.set(name, Some(value)).unwrap_or_else(|error| panic!("{name} = {value}: {error}"));
+            assert_eq!(s.show(name).unwrap(), shown, "{name} = {value}");
+        }
+        // What PostgreSQL would honour and this server cannot: 0A000, the value unchanged.
+        for (name, value) in [
+            ("client_encoding", "LATIN1"),
+            ("client_encoding", "win1252"),
+            ("datestyle", "German"),
+            ("datestyle", "ISO, DMY"),
+            ("datestyle", "SQL, MDY"),
+            ("datestyle", "euro"),
+            ("intervalstyle", "iso_8601"),
+            ("intervalstyle", "sql_standard"),
+            ("bytea_output", "escape"),
+        ] {
+            let before = s.show(name).unwrap();
+            let error = s.set(name, Some(value)).unwrap_err();
+            assert_eq!(error.code, sqlstate::FEATURE_NOT_SUPPORTED, "{name} = {value}: {}", error.message);
+            assert_eq!(s.show(name).unwrap(), before);
+        }
+        // What PostgreSQL refuses too: 22023.
+        for (name, value) in [
+            ("client_encoding", "foo"),
+            ("datestyle", "foo"),
+            ("datestyle", "ISO, German"),
+            ("datestyle", "DMY, MDY"),
+            ("intervalstyle", "x"),
+            ("bytea_output", "x"),
+        ] {
+            let error = s.set(name, Some(value)).unwrap_err();
+            assert_eq!(error.code, sqlstate::INVALID_PARAMETER_VALUE, "{name} = {value}: {}", error.message);
+        }
+        // RESET goes back to the default.
+        s.set("datestyle", None).unwrap();
+        assert_eq!(s.show("datestyle").unwrap(), "ISO, MDY");
     }
 }

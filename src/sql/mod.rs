@@ -89,6 +89,8 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let (direction, cursor) =
                 cursor_move::parse_move(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
             WsStatement::Move { direction, cursor }
+        } else if starts_abort(&parser.parser) {
+            WsStatement::Sql(parse_abort(&mut parser.parser).map_err(|error| parse_error(error.into()))?)
         } else if starts_pg_copy(&parser.parser) {
             // sqlparser's PostgreSQL COPY (`TO STDOUT`, `FROM STDIN`, column lists,
             // `WITH (FORMAT csv, ...)`): DFParser's own COPY is DataFusion's
@@ -103,6 +105,20 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
         expecting_delimiter = true;
     }
     Ok(statements)
+}
+
+/// PostgreSQL's `ABORT [WORK | TRANSACTION] [AND [NO] CHAIN]`, which sqlparser does not
+/// parse: the same as ROLLBACK (without TO SAVEPOINT).
+fn starts_abort(parser: &datafusion::sql::sqlparser::parser::Parser<'_>) -> bool {
+    matches!(&parser.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("abort"))
+}
+
+fn parse_abort(
+    parser: &mut datafusion::sql::sqlparser::parser::Parser<'_>,
+) -> Result<Statement, datafusion::sql::sqlparser::parser::ParserError> {
+    parser.next_token();
+    let chain = parser.parse_commit_rollback_chain()?;
+    Ok(Statement::Statement(Box::new(datafusion::sql::sqlparser::ast::Statement::Rollback { chain, savepoint: None })))
 }
 
 /// `COPY` other than DataFusion's `COPY INTO`.
