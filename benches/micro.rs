@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use pgwire::api::portal::Format;
@@ -37,9 +36,7 @@ fn mix(i: u64) -> u64 {
 
 /// Event times over one hour, in arrival order with some disorder.
 fn event_times(rows: usize) -> Vec<i64> {
-    (0..rows as u64)
-        .map(|i| BASE_US + (i as i64) * 400_000 + (mix(i) % 2_000_000) as i64)
-        .collect()
+    (0..rows as u64).map(|i| BASE_US + (i as i64) * 400_000 + (mix(i) % 2_000_000) as i64).collect()
 }
 
 /// The shape of the demo's orders: int8, int8, numeric(12,2), float8, text, timestamptz.
@@ -61,9 +58,9 @@ fn orders_batch(rows: usize) -> RecordBatch {
                 .with_precision_and_scale(12, 2)
                 .expect("valid decimal type"),
         ),
-        Arc::new(Float64Array::from_iter((0..rows as u64).map(|i| {
-            (i % 17 != 0).then(|| (mix(i + 3) % 10_000) as f64 / 7.0)
-        }))),
+        Arc::new(Float64Array::from_iter(
+            (0..rows as u64).map(|i| (i % 17 != 0).then(|| (mix(i + 3) % 10_000) as f64 / 7.0)),
+        )),
         Arc::new(StringArray::from_iter((0..rows).map(|i| (i % 13 != 0).then(|| statuses[i % 5])))),
         Arc::new(TimestampMicrosecondArray::from(event_times(rows)).with_timezone("UTC")),
     ];
@@ -104,11 +101,15 @@ fn windows(c: &mut Criterion) {
         b.iter(|| black_box(hop_starts(black_box(&times), None, 2_000_000, 10_000_000).expect("fits in i32 offsets")))
     });
     group.bench_function("hop_1h_slide_1min", |b| {
-        b.iter(|| black_box(hop_starts(black_box(&times), None, MINUTE_US, 60 * MINUTE_US).expect("fits in i32 offsets")))
+        b.iter(|| {
+            black_box(hop_starts(black_box(&times), None, MINUTE_US, 60 * MINUTE_US).expect("fits in i32 offsets"))
+        })
     });
     group.bench_function("cumulate_1h_step_10min", |b| {
         b.iter(|| {
-            black_box(cumulate_ends(black_box(&times), None, 10 * MINUTE_US, 60 * MINUTE_US).expect("fits in i32 offsets"))
+            black_box(
+                cumulate_ends(black_box(&times), None, 10 * MINUTE_US, 60 * MINUTE_US).expect("fits in i32 offsets"),
+            )
         })
     });
     group.finish();
@@ -116,7 +117,8 @@ fn windows(c: &mut Criterion) {
 
 /// The demo's clicks source: what a Kafka topic of JSON events would carry.
 fn clicks_def(connector: &str, encode: Option<&str>) -> SourceDef {
-    let column = |name: &str, sql_type: &str| ColumnDef { name: name.into(), sql_type: sql_type.into(), nullable: true };
+    let column =
+        |name: &str, sql_type: &str| ColumnDef { name: name.into(), sql_type: sql_type.into(), nullable: true };
     SourceDef {
         name: "clicks".into(),
         connector: connector.into(),
@@ -156,7 +158,9 @@ fn json_decoding(c: &mut Criterion) {
         b.iter(|| black_box(decoder.decode_rows(black_box(&buffer), ROWS).expect("valid JSON")))
     });
     group.throughput(Throughput::Elements(1));
-    group.bench_function("one_message", |b| b.iter(|| black_box(decoder.decode_one(black_box(&one)).expect("valid JSON"))));
+    group.bench_function("one_message", |b| {
+        b.iter(|| black_box(decoder.decode_one(black_box(&one)).expect("valid JSON")))
+    });
     group.finish();
 }
 

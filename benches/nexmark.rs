@@ -90,7 +90,10 @@ fn rows_of(table: &str, events: u64) -> u64 {
 }
 
 const COLUMNS: [(&str, &str); 3] = [
-    ("person", "id BIGINT, name TEXT, email_address TEXT, credit_card TEXT, city TEXT, state TEXT, date_time TIMESTAMPTZ, extra TEXT"),
+    (
+        "person",
+        "id BIGINT, name TEXT, email_address TEXT, credit_card TEXT, city TEXT, state TEXT, date_time TIMESTAMPTZ, extra TEXT",
+    ),
     (
         "auction",
         "id BIGINT, item_name TEXT, description TEXT, initial_bid BIGINT, reserve BIGINT, date_time TIMESTAMPTZ, \
@@ -123,7 +126,11 @@ async fn sources(events: u64) -> (Engine, Session, tempfile::TempDir) {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("| generator (all three tables) | {events} | {events} | {seconds:.2} | {:.0} | {:.0} | - |", events as f64 / seconds, events as f64 / seconds);
+    println!(
+        "| generator (all three tables) | {events} | {events} | {seconds:.2} | {:.0} | {:.0} | - |",
+        events as f64 / seconds,
+        events as f64 / seconds
+    );
     (engine, session, dir)
 }
 

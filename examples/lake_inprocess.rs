@@ -41,7 +41,8 @@ async fn register(ctx: &SessionContext, format: &str, dir: &std::path::Path, tab
         }
         "delta" => {
             let path = std::path::absolute(dir.join(table)).map_err(|e| e.to_string())?;
-            let url = url::Url::from_directory_path(&path).map_err(|()| format!("{}: not a directory", path.display()))?;
+            let url =
+                url::Url::from_directory_path(&path).map_err(|()| format!("{}: not a directory", path.display()))?;
             let delta = deltalake::open_table(url).await.map_err(|e| e.to_string())?;
             let provider = delta.table_provider().await.map_err(|e| e.to_string())?;
             ctx.register_table(table, provider).map(|_| ()).map_err(|e| e.to_string())

@@ -17,9 +17,9 @@ pub async fn serve(config: Config) -> WsResult<()> {
     let started = Instant::now();
     let security = crate::server::Security::load(&config)?;
     security.check_listen(config.listen)?;
-    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
-        WsError::new(sqlstate::IO_ERROR, format!("cannot listen on {}: {error}", config.listen))
-    })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| WsError::new(sqlstate::IO_ERROR, format!("cannot listen on {}: {error}", config.listen)))?;
     let engine = Engine::open(config).await?;
     let address = listener.local_addr()?;
     tracing::info!(
@@ -86,10 +86,7 @@ pub async fn sql(config: Config, sql: &str) -> WsResult<()> {
 /// Regenerates the demo lake declared in the catalog at `scale`.
 pub async fn demo(config: Config, scale: f64, seed: Option<u64>) -> WsResult<()> {
     if !(scale > 0.0 && scale <= 100.0) {
-        return Err(WsError::new(
-            sqlstate::INVALID_PARAMETER_VALUE,
-            format!("scale must be in (0, 100], got {scale}"),
-        ));
+        return Err(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("scale must be in (0, 100], got {scale}")));
     }
     let files = crate::catalog::load_dir(&config.catalog_dir)?;
     let declared = files.iter().find_map(|file| file.demo.clone()).ok_or_else(|| {
@@ -131,10 +128,6 @@ pub fn user_add(
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     let replaced = crate::session::users::add_user(users_file, name, role, method, password)?;
-    eprintln!(
-        "{} user {name} (role {role}) in {}",
-        if replaced { "replaced" } else { "added" },
-        users_file.display()
-    );
+    eprintln!("{} user {name} (role {role}) in {}", if replaced { "replaced" } else { "added" }, users_file.display());
     Ok(())
 }

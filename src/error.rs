@@ -217,9 +217,7 @@ impl From<deltalake::DeltaTableError> for WsError {
         let code = match &error {
             E::NotATable(_) | E::InvalidTableLocation(_) => sqlstate::UNDEFINED_TABLE,
             E::Io { .. } | E::ObjectStore { .. } => sqlstate::IO_ERROR,
-            E::InvalidVersion(_) | E::InvalidDateTimeString { .. } => {
-                sqlstate::INVALID_PARAMETER_VALUE
-            }
+            E::InvalidVersion(_) | E::InvalidDateTimeString { .. } => sqlstate::INVALID_PARAMETER_VALUE,
             E::Arrow { source } => arrow_sqlstate(source),
             _ => sqlstate::DATA_EXCEPTION,
         };
@@ -242,9 +240,7 @@ fn arrow_sqlstate(error: &ArrowError) -> SqlState {
     match error {
         ArrowError::DivideByZero => sqlstate::DIVISION_BY_ZERO,
         ArrowError::ArithmeticOverflow(_) => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
-        ArrowError::CastError(_) | ArrowError::ParseError(_) => {
-            sqlstate::INVALID_TEXT_REPRESENTATION
-        }
+        ArrowError::CastError(_) | ArrowError::ParseError(_) => sqlstate::INVALID_TEXT_REPRESENTATION,
         ArrowError::MemoryError(_) => sqlstate::OUT_OF_MEMORY,
         // Operators report their own errors (memory pool exhausted, cancel) through
         // Arrow streams wrapped this way.
@@ -270,21 +266,18 @@ fn datafusion_sqlstate(error: &DataFusionError) -> SqlState {
         DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
             SchemaError::FieldNotFound { .. } => sqlstate::UNDEFINED_COLUMN,
             SchemaError::AmbiguousReference { .. } => sqlstate::AMBIGUOUS_COLUMN,
-            SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. } => sqlstate::DUPLICATE_COLUMN,
+            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => {
+                sqlstate::DUPLICATE_COLUMN
+            }
         },
         DataFusionError::ArrowError(arrow_error, _) => arrow_sqlstate(arrow_error),
         DataFusionError::NotImplemented(_) => sqlstate::FEATURE_NOT_SUPPORTED,
         DataFusionError::ResourcesExhausted(_) => sqlstate::OUT_OF_MEMORY,
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => sqlstate::IO_ERROR,
         DataFusionError::Configuration(_) => sqlstate::UNDEFINED_OBJECT,
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
-            datafusion_sqlstate(inner)
-        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => datafusion_sqlstate(inner),
         DataFusionError::Shared(inner) => datafusion_sqlstate(inner),
-        DataFusionError::Collection(errors) => {
-            errors.first().map_or(sqlstate::INTERNAL_ERROR, datafusion_sqlstate)
-        }
+        DataFusionError::Collection(errors) => errors.first().map_or(sqlstate::INTERNAL_ERROR, datafusion_sqlstate),
         DataFusionError::External(inner) => {
             if let Some(ws) = inner.downcast_ref::<WsError>() {
                 ws.code

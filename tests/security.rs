@@ -15,7 +15,6 @@ use tokio_postgres::{Client, NoTls};
 use watershed::config::Config;
 use watershed::error::sqlstate;
 
-
 mod support;
 use support::{Server, code_of, read_until_close, send_query};
 
@@ -37,7 +36,6 @@ impl Server {
         tokio::spawn(connection);
         Ok(client)
     }
-
 }
 
 async fn show(client: &Client, name: &str) -> String {
@@ -66,7 +64,9 @@ async fn user_add(file: &Path, name: &str, role: &str, method: &str, password: &
 async fn server_with_users(adjust: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("users.toml");
-    for (name, role, method) in [("reader", "read", "scram-sha-256"), ("writer", "write", "md5"), ("boss", "admin", "scram-sha-256")] {
+    for (name, role, method) in
+        [("reader", "read", "scram-sha-256"), ("writer", "write", "md5"), ("boss", "admin", "scram-sha-256")]
+    {
         let out = user_add(&file, name, role, method, &format!("{name}-pw")).await;
         assert!(out.status.success(), "user add {name}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -177,7 +177,10 @@ async fn roles_are_enforced_with_42501() {
     // read: SELECT, SET, SHOW, transactions yes; INSERT no, not even inside EXPLAIN ANALYZE.
     let row = reader.query_one("SELECT count(*) FROM t", &[]).await.expect("reader selects");
     assert_eq!(row.get::<_, i64>(0), 2);
-    reader.batch_execute("BEGIN; SET application_name = 'r'; SHOW application_name; COMMIT").await.expect("session statements");
+    reader
+        .batch_execute("BEGIN; SET application_name = 'r'; SHOW application_name; COMMIT")
+        .await
+        .expect("session statements");
     for sql in ["INSERT INTO t VALUES (3)", "EXPLAIN ANALYZE INSERT INTO t VALUES (3)", "CREATE TABLE v (a BIGINT)"] {
         let error = reader.batch_execute(sql).await.expect_err(sql);
         assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}");
@@ -369,7 +372,8 @@ async fn set_config_of_datafusion_options_needs_admin_like_set() {
         }
         assert_eq!(show(&client, option).await, before, "{user}: the option is unchanged");
         // Their own PostgreSQL settings they may change, by SET or set_config.
-        let row = client.query_one("SELECT set_config('application_name', 'mine', false)", &[]).await.expect("own setting");
+        let row =
+            client.query_one("SELECT set_config('application_name', 'mine', false)", &[]).await.expect("own setting");
         assert_eq!(row.get::<_, String>(0), "mine");
     }
     let boss = server.login("boss", Some("boss-pw")).await.expect("admin login");
@@ -409,12 +413,33 @@ fn make_pki(dir: &Path) -> Pki {
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(dir, &[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
-    ]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
     openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", "stray.key"]);
-    Pki { ca: dir.join("ca.crt"), cert: dir.join("server.crt"), key: dir.join("server.key"), stray_key: dir.join("stray.key") }
+    Pki {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+        stray_key: dir.join("stray.key"),
+    }
 }
 
 /// Runs one psql command against the server; `conninfo` adds to host, port, user.
@@ -493,7 +518,11 @@ async fn broken_tls_configuration_is_a_startup_error() {
         assert!(error.message.contains(expected), "{expected}: {}", error.message);
     }
     // The binary stops before serving, naming the file.
-    let out = run_binary(dir.path(), &["--tls-cert", &pki.cert.display().to_string(), "--tls-key", &pki.stray_key.display().to_string(), "serve"]).await;
+    let out = run_binary(
+        dir.path(),
+        &["--tls-cert", &pki.cert.display().to_string(), "--tls-key", &pki.stray_key.display().to_string(), "serve"],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("do not work together"), "{}", text(&out.stderr));
 }
@@ -509,7 +538,10 @@ async fn run_binary(dir: &Path, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    tokio::time::timeout(Duration::from_secs(120), run).await.expect("watershed exits by itself").expect("watershed runs")
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("watershed exits by itself")
+        .expect("watershed runs")
 }
 
 #[tokio::test]
@@ -563,7 +595,8 @@ async fn statement_timeout_ends_a_statement_with_57014() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_per_query_gives_53200_and_the_server_lives() {
     // 1 MiB: a hash join must hold its build side (3M rows) in memory and cannot spill.
-    let server = Server::start(tempfile::tempdir().unwrap(), |config| config.limits.query_memory_bytes_max = 1 << 20).await;
+    let server =
+        Server::start(tempfile::tempdir().unwrap(), |config| config.limits.query_memory_bytes_max = 1 << 20).await;
     let client = server.login("watershed", None).await.expect("trust login");
     let join = "SELECT count(*) FROM range(0, 3000000) a JOIN range(0, 3000000) b ON a.value = b.value";
     let error = client.simple_query(join).await.expect_err("over the memory limit");

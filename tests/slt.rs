@@ -50,9 +50,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use futures::StreamExt;
-use sqllogictest::{
-    AsyncDB, Control, DefaultColumnType, MakeConnection, Record, RecordOutput, ResultMode, Runner,
-};
+use sqllogictest::{AsyncDB, Control, DefaultColumnType, MakeConnection, Record, RecordOutput, ResultMode, Runner};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -188,9 +186,7 @@ fn options() -> Result<Options, String> {
         None => Mode::ALL.to_vec(),
     };
     let jobs = match std::env::var("SLT_JOBS") {
-        Ok(value) => {
-            value.parse::<usize>().map_err(|_| format!("SLT_JOBS: not a number: {value:?}"))?.max(1)
-        }
+        Ok(value) => value.parse::<usize>().map_err(|_| format!("SLT_JOBS: not a number: {value:?}"))?.max(1),
         // Each job holds an engine and DataFusion runs its own partitions in parallel, so
         // more jobs than cores only adds memory.
         Err(_) => std::thread::available_parallelism().map_or(2, |n| n.get()).min(4),
@@ -206,9 +202,7 @@ fn options() -> Result<Options, String> {
         }
     };
     let failures_shown = match std::env::var("SLT_FAILURES") {
-        Ok(value) => {
-            value.parse::<usize>().map_err(|_| format!("SLT_FAILURES: not a number: {value:?}"))?
-        }
+        Ok(value) => value.parse::<usize>().map_err(|_| format!("SLT_FAILURES: not a number: {value:?}"))?,
         Err(_) if flavor == Flavor::SqliteCorpus => CORPUS_FAILURES_SHOWN_DEFAULT,
         Err(_) => FAILURES_SHOWN_DEFAULT,
     };
@@ -227,8 +221,7 @@ fn options() -> Result<Options, String> {
 /// The files under `paths` (files as given, directories searched for `extension`), sorted.
 fn collect_files(paths: &[PathBuf], extension: &str) -> Result<Vec<PathBuf>, String> {
     fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
         for entry in entries {
             let path = entry.map_err(|error| format!("{}: {error}", dir.display()))?.path();
             if path.is_dir() {
@@ -285,23 +278,14 @@ fn jobs_for(files: &[PathBuf], modes: &[Mode], flavor: Flavor) -> Vec<Job> {
     files
         .iter()
         .flat_map(|path| {
-            modes.iter().map(move |&mode| Job {
-                path: path.clone(),
-                name: display_name(path),
-                mode,
-                flavor,
-            })
+            modes.iter().map(move |&mode| Job { path: path.clone(), name: display_name(path), mode, flavor })
         })
         .collect()
 }
 
 /// Runs the jobs `parallel` at a time, each on its own task (so on its own worker thread
 /// when one is free), and hands each finished one to `done` in completion order.
-async fn run_jobs(
-    jobs: Vec<Job>,
-    parallel: usize,
-    mut done: impl FnMut(&Job, &Report),
-) -> Vec<(Job, Report)> {
+async fn run_jobs(jobs: Vec<Job>, parallel: usize, mut done: impl FnMut(&Job, &Report)) -> Vec<(Job, Report)> {
     let mut results = Vec::with_capacity(jobs.len());
     let mut stream = futures::stream::iter(jobs)
         .map(|job| async move {
@@ -355,8 +339,7 @@ async fn run_project(options: Options) -> ExitCode {
     );
     let jobs = jobs_for(&files, &options.modes, Flavor::Project);
     let shown = options.failures_shown;
-    let results =
-        run_jobs(jobs, options.jobs, |job, report| print_report(job, report, shown)).await;
+    let results = run_jobs(jobs, options.jobs, |job, report| print_report(job, report, shown)).await;
 
     let failed = results.iter().filter(|(_, report)| !report.ok()).count();
     let passed = results.len() - failed;
@@ -443,13 +426,7 @@ async fn run_corpus(options: Options) -> ExitCode {
     results.sort_by(|(a, _), (b, _)| (&a.name, a.mode).cmp(&(&b.name, b.mode)));
     println!("\nSQLite corpus (records passed / run, per file and mode):");
     for (job, report) in &results {
-        println!(
-            "  {} [{}]: {}/{}",
-            job.name,
-            job.mode.name(),
-            report.passed,
-            report.passed + report.failed
-        );
+        println!("  {} [{}]: {}/{}", job.name, job.mode.name(), report.passed, report.passed + report.failed);
     }
     if let Some(path) = &options.report {
         let table = corpus_table(&results, options.jobs, elapsed_s);
@@ -473,10 +450,8 @@ fn corpus_table(results: &[(Job, Report)], jobs: usize, elapsed_s: u64) -> Strin
     out.push_str("|---|---|---:|---:|---:|---:|\n");
     for (job, report) in results {
         // Names relative to the corpus directory, whatever the working directory was.
-        let name = job.path.strip_prefix(&corpus).map_or_else(
-            |_| job.name.clone(),
-            |relative| relative.display().to_string(),
-        );
+        let name =
+            job.path.strip_prefix(&corpus).map_or_else(|_| job.name.clone(), |relative| relative.display().to_string());
         let run = report.passed + report.failed;
         let percent = if run == 0 { 100.0 } else { report.passed as f64 * 100.0 / run as f64 };
         let setup = if report.setup_error.is_some() { " (setup error)" } else { "" };
@@ -488,9 +463,7 @@ fn corpus_table(results: &[(Job, Report)], jobs: usize, elapsed_s: u64) -> Strin
             report.skipped
         ));
     }
-    out.push_str(&format!(
-        "\nRun time: {elapsed_s} s with {jobs} file run(s) at a time (`SLT_JOBS`).\n"
-    ));
+    out.push_str(&format!("\nRun time: {elapsed_s} s with {jobs} file run(s) at a time (`SLT_JOBS`).\n"));
     out
 }
 
@@ -582,8 +555,7 @@ async fn run_job(job: Job) -> Report {
 }
 
 async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
-    let script = std::fs::read_to_string(&job.path)
-        .map_err(|error| format!("read {}: {error}", job.name))?;
+    let script = std::fs::read_to_string(&job.path).map_err(|error| format!("read {}: {error}", job.name))?;
     let labels = labels(job);
     let script = adapt_script(&script, &labels);
     let records = sqllogictest::parse_with_name::<DefaultColumnType>(&script, job.name.as_str())
@@ -592,9 +564,7 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
         .prefix("watershed-slt-")
         .tempdir()
         .map_err(|error| format!("temporary directory: {error}"))?;
-    let engine = Engine::open(Config::rooted_at(dir.path()))
-        .await
-        .map_err(|error| format!("engine: {error}"))?;
+    let engine = Engine::open(Config::rooted_at(dir.path())).await.map_err(|error| format!("engine: {error}"))?;
     match job.mode {
         Mode::InProcess => {
             let mut runner = Runner::new(move || {
@@ -604,8 +574,7 @@ async fn run_job_inner(job: &Job, report: &mut Report) -> Result<(), String> {
             run_records(&mut runner, records, job, report).await;
         }
         Mode::Simple | Mode::Extended => {
-            let protocol =
-                if job.mode == Mode::Simple { Protocol::Simple } else { Protocol::Extended };
+            let protocol = if job.mode == Mode::Simple { Protocol::Simple } else { Protocol::Extended };
             let server = TestServer::start(engine).await?;
             let address = server.address;
             let mut runner = Runner::new(move || Wire::connect(address, protocol));
@@ -661,8 +630,7 @@ struct TestServer {
 impl TestServer {
     async fn start(engine: Engine) -> Result<TestServer, String> {
         // Bound before serve() starts, so the port is known and connections queue up.
-        let listener =
-            TcpListener::bind("127.0.0.1:0").await.map_err(|error| format!("bind: {error}"))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|error| format!("bind: {error}"))?;
         let address = listener.local_addr().map_err(|error| format!("local address: {error}"))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {

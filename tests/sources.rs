@@ -109,10 +109,7 @@ async fn filters_on_event_time_skip_chunks() {
     assert_eq!(count, 100);
     let plan = client.query(&format!("EXPLAIN SELECT count(*) {last_five_minutes}"), &[]).await.unwrap();
     let text: String = plan.iter().map(|row| row.get::<_, String>(1)).collect::<Vec<_>>().join("\n");
-    assert!(
-        text.contains("chunks_retained=24, chunks_scanned=1"),
-        "only the last chunk is read:\n{text}"
-    );
+    assert!(text.contains("chunks_retained=24, chunks_scanned=1"), "only the last chunk is read:\n{text}");
 }
 
 #[tokio::test]
@@ -130,7 +127,10 @@ async fn datagen_fills_a_source_and_the_view_reports_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = loop {
         let row = client
-            .query_one("SELECT events, connector, watermark IS NOT NULL FROM watershed.sources WHERE name = 'clicks'", &[])
+            .query_one(
+                "SELECT events, connector, watermark IS NOT NULL FROM watershed.sources WHERE name = 'clicks'",
+                &[],
+            )
             .await
             .unwrap();
         let events: i64 = row.get(0);
@@ -145,7 +145,10 @@ async fn datagen_fills_a_source_and_the_view_reports_it() {
     assert!(events >= 12_000);
     // Ad clicks carry campaigns of the demo shop (ids 1..=campaigns at this scale).
     let row = client
-        .query_one("SELECT count(*) FILTER (WHERE campaign_id IS NOT NULL), max(campaign_id), min(product_id) FROM clicks", &[])
+        .query_one(
+            "SELECT count(*) FILTER (WHERE campaign_id IS NOT NULL), max(campaign_id), min(product_id) FROM clicks",
+            &[],
+        )
         .await
         .unwrap();
     assert!(row.get::<_, i64>(0) > 0);
@@ -187,9 +190,8 @@ async fn copy_from_stdin_feeds_an_ingest_source_atomically() {
     let rows: String = (0..5_000).map(|i| format!("{i},2026-01-01T00:00:{:02}Z\n", i % 60)).collect();
     assert_eq!(copy(rows).await.expect("copy into the source"), 5_000);
     // A malformed row: the whole COPY is refused and nothing of it is retained.
-    let error = copy("5000,2026-01-01T00:00:00Z\nnot-a-number,2026-01-01T00:00:01Z\n".into())
-        .await
-        .expect_err("malformed row");
+    let error =
+        copy("5000,2026-01-01T00:00:00Z\nnot-a-number,2026-01-01T00:00:01Z\n".into()).await.expect_err("malformed row");
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION));
     let row = client.query_one("SELECT count(*), max(id) FROM s", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 5_000);
@@ -208,7 +210,9 @@ async fn retention_drops_events_and_deletes_segments() {
         .unwrap();
     for statement in 0..20 {
         client
-            .batch_execute(&format!("INSERT INTO s SELECT {statement} * 100 + value, now() FROM generate_series(0, 99) AS g(value)"))
+            .batch_execute(&format!(
+                "INSERT INTO s SELECT {statement} * 100 + value, now() FROM generate_series(0, 99) AS g(value)"
+            ))
             .await
             .unwrap();
     }
@@ -237,13 +241,19 @@ async fn retention_drops_events_and_deletes_segments() {
 async fn nexmark_sources_share_one_sequence_and_q8_runs_as_a_view() {
     let (client, _dir) = start_in_process().await;
     let columns = [
-        ("person", "id BIGINT, name TEXT, email_address TEXT, credit_card TEXT, city TEXT, state TEXT, date_time TIMESTAMPTZ, extra TEXT"),
+        (
+            "person",
+            "id BIGINT, name TEXT, email_address TEXT, credit_card TEXT, city TEXT, state TEXT, date_time TIMESTAMPTZ, extra TEXT",
+        ),
         (
             "auction",
             "id BIGINT, item_name TEXT, description TEXT, initial_bid BIGINT, reserve BIGINT, date_time TIMESTAMPTZ, \
              expires TIMESTAMPTZ, seller BIGINT, category BIGINT, extra TEXT",
         ),
-        ("bid", "auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, date_time TIMESTAMPTZ, extra TEXT"),
+        (
+            "bid",
+            "auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, date_time TIMESTAMPTZ, extra TEXT",
+        ),
     ];
     for (table, columns) in columns {
         client

@@ -63,7 +63,8 @@ async fn windows_over_the_demo_lake_agree_with_plain_sql() {
 
     // HOP of a day sliding by 6 hours: every order is in exactly four windows, and each
     // window holds the orders of its four quarter days.
-    let hop_rows = number(&mut session, "SELECT count(*) FROM HOP(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY)").await;
+    let hop_rows =
+        number(&mut session, "SELECT count(*) FROM HOP(orders_history, ts, INTERVAL '6' HOUR, INTERVAL '1' DAY)").await;
     assert_eq!(hop_rows, 4 * total);
     let mismatched = number(
         &mut session,
@@ -134,8 +135,13 @@ async fn windows_over_the_demo_lake_agree_with_plain_sql() {
     assert!(sessions > 1000 && sessions < total, "sessions {sessions} of {total} orders");
 
     // Window columns keep the lake's timestamptz type.
-    let typed = rows(&mut session, "SELECT window_start, window_end FROM TUMBLE(orders_history, ts, INTERVAL '1' HOUR) LIMIT 1").await;
-    let ts_type = rows(&mut session, "SELECT ts FROM orders_history LIMIT 1").await[0].schema().field(0).data_type().clone();
+    let typed = rows(
+        &mut session,
+        "SELECT window_start, window_end FROM TUMBLE(orders_history, ts, INTERVAL '1' HOUR) LIMIT 1",
+    )
+    .await;
+    let ts_type =
+        rows(&mut session, "SELECT ts FROM orders_history LIMIT 1").await[0].schema().field(0).data_type().clone();
     assert_eq!(typed[0].schema().field(0).data_type(), &ts_type);
     assert_eq!(typed[0].schema().field(1).data_type(), &ts_type);
     assert!(typed[0].column(0).null_count() == 0);

@@ -375,16 +375,15 @@ async fn object_identifiers_are_described_as_oids() {
     let types: Vec<&Type> = statement.columns().iter().map(|c| c.type_()).collect();
     assert_eq!(types, [&Type::OID, &Type::OID_ARRAY, &Type::OID_ARRAY, &Type::TEXT]);
     assert_eq!(statement.params(), [Type::OID_ARRAY]);
-    let row = client
-        .query_one("SELECT 20::regtype::text, 0::regtype::text", &[])
-        .await
-        .expect("runs");
+    let row = client.query_one("SELECT 20::regtype::text, 0::regtype::text", &[]).await.expect("runs");
     assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("bigint", "-"));
     server.stop().await;
 }
 
 /// A client whose notices (NoticeResponse) are kept, in arrival order.
-async fn connect_with_notices(server: &Server) -> (Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>) {
+async fn connect_with_notices(
+    server: &Server,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>) {
     let (client, mut connection) = tokio_postgres::connect(&server.url(), NoTls).await.expect("connects");
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -459,6 +458,9 @@ async fn rollback_after_writes_warns_that_they_stay() {
     client.batch_execute("ROLLBACK").await.expect("rollback outside a block");
     assert_eq!(drain(&mut notices), vec![("25P01".to_string(), "there is no transaction in progress".to_string())]);
     client.batch_execute("BEGIN; BEGIN; COMMIT").await.expect("begin twice");
-    assert_eq!(drain(&mut notices), vec![("25001".to_string(), "there is already a transaction in progress".to_string())]);
+    assert_eq!(
+        drain(&mut notices),
+        vec![("25001".to_string(), "there is already a transaction in progress".to_string())]
+    );
     server.stop().await;
 }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::TableDef;
 use crate::connectors::sinks::SinkDef;
+use crate::error::{WsError, WsResult, sqlstate};
 use crate::stream::SourceDef;
 use crate::stream::continuous::ViewDef;
-use crate::error::{WsError, WsResult, sqlstate};
 
 /// `[demo]`: this catalog declares the built-in demo lake, generated when missing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,9 +175,8 @@ pub fn load_dirs(dirs: &[&Path]) -> WsResult<Vec<CatalogFile>> {
     let mut seen = std::collections::BTreeMap::new();
     for dir in dirs {
         for path in toml_files(dir)? {
-            let text = std::fs::read_to_string(&path).map_err(|error| {
-                WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}: {error}", path.display())))?;
             let file = parse_file(&path, &text)?;
             for name in file.names() {
                 if let Some(first) = seen.insert(name.to_string(), path.clone()) {
@@ -205,10 +204,7 @@ fn toml_files(dir: &Path) -> WsResult<Vec<PathBuf>> {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => {
-            return Err(WsError::new(
-                sqlstate::CONFIG_FILE_ERROR,
-                format!("catalog dir {}: {error}", dir.display()),
-            ));
+            return Err(WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("catalog dir {}: {error}", dir.display())));
         }
     };
     let mut paths = Vec::new();
@@ -225,9 +221,7 @@ fn toml_files(dir: &Path) -> WsResult<Vec<PathBuf>> {
 /// File name for an object's own catalog file; names are SQL identifiers, but quoted
 /// identifiers may hold anything, so keep only characters safe in a file name.
 pub fn file_stem(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
 /// Writes `file` to `path` so that a crash leaves either the old or the new contents:
@@ -280,9 +274,8 @@ pub fn write_text_atomic(path: &Path, text: &str, private: bool) -> WsResult<()>
 /// edited (or removed) since the server read it at start, though catalog files are to be
 /// edited while the server is stopped: then nothing is changed and the error says so.
 fn reread(path: &Path, name: &str) -> WsResult<CatalogFile> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        edited(path, name, &format!("it cannot be read ({error})")).with_source(error)
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| edited(path, name, &format!("it cannot be read ({error})")).with_source(error))?;
     parse_file(path, &text).map_err(|error| edited(path, name, &format!("it no longer parses: {}", error.message)))
 }
 
@@ -322,7 +315,8 @@ pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     // A file read at start declares each name once (load_dir checks); more than one
     // removed, or none, means it was edited since.
     if before != file.declarations() + 1 {
-        let what = if before == file.declarations() { "it no longer does" } else { "it now declares it more than once" };
+        let what =
+            if before == file.declarations() { "it no longer does" } else { "it now declares it more than once" };
         return Err(edited(path, name, what));
     }
     if file.declarations() == 0 && file.demo.is_none() {

@@ -86,11 +86,7 @@ pub fn pg_type_names(data_type: &DataType) -> (String, String) {
     };
     let udt = pg.name().to_string();
     // pg_type names arrays after their element with a leading underscore.
-    let standard = if udt.starts_with('_') {
-        "ARRAY".to_string()
-    } else {
-        standard_name(&pg).to_string()
-    };
+    let standard = if udt.starts_with('_') { "ARRAY".to_string() } else { standard_name(&pg).to_string() };
     (standard, udt)
 }
 

@@ -17,30 +17,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::catalog::{
-    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
-    MemorySchemaProvider, SchemaProvider,
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+    SchemaProvider,
 };
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
 pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, load_dirs, toml_error, write_text_atomic};
+pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
 
 use crate::connectors::ConnectorContext;
+use crate::connectors::sinks::Sink;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::lake::{LakeTable, location_url};
-use crate::connectors::sinks::Sink;
 use crate::stream::continuous::{MaterializedView, ViewRegistry, ViewTable};
-use crate::stream::system::{SINKS_VIEW, SOURCES_VIEW, SYSTEM_SCHEMA, SinkRegistry, SourceRegistry, VIEWS_VIEW, sources_view};
+use crate::stream::system::{
+    SINKS_VIEW, SOURCES_VIEW, SYSTEM_SCHEMA, SinkRegistry, SourceRegistry, VIEWS_VIEW, sources_view,
+};
 use crate::stream::{Source, SourceDef, SourceSpec, SourceTable};
 
 /// How often sources are trimmed to their retention and their rates sampled.
@@ -156,7 +156,9 @@ pub fn duplicate(name: &str, holder: Holder) -> WsError {
     match holder {
         Holder::Sink => WsError::new(
             sqlstate::DUPLICATE_OBJECT,
-            format!("sink \"{name}\" already exists (sinks share one namespace with tables, sources, views and indexes)"),
+            format!(
+                "sink \"{name}\" already exists (sinks share one namespace with tables, sources, views and indexes)"
+            ),
         ),
         _ => WsError::new(sqlstate::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")),
     }
@@ -209,9 +211,7 @@ impl Catalog {
         let list = Arc::new(MemoryCatalogProviderList::new());
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let schema = Arc::new(MemorySchemaProvider::new());
-        catalog
-            .register_schema(SCHEMA_NAME, schema.clone())
-            .expect("a fresh memory catalog accepts a schema");
+        catalog.register_schema(SCHEMA_NAME, schema.clone()).expect("a fresh memory catalog accepts a schema");
         let registry = SourceRegistry::default();
         let view_registry = ViewRegistry::default();
         let sink_registry = SinkRegistry::default();
@@ -224,15 +224,11 @@ impl Catalog {
         for (name, provider) in system_views {
             system.register_table(name.to_string(), provider).expect("a fresh schema accepts a table");
         }
-        catalog
-            .register_schema(SYSTEM_SCHEMA, system)
-            .expect("a fresh memory catalog accepts a second schema");
+        catalog.register_schema(SYSTEM_SCHEMA, system).expect("a fresh memory catalog accepts a second schema");
         list.register_catalog(CATALOG_NAME.to_string(), catalog.clone());
         // Our information_schema (PostgreSQL type names); sessions turn DataFusion's off.
         let info = information_schema::PgInformationSchema::new(list.clone());
-        catalog
-            .register_schema("information_schema", Arc::new(info))
-            .expect("a fresh memory catalog accepts a schema");
+        catalog.register_schema("information_schema", Arc::new(info)).expect("a fresh memory catalog accepts a schema");
         Catalog {
             dir: dir.to_path_buf(),
             read_only_dir,
@@ -262,12 +258,11 @@ impl Catalog {
     /// Wraps the `pg_catalog` schema datafusion-pg-catalog registered so that it lists
     /// our indexes too (see pg_catalog.rs). Called once, right after that set-up.
     pub fn overlay_pg_catalog(&self) -> WsResult<()> {
-        let catalog = self
-            .list
-            .catalog(CATALOG_NAME)
-            .ok_or_else(|| WsError::internal("the watershed catalog is missing"))?;
+        let catalog =
+            self.list.catalog(CATALOG_NAME).ok_or_else(|| WsError::internal("the watershed catalog is missing"))?;
         let inner = catalog.schema("pg_catalog").ok_or_else(|| WsError::internal("pg_catalog is not set up"))?;
-        catalog.register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone())))?;
+        catalog
+            .register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone())))?;
         Ok(())
     }
 
@@ -300,11 +295,7 @@ impl Catalog {
     }
 
     /// Registers every table of already-parsed catalog files (start-up).
-    pub async fn register_files(
-        &self,
-        files: &[CatalogFile],
-        state: &SessionState,
-    ) -> WsResult<()> {
+    pub async fn register_files(&self, files: &[CatalogFile], state: &SessionState) -> WsResult<()> {
         for file in files {
             for def in &file.tables {
                 self.register(def.clone(), file.path.clone(), state).await.map_err(|error| {
@@ -405,8 +396,14 @@ impl Catalog {
             }
         };
         self.check_writable(&file, name)?;
-        let readers: Vec<String> =
-            self.views.lock().await.values().filter(|r| r.view.sources.iter().any(|s| s == name)).map(|r| r.view.name().to_string()).collect();
+        let readers: Vec<String> = self
+            .views
+            .lock()
+            .await
+            .values()
+            .filter(|r| r.view.sources.iter().any(|s| s == name))
+            .map(|r| r.view.name().to_string())
+            .collect();
         let sink_readers: Vec<String> = self
             .sinks
             .lock()
@@ -495,7 +492,10 @@ impl Catalog {
             };
             self.schema.register_table(name.clone(), Arc::new(ViewTable::new(view.clone())))?;
             self.view_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), view.clone());
-            self.views.lock().await.insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone(), reads });
+            self.views
+                .lock()
+                .await
+                .insert(name.clone(), RegisteredView { file: file.clone(), view: view.clone(), reads });
             if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_view(view.def.clone())) {
                 // Not persisted means not created: a restart would not see it.
                 self.views.lock().await.remove(&name);
@@ -522,19 +522,27 @@ impl Catalog {
         let mut views = self.views.lock().await;
         let Some(registered) = views.get(name) else {
             if self.schema.table_exist(name) {
-                return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a materialized view")));
+                return Err(WsError::new(
+                    sqlstate::WRONG_OBJECT_TYPE,
+                    format!("\"{name}\" is not a materialized view"),
+                ));
             }
             return Ok(false);
         };
         self.check_writable(&registered.file, name)?;
-        let mut readers: Vec<String> =
-            views.values().filter(|r| r.reads.iter().any(|read| read == name)).map(|r| r.view.name().to_string()).collect();
+        let mut readers: Vec<String> = views
+            .values()
+            .filter(|r| r.reads.iter().any(|read| read == name))
+            .map(|r| r.view.name().to_string())
+            .collect();
         readers.extend(
             self.sinks
                 .lock()
                 .await
                 .values()
-                .filter(|r| (!r.sink.owns_view && r.sink.view.name() == name) || r.reads.iter().any(|read| read == name))
+                .filter(|r| {
+                    (!r.sink.owns_view && r.sink.view.name() == name) || r.reads.iter().any(|read| read == name)
+                })
                 .map(|r| r.sink.name().to_string()),
         );
         if !readers.is_empty() {
@@ -560,7 +568,10 @@ impl Catalog {
                 None => (self.object_file(&name)?, true),
             };
             self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), sink.clone());
-            self.sinks.lock().await.insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone(), reads });
+            self.sinks
+                .lock()
+                .await
+                .insert(name.clone(), RegisteredSink { file: file.clone(), sink: sink.clone(), reads });
             if persist && let Err(error) = files::write_atomic(&file, &CatalogFile::single_sink(sink.def.clone())) {
                 self.sinks.lock().await.remove(&name);
                 self.sink_registry.write().unwrap_or_else(|p| p.into_inner()).remove(&name);
@@ -677,8 +688,7 @@ impl Catalog {
             Format::Delta => {
                 let options: HashMap<String, String> =
                     def.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                let lake =
-                    Arc::new(LakeTable::open(&def.name, url, options, self.lake_staleness_ms).await?);
+                let lake = Arc::new(LakeTable::open(&def.name, url, options, self.lake_staleness_ms).await?);
                 Ok((lake.clone(), Some(lake)))
             }
             format => Ok((listing_table(format, url.as_str(), &def.options, state).await?, None)),
@@ -850,9 +860,7 @@ async fn listing_table(
     options: &BTreeMap<String, String>,
     state: &SessionState,
 ) -> WsResult<Arc<dyn TableProvider>> {
-    let option = |key: &str| {
-        options.get(key).or_else(|| options.get(&format!("format.{key}"))).map(String::as_str)
-    };
+    let option = |key: &str| options.get(key).or_else(|| options.get(&format!("format.{key}"))).map(String::as_str);
     let (file_format, extension): (Arc<dyn FileFormat>, &str) = match format {
         Format::Parquet => (Arc::new(ParquetFormat::default()), ".parquet"),
         Format::Csv => {
@@ -875,9 +883,6 @@ async fn listing_table(
     let extension = option("file_extension").unwrap_or(extension);
     let table_url = ListingTableUrl::parse(location)?;
     let listing = ListingOptions::new(file_format).with_file_extension(extension);
-    let config = ListingTableConfig::new(table_url)
-        .with_listing_options(listing)
-        .infer_schema(state)
-        .await?;
+    let config = ListingTableConfig::new(table_url).with_listing_options(listing).infer_schema(state).await?;
     Ok(Arc::new(ListingTable::try_new(config)?))
 }

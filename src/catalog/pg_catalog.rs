@@ -34,9 +34,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion_pg_catalog::pg_catalog::oid_field::{kind, oid_field};
 
+use super::SCHEMA_NAME;
 use super::indexes::{IndexEntry, IndexRegistry};
 use crate::sql::vector_metadata;
-use super::SCHEMA_NAME;
 
 /// OID of the btree access method in every PostgreSQL cluster (`pg_am`).
 const BTREE_AM_OID: i32 = 403;
@@ -208,7 +208,9 @@ fn class_rows(tables: &Tables, indexes: &[(IndexEntry, usize)]) -> DfResult<Reco
                 .as_any()
                 .downcast_ref::<BooleanArray>()
                 .ok_or_else(|| DataFusionError::Internal("pg_class.relhasindex is not boolean".into()))?;
-            Arc::new((0..flags.len()).map(|row| Some(flags.value(row) || indexed.contains(&row))).collect::<BooleanArray>())
+            Arc::new(
+                (0..flags.len()).map(|row| Some(flags.value(row) || indexed.contains(&row))).collect::<BooleanArray>(),
+            )
         } else {
             existing.clone()
         };
@@ -220,20 +222,16 @@ fn class_rows(tables: &Tables, indexes: &[(IndexEntry, usize)]) -> DfResult<Reco
                 "relkind" => ScalarValue::Utf8(Some("i".into())),
                 "relam" => ScalarValue::Int32(Some(BTREE_AM_OID)),
                 "reltype" => ScalarValue::Int32(Some(0)),
-                "relnatts" => ScalarValue::Int16(Some(
-                    i16::try_from(entry.def.columns.len()).expect("an index has few columns"),
-                )),
+                "relnatts" => {
+                    ScalarValue::Int16(Some(i16::try_from(entry.def.columns.len()).expect("an index has few columns")))
+                }
                 "relhasindex" => ScalarValue::Boolean(Some(false)),
                 // Everything else as its table has it (namespace, owner, persistence...).
                 _ => ScalarValue::try_from_array(existing, *row)?,
             };
             values.push(value);
         }
-        let tail = if values.is_empty() {
-            existing.slice(0, 0)
-        } else {
-            ScalarValue::iter_to_array(values)?
-        };
+        let tail = if values.is_empty() { existing.slice(0, 0) } else { ScalarValue::iter_to_array(values)? };
         columns.push(datafusion::arrow::compute::concat(&[head.as_ref(), tail.as_ref()])?);
     }
     Ok(RecordBatch::try_new(schema, columns)?)
@@ -306,7 +304,7 @@ fn index_rows(tables: &Tables, indexes: &[(IndexEntry, usize)], schema: &SchemaR
         flags(false),
         flags(false), // indisprimary
         flags(false),
-        flags(true), // indimmediate
+        flags(true),  // indimmediate
         flags(false), // indisclustered
         flags(true),  // indisvalid
         flags(false),

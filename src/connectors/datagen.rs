@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::demo::{DemoSpec, ShopModel};
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::stream::Source;
-use crate::stream::spec::{parse_duration_ms, SourceSpec};
+use crate::stream::spec::{SourceSpec, parse_duration_ms};
 
 pub const OPTIONS: [&str; 9] =
     ["kind", "rate", "seed", "scale", "out_of_order", "late", "max_disorder", "backfill", "batch_interval"];
@@ -125,7 +125,9 @@ impl DatagenConfig {
             .ok_or_else(|| invalid(format!("rate must be events per second in (0, {RATE_MAX}], got {rate_text:?}")))?;
         let demo = demo.unwrap_or_default();
         let seed = match spec.option("seed") {
-            Some(text) => text.trim().parse().map_err(|_| invalid(format!("seed must be a whole number, got {text:?}")))?,
+            Some(text) => {
+                text.trim().parse().map_err(|_| invalid(format!("seed must be a whole number, got {text:?}")))?
+            }
             None => demo.seed,
         };
         let scale = match spec.option("scale") {
@@ -241,7 +243,12 @@ impl Generator {
     }
 
     /// Every event due at or before `now_us`, as at most one batch of `schema`.
-    pub fn generate(&mut self, now_us: i64, watermark_delay_us: i64, schema: &SchemaRef) -> WsResult<Option<RecordBatch>> {
+    pub fn generate(
+        &mut self,
+        now_us: i64,
+        watermark_delay_us: i64,
+        schema: &SchemaRef,
+    ) -> WsResult<Option<RecordBatch>> {
         match self.config.kind {
             Kind::Clicks => self.clicks_until(now_us, watermark_delay_us, schema),
             Kind::Orders => self.orders_until(now_us, watermark_delay_us, schema),
@@ -258,8 +265,12 @@ impl Generator {
         if count == 0 {
             return Ok(None);
         }
-        let (mut users, mut campaigns, mut products, mut times) =
-            (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+        let (mut users, mut campaigns, mut products, mut times) = (
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+        );
         for _ in 0..count {
             let click = self.next_click();
             users.push(click.user_id);
@@ -284,7 +295,8 @@ impl Generator {
             walked += 1;
             let click = self.next_click();
             let rng = &mut self.orders_rng;
-            let conversion = if click.campaign_id.is_some() { ORGANIC_CONVERSION * CAMPAIGN_LIFT } else { ORGANIC_CONVERSION };
+            let conversion =
+                if click.campaign_id.is_some() { ORGANIC_CONVERSION * CAMPAIGN_LIFT } else { ORGANIC_CONVERSION };
             if !rng.random_bool(conversion) {
                 continue;
             }

@@ -61,7 +61,10 @@ const HEADER_BYTES: usize = 4 + 4 + 8 + 1;
 const FLAG_COMMIT: u8 = 1;
 
 enum Request {
-    Append { batches: Vec<RecordBatch>, ack: oneshot::Sender<WsResult<u64>> },
+    Append {
+        batches: Vec<RecordBatch>,
+        ack: oneshot::Sender<WsResult<u64>>,
+    },
     /// Delete segments that hold only rows below this offset.
     RetainFrom(u64),
 }
@@ -84,13 +87,11 @@ impl DurableAppend for IngestWriter {
             .send(Request::Append { batches, ack })
             .await
             .map_err(|_| WsError::new(sqlstate::ADMIN_SHUTDOWN, "the source's writer has stopped"))?;
-        acked
-            .await
-            .map_err(|_| {
-                // The writer thread ended without replying (it panicked): the rows may
-                // or may not have reached the file.
-                WsError::new(sqlstate::TRANSACTION_RESOLUTION_UNKNOWN, "the source's writer stopped before it replied")
-            })??;
+        acked.await.map_err(|_| {
+            // The writer thread ended without replying (it panicked): the rows may
+            // or may not have reached the file.
+            WsError::new(sqlstate::TRANSACTION_RESOLUTION_UNKNOWN, "the source's writer stopped before it replied")
+        })??;
         Ok(rows as u64)
     }
 
@@ -223,7 +224,10 @@ fn replay(source: &Source, dir: &Path) -> WsResult<Vec<Segment>> {
                     pending.push((batch, arrival_ms));
                     if flags & FLAG_COMMIT != 0 {
                         for (batch, arrival_ms) in pending.drain(..) {
-                            source.log.append(0, batch, arrival_ms).map_err(|e| corrupt(committed_bytes, &e.message))?;
+                            source
+                                .log
+                                .append(0, batch, arrival_ms)
+                                .map_err(|e| corrupt(committed_bytes, &e.message))?;
                         }
                         committed_bytes = read_bytes;
                     }
@@ -422,7 +426,8 @@ impl Writer {
             for batch in batches {
                 rows += batch.num_rows() as u64;
                 if let Err(error) = self.source.log.append(0, batch, arrival_ms) {
-                    self.source.record_error(format!("durable rows not made visible until a restart: {}", error.message));
+                    self.source
+                        .record_error(format!("durable rows not made visible until a restart: {}", error.message));
                 }
             }
             let _ = ack.send(Ok(rows));

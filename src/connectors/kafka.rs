@@ -90,31 +90,25 @@ impl KafkaConfig {
             .ok_or_else(|| invalid("connector 'kafka' needs topic = '...'"))?
             .trim()
             .to_string();
-        let bootstrap_servers = match (
-            spec.option("properties.bootstrap.server"),
-            spec.option("properties.bootstrap.servers"),
-        ) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(invalid("properties.bootstrap.server and properties.bootstrap.servers disagree"));
-            }
-            (Some(servers), _) | (None, Some(servers)) if !servers.trim().is_empty() => servers.trim().to_string(),
-            _ => return Err(invalid("connector 'kafka' needs 'properties.bootstrap.server' = 'host:port[,...]'")),
-        };
+        let bootstrap_servers =
+            match (spec.option("properties.bootstrap.server"), spec.option("properties.bootstrap.servers")) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(invalid("properties.bootstrap.server and properties.bootstrap.servers disagree"));
+                }
+                (Some(servers), _) | (None, Some(servers)) if !servers.trim().is_empty() => servers.trim().to_string(),
+                _ => return Err(invalid("connector 'kafka' needs 'properties.bootstrap.server' = 'host:port[,...]'")),
+            };
         let timestamp = spec.option("scan.startup.timestamp.millis");
         let startup = match spec.option("scan.startup.mode").map(str::to_ascii_lowercase).as_deref() {
             None | Some("earliest") if timestamp.is_none() => StartupMode::Earliest,
             Some("latest") if timestamp.is_none() => StartupMode::Latest,
             // A timestamp alone implies the timestamp mode.
             None | Some("timestamp") => {
-                let text = timestamp.ok_or_else(|| {
-                    invalid("scan.startup.mode = 'timestamp' needs scan.startup.timestamp.millis")
+                let text = timestamp
+                    .ok_or_else(|| invalid("scan.startup.mode = 'timestamp' needs scan.startup.timestamp.millis"))?;
+                let millis = text.trim().parse::<i64>().ok().filter(|ms| *ms >= 0).ok_or_else(|| {
+                    invalid(format!("scan.startup.timestamp.millis must be ms since the epoch, got {text:?}"))
                 })?;
-                let millis = text
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|ms| *ms >= 0)
-                    .ok_or_else(|| invalid(format!("scan.startup.timestamp.millis must be ms since the epoch, got {text:?}")))?;
                 StartupMode::Timestamp(millis)
             }
             Some(mode @ ("earliest" | "latest")) => {
@@ -123,9 +117,7 @@ impl KafkaConfig {
                 )));
             }
             Some(other) => {
-                return Err(invalid(format!(
-                    "scan.startup.mode must be earliest, latest or timestamp, got '{other}'"
-                )));
+                return Err(invalid(format!("scan.startup.mode must be earliest, latest or timestamp, got '{other}'")));
             }
         };
         let mut properties = BTreeMap::new();
@@ -141,13 +133,8 @@ impl KafkaConfig {
             }
             properties.insert(property.to_string(), value.clone());
         }
-        let config = KafkaConfig {
-            topic,
-            bootstrap_servers,
-            startup,
-            encode: spec.encode.unwrap_or(Encode::Json),
-            properties,
-        };
+        let config =
+            KafkaConfig { topic, bootstrap_servers, startup, encode: spec.encode.unwrap_or(Encode::Json), properties };
         if config.encode == Encode::Json {
             // arrow-json refuses some column types (bytea) when the decoder is built:
             // say so now rather than count every message as malformed.
@@ -315,9 +302,10 @@ impl MessageDecoder {
     /// Decodes a buffer of messages. Rows come in message order; the error list holds
     /// (offset, reason) of every message that was skipped.
     fn decode_buffer(&self, buffer: &PartitionBuffer) -> (Option<RecordBatch>, Vec<(i64, String)>) {
-        let all_text = buffer.messages.iter().all(|(start, end, _)| {
-            !buffer.bytes[*start..*end].iter().all(u8::is_ascii_whitespace)
-        });
+        let all_text = buffer
+            .messages
+            .iter()
+            .all(|(start, end, _)| !buffer.bytes[*start..*end].iter().all(u8::is_ascii_whitespace));
         if all_text {
             if let Ok(batch) = self.decode_rows(&buffer.bytes, buffer.messages.len()) {
                 return (Some(batch), Vec::new());
@@ -406,7 +394,9 @@ impl Reader {
             return Err(format!("kafka: topic '{topic}' has no partitions yet"));
         }
         if let Some(beyond) = partitions.iter().find(|p| **p < 0 || **p as usize >= PARTITIONS_MAX) {
-            return Err(format!("kafka: topic '{topic}' has partition {beyond}, beyond the {PARTITIONS_MAX} a source holds"));
+            return Err(format!(
+                "kafka: topic '{topic}' has partition {beyond}, beyond the {PARTITIONS_MAX} a source holds"
+            ));
         }
         let mut assignment = TopicPartitionList::with_capacity(partitions.len());
         let start = match self.config.startup {
@@ -464,9 +454,8 @@ impl Reader {
                 }
                 None => {}
             }
-            let linger_over = self
-                .first_buffered_at
-                .is_some_and(|at| at.elapsed() >= Duration::from_millis(BATCH_LINGER_MS));
+            let linger_over =
+                self.first_buffered_at.is_some_and(|at| at.elapsed() >= Duration::from_millis(BATCH_LINGER_MS));
             if self.buffered >= BATCH_ROWS_MAX || linger_over {
                 self.flush();
             }
@@ -479,10 +468,13 @@ impl Reader {
         for (partition, buffer) in std::mem::take(&mut self.buffers) {
             let (batch, errors) = self.decoder.decode_buffer(&buffer);
             for (offset, reason) in errors {
-                self.source
-                    .record_malformed(format!("kafka: malformed message {}[{partition}]@{offset}: {reason}", self.config.topic));
+                self.source.record_malformed(format!(
+                    "kafka: malformed message {}[{partition}]@{offset}: {reason}",
+                    self.config.topic
+                ));
             }
-            let Err(error) = append_then_advance(&self.source, partition, batch, buffer.last_offset + 1, arrival_ms) else {
+            let Err(error) = append_then_advance(&self.source, partition, batch, buffer.last_offset + 1, arrival_ms)
+            else {
                 continue;
             };
             // The rows are not in the log: read them again from the broker rather than
@@ -491,10 +483,12 @@ impl Reader {
             self.source.record_error(&error);
             let first_offset = buffer.messages.first().map_or(buffer.last_offset, |m| m.2);
             let timeout = Duration::from_millis(METADATA_TIMEOUT_MS);
-            if let Err(seek) = self.consumer.seek(&self.config.topic, partition, Offset::Offset(first_offset), timeout) {
-                self.consumer
-                    .context()
-                    .broker_error(format!("kafka: seeking {}[{partition}] back to {first_offset}: {seek}", self.config.topic));
+            if let Err(seek) = self.consumer.seek(&self.config.topic, partition, Offset::Offset(first_offset), timeout)
+            {
+                self.consumer.context().broker_error(format!(
+                    "kafka: seeking {}[{partition}] back to {first_offset}: {seek}",
+                    self.config.topic
+                ));
             }
             std::thread::sleep(Duration::from_millis(START_RETRY_MS));
         }
@@ -551,7 +545,12 @@ mod tests {
         assert_eq!(config.startup, StartupMode::Earliest);
         assert_eq!(config.bootstrap_servers, "127.0.0.1:9");
         let config = KafkaConfig::from_spec(&spec(
-            &[("topic", "t"), ("properties.bootstrap.servers", "b:1"), ("scan.startup.mode", "latest"), ("properties.fetch.wait.max.ms", "10")],
+            &[
+                ("topic", "t"),
+                ("properties.bootstrap.servers", "b:1"),
+                ("scan.startup.mode", "latest"),
+                ("properties.fetch.wait.max.ms", "10"),
+            ],
             "csv",
         ))
         .unwrap();
@@ -559,7 +558,11 @@ mod tests {
         assert_eq!(config.encode, Encode::Csv);
         assert_eq!(config.properties.get("fetch.wait.max.ms").map(String::as_str), Some("10"));
         let config = KafkaConfig::from_spec(&spec(
-            &[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("scan.startup.timestamp.millis", "1700000000000")],
+            &[
+                ("topic", "t"),
+                ("properties.bootstrap.server", "b:1"),
+                ("scan.startup.timestamp.millis", "1700000000000"),
+            ],
             "json",
         ))
         .unwrap();
@@ -568,11 +571,30 @@ mod tests {
         let refused = |options: &[(&str, &str)]| KafkaConfig::from_spec(&spec(options, "json")).unwrap_err().code;
         assert_eq!(refused(&[("properties.bootstrap.server", "b:1")]), sqlstate::INVALID_PARAMETER_VALUE);
         assert_eq!(refused(&[("topic", "t")]), sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("scan.startup.mode", "timestamp")]), sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("scan.startup.mode", "newest")]), sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.no.such.property", "1")]), sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.enable.auto.commit", "true")]), sqlstate::FEATURE_NOT_SUPPORTED);
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("typo", "1")]), sqlstate::INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("scan.startup.mode", "timestamp")]),
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("scan.startup.mode", "newest")]),
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.no.such.property", "1")]),
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            refused(&[
+                ("topic", "t"),
+                ("properties.bootstrap.server", "b:1"),
+                ("properties.enable.auto.commit", "true")
+            ]),
+            sqlstate::FEATURE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("typo", "1")]),
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
         // This build has SASL PLAIN without TLS; TLS needs OpenSSL, which it does not link.
         let sasl = [
             ("topic", "t"),
@@ -583,7 +605,10 @@ mod tests {
             ("properties.sasl.password", "p"),
         ];
         assert!(KafkaConfig::from_spec(&spec(&sasl, "json")).is_ok());
-        assert_eq!(refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.security.protocol", "ssl")]), sqlstate::INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            refused(&[("topic", "t"), ("properties.bootstrap.server", "b:1"), ("properties.security.protocol", "ssl")]),
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
     }
 
     fn ids(batch: &RecordBatch) -> Vec<i64> {
@@ -658,7 +683,8 @@ mod tests {
     }
 
     fn mock_source(bootstrap: &str, topic: &str, mode: &str, encode: &str) -> (Arc<Source>, KafkaConfig) {
-        let spec = spec(&[("topic", topic), ("properties.bootstrap.server", bootstrap), ("scan.startup.mode", mode)], encode);
+        let spec =
+            spec(&[("topic", topic), ("properties.bootstrap.server", bootstrap), ("scan.startup.mode", mode)], encode);
         let config = KafkaConfig::from_spec(&spec).unwrap();
         (Arc::new(Source::new(spec)), config)
     }

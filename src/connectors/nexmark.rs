@@ -12,11 +12,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use ::nexmark::EventGenerator;
 use ::nexmark::config::{NexmarkConfig, RateShape};
 use ::nexmark::event::{Event, EventType};
+use datafusion::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::stream::Source;
@@ -111,7 +111,9 @@ impl NexmarkSource {
             .parse::<u64>()
             .ok()
             .filter(|r| *r > 0 && *r <= RATE_MAX)
-            .ok_or_else(|| invalid(format!("rate must be whole events per second in (0, {RATE_MAX}], got {rate_text:?}")))?;
+            .ok_or_else(|| {
+                invalid(format!("rate must be whole events per second in (0, {RATE_MAX}], got {rate_text:?}"))
+            })?;
         let events_max = match spec.option("events") {
             Some(text) => Some(
                 text.trim()
@@ -217,13 +219,16 @@ impl Rows {
         match event {
             Event::Person(p) => {
                 self.ints[0].append_value(p.id as i64);
-                for (builder, value) in self.texts.iter_mut().zip([p.name, p.email_address, p.credit_card, p.city, p.state, p.extra]) {
+                for (builder, value) in
+                    self.texts.iter_mut().zip([p.name, p.email_address, p.credit_card, p.city, p.state, p.extra])
+                {
                     builder.append_value(value);
                 }
                 self.times[0].append_value(ms(p.date_time));
             }
             Event::Auction(a) => {
-                for (builder, value) in self.ints.iter_mut().zip([a.id, a.initial_bid, a.reserve, a.seller, a.category]) {
+                for (builder, value) in self.ints.iter_mut().zip([a.id, a.initial_bid, a.reserve, a.seller, a.category])
+                {
                     builder.append_value(value as i64);
                 }
                 for (builder, value) in self.texts.iter_mut().zip([a.item_name, a.description, a.extra]) {

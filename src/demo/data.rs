@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use deltalake::arrow::array::{
-    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
@@ -16,8 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// First day of the order history (inclusive, UTC); fixed rather than "now" for determinism.
-pub(super) const ORDERS_START: NaiveDate =
-    NaiveDate::from_ymd_opt(2024, 11, 1).expect("valid date");
+pub(super) const ORDERS_START: NaiveDate = NaiveDate::from_ymd_opt(2024, 11, 1).expect("valid date");
 /// Number of days of order history: [2024-11-01, 2026-11-01).
 pub(super) const ORDER_DAYS: u32 = 730;
 /// Targeted products sell this many times their usual rate while a campaign runs.
@@ -133,11 +131,7 @@ pub(super) fn sizes(scale: f64) -> Sizes {
 }
 
 fn timestamp_field(name: &str, nullable: bool) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        nullable,
-    )
+    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), nullable)
 }
 
 pub(super) fn products_schema() -> SchemaRef {
@@ -185,9 +179,7 @@ pub(super) fn orders_schema() -> SchemaRef {
 }
 
 fn decimal(cents: Vec<i128>, precision: u8) -> Result<ArrayRef, ArrowError> {
-    Ok(Arc::new(
-        Decimal128Array::from(cents).with_precision_and_scale(precision, 2)?,
-    ))
+    Ok(Arc::new(Decimal128Array::from(cents).with_precision_and_scale(precision, 2)?))
 }
 
 fn timestamps(micros: Vec<i64>) -> ArrayRef {
@@ -225,30 +217,17 @@ pub(super) fn products(seed: u64, count: usize) -> Result<(Products, RecordBatch
         names.push(format!("{adjective} {noun} {id:04}"));
         categories.push(category);
     }
-    let popularity = ranks
-        .iter()
-        .map(|rank| ((rank + 1) as f64).powf(-POPULARITY_EXPONENT))
-        .collect();
+    let popularity = ranks.iter().map(|rank| ((rank + 1) as f64).powf(-POPULARITY_EXPONENT)).collect();
     let batch = RecordBatch::try_new(
         products_schema(),
         vec![
             Arc::new(Int64Array::from_iter_values(1..=count as i64)),
             Arc::new(StringArray::from(names)),
-            Arc::new(StringArray::from_iter_values(
-                categories.iter().map(|c| CATEGORIES[*c].0),
-            )),
+            Arc::new(StringArray::from_iter_values(categories.iter().map(|c| CATEGORIES[*c].0))),
             decimal(price_cents.iter().map(|c| *c as i128).collect(), 10)?,
         ],
     )?;
-    Ok((
-        Products {
-            price_cents,
-            category: categories,
-            popularity,
-            by_popularity,
-        },
-        batch,
-    ))
+    Ok((Products { price_cents, category: categories, popularity, by_popularity }, batch))
 }
 
 /// What a campaign targets: one product (index) or a whole category (index).
@@ -279,9 +258,7 @@ pub(super) fn campaigns(
 ) -> Result<(Vec<Campaign>, RecordBatch), ArrowError> {
     let mut rng = rng_for(seed, Stream::Campaigns, 0);
     // Shops advertise what already sells: product campaigns pick from the top tenth.
-    let head_len = (products.by_popularity.len() / 10)
-        .max(5)
-        .min(products.by_popularity.len());
+    let head_len = (products.by_popularity.len() / 10).max(5).min(products.by_popularity.len());
     let mut out = Vec::with_capacity(count);
     let (mut names, mut channels, mut starts, mut ends, mut budgets, mut product_ids, mut cats) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -307,11 +284,7 @@ pub(super) fn campaigns(
         budgets.push(rng.random_range(1_000..50_000) as i128 * 100);
         product_ids.push(product_id);
         cats.push(category);
-        out.push(Campaign {
-            start_day,
-            length_days,
-            target,
-        });
+        out.push(Campaign { start_day, length_days, target });
     }
     let batch = RecordBatch::try_new(
         campaigns_schema(),
@@ -334,9 +307,8 @@ pub(super) fn campaigns(
 pub(super) fn customers(seed: u64, count: usize) -> Result<(Vec<i64>, RecordBatch), ArrowError> {
     let mut rng = rng_for(seed, Stream::Customers, 0);
     let span_micros = (SIGNUP_END_EPOCH_DAYS - SIGNUP_START_EPOCH_DAYS) * MICROS_PER_DAY;
-    let mut signups: Vec<i64> = (0..count)
-        .map(|_| SIGNUP_START_EPOCH_DAYS * MICROS_PER_DAY + rng.random_range(0..span_micros))
-        .collect();
+    let mut signups: Vec<i64> =
+        (0..count).map(|_| SIGNUP_START_EPOCH_DAYS * MICROS_PER_DAY + rng.random_range(0..span_micros)).collect();
     signups.sort_unstable();
     // Someone must exist before the first order.
     signups[0] = SIGNUP_START_EPOCH_DAYS * MICROS_PER_DAY;
@@ -346,11 +318,7 @@ pub(super) fn customers(seed: u64, count: usize) -> Result<(Vec<i64>, RecordBatc
         let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
         let last = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
         names.push(format!("{first} {last}"));
-        emails.push(format!(
-            "{}.{}.{id}@example.com",
-            first.to_lowercase(),
-            last.to_lowercase()
-        ));
+        emails.push(format!("{}.{}.{id}@example.com", first.to_lowercase(), last.to_lowercase()));
         let mut pick = rng.random_range(0..country_total);
         let mut country = COUNTRIES[0].0;
         for (code, weight) in COUNTRIES {
@@ -407,14 +375,9 @@ fn day_factor(day: u32, noise: f64) -> f64 {
 /// Orders per day before lift, summing to at least `orders_min` (ceil per day).
 pub(super) fn base_day_counts(seed: u64, orders_min: u64) -> Vec<u64> {
     let mut rng = rng_for(seed, Stream::DayFactors, 0);
-    let factors: Vec<f64> = (0..ORDER_DAYS)
-        .map(|d| day_factor(d, rng.random_range(0.9..1.1)))
-        .collect();
+    let factors: Vec<f64> = (0..ORDER_DAYS).map(|d| day_factor(d, rng.random_range(0.9..1.1))).collect();
     let total: f64 = factors.iter().sum();
-    let counts: Vec<u64> = factors
-        .iter()
-        .map(|f| (orders_min as f64 * f / total).ceil() as u64)
-        .collect();
+    let counts: Vec<u64> = factors.iter().map(|f| (orders_min as f64 * f / total).ceil() as u64).collect();
     assert!(counts.iter().sum::<u64>() >= orders_min);
     counts
 }
@@ -429,10 +392,7 @@ pub(super) struct DayMix {
 pub(super) fn day_mix(day: u32, products: &Products, campaigns: &[Campaign]) -> DayMix {
     let mut weights = products.popularity.clone();
     let base_total: f64 = weights.iter().sum();
-    let active: Vec<&Campaign> = campaigns
-        .iter()
-        .filter(|c| c.is_active(day as i64))
-        .collect();
+    let active: Vec<&Campaign> = campaigns.iter().filter(|c| c.is_active(day as i64)).collect();
     let mut lifted = vec![false; weights.len()];
     for campaign in active {
         match campaign.target {
@@ -458,18 +418,13 @@ pub(super) fn day_mix(day: u32, products: &Products, campaigns: &[Campaign]) -> 
             running
         })
         .collect();
-    DayMix {
-        lift_ratio: running / base_total,
-        cumulative,
-    }
+    DayMix { lift_ratio: running / base_total, cumulative }
 }
 
 fn pick_weighted(cumulative: &[f64], rng: &mut ChaCha8Rng) -> usize {
     let total = *cumulative.last().expect("non-empty weights");
     let target = rng.random::<f64>() * total;
-    cumulative
-        .partition_point(|c| *c <= target)
-        .min(cumulative.len() - 1)
+    cumulative.partition_point(|c| *c <= target).min(cumulative.len() - 1)
 }
 
 /// Generates one day of orders with ids `first_order_id..first_order_id + count`,
@@ -498,12 +453,8 @@ pub(super) fn order_day(
         })
         .collect();
     ts.sort_unstable();
-    let (mut customers, mut product_ids, mut quantities, mut amounts) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-    );
+    let (mut customers, mut product_ids, mut quantities, mut amounts) =
+        (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
     for at in &ts {
         // Only customers signed up by now; earlier (loyal) customers order more often.
         let existing = signups.partition_point(|s| s <= at).max(1);
@@ -524,9 +475,7 @@ pub(super) fn order_day(
     RecordBatch::try_new(
         orders_schema(),
         vec![
-            Arc::new(Int64Array::from_iter_values(
-                first_order_id..first_order_id + count as i64,
-            )),
+            Arc::new(Int64Array::from_iter_values(first_order_id..first_order_id + count as i64)),
             Arc::new(Int64Array::from(customers)),
             Arc::new(Int64Array::from(product_ids)),
             Arc::new(Int32Array::from(quantities)),
@@ -546,17 +495,8 @@ mod tests {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
         let days = |d: NaiveDate| (d - epoch).num_days();
         assert_eq!(days(ORDERS_START), ORDERS_START_EPOCH_DAYS);
-        assert_eq!(
-            days(NaiveDate::from_ymd_opt(2022, 1, 1).expect("valid")),
-            SIGNUP_START_EPOCH_DAYS
-        );
-        assert_eq!(
-            days(NaiveDate::from_ymd_opt(2026, 10, 15).expect("valid")),
-            SIGNUP_END_EPOCH_DAYS
-        );
-        assert_eq!(
-            order_date(ORDER_DAYS),
-            NaiveDate::from_ymd_opt(2026, 11, 1).expect("valid")
-        );
+        assert_eq!(days(NaiveDate::from_ymd_opt(2022, 1, 1).expect("valid")), SIGNUP_START_EPOCH_DAYS);
+        assert_eq!(days(NaiveDate::from_ymd_opt(2026, 10, 15).expect("valid")), SIGNUP_END_EPOCH_DAYS);
+        assert_eq!(order_date(ORDER_DAYS), NaiveDate::from_ymd_opt(2026, 11, 1).expect("valid"));
     }
 }

@@ -38,10 +38,7 @@ pub struct DemoSpec {
 
 impl Default for DemoSpec {
     fn default() -> Self {
-        DemoSpec {
-            seed: 42,
-            scale: 1.0,
-        }
+        DemoSpec { seed: 42, scale: 1.0 }
     }
 }
 
@@ -112,9 +109,8 @@ pub fn is_present(lake_dir: &Path) -> bool {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             // A commit is `<20-digit version>.json`.
-            name.strip_suffix(".json").is_some_and(|version| {
-                version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit())
-            })
+            name.strip_suffix(".json")
+                .is_some_and(|version| version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit()))
         })
     })
 }
@@ -125,17 +121,10 @@ pub fn is_present(lake_dir: &Path) -> bool {
 ///
 /// Row generation is CPU work done inline on the calling task (a few ms per day of orders);
 /// Delta writes are awaited between months.
-pub async fn generate(
-    lake_dir: &Path,
-    spec: &DemoSpec,
-    progress: bool,
-) -> Result<DemoReport, DemoError> {
+pub async fn generate(lake_dir: &Path, spec: &DemoSpec, progress: bool) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     if !(spec.scale.is_finite() && spec.scale > 0.0 && spec.scale <= SCALE_MAX) {
-        return Err(DemoError::InvalidSpec(format!(
-            "scale must be in (0, {SCALE_MAX}], got {}",
-            spec.scale
-        )));
+        return Err(DemoError::InvalidSpec(format!("scale must be in (0, {SCALE_MAX}], got {}", spec.scale)));
     }
     let sizes = data::sizes(spec.scale);
     let seed = spec.seed;
@@ -152,16 +141,13 @@ pub async fn generate(
     // interrupted generation leaves at least one table missing and is_present() stays false.
     let bar = progress_bar(progress, data::ORDER_DAYS as u64 + 3);
     bar.set_message("products, campaigns, customers");
-    let (products, products_batch) =
-        data::products(seed, sizes.products).map_err(arrow_error("products"))?;
+    let (products, products_batch) = data::products(seed, sizes.products).map_err(arrow_error("products"))?;
     let (campaigns, campaigns_batch) =
         data::campaigns(seed, sizes.campaigns, &products).map_err(arrow_error("campaigns"))?;
-    let (signups, customers_batch) =
-        data::customers(seed, sizes.customers).map_err(arrow_error("customers"))?;
+    let (signups, customers_batch) = data::customers(seed, sizes.customers).map_err(arrow_error("customers"))?;
 
     const ORDERS: &str = "orders_history";
-    let mut orders_table =
-        create_table(lake_dir, ORDERS, &data::orders_schema(), &["order_date"]).await?;
+    let mut orders_table = create_table(lake_dir, ORDERS, &data::orders_schema(), &["order_date"]).await?;
     let base_counts = data::base_day_counts(seed, sizes.orders_min);
     let mut next_order_id: i64 = 1;
     let mut pending: Vec<RecordBatch> = Vec::new();
@@ -172,8 +158,8 @@ pub async fn generate(
         let mix = data::day_mix(day, &products, &campaigns);
         // Lift adds orders on top of the baseline instead of taking them from other products.
         let count = (base_counts[day as usize] as f64 * mix.lift_ratio).ceil() as usize;
-        let batch = data::order_day(seed, day, count, next_order_id, &mix, &products, &signups)
-            .map_err(arrow_error(ORDERS))?;
+        let batch =
+            data::order_day(seed, day, count, next_order_id, &mix, &products, &signups).map_err(arrow_error(ORDERS))?;
         next_order_id += count as i64;
         pending_rows += count;
         pending.push(batch);
@@ -185,22 +171,12 @@ pub async fn generate(
         }
         bar.inc(1);
     }
-    assert!(
-        pending.is_empty(),
-        "every generated day of orders is committed"
-    );
+    assert!(pending.is_empty(), "every generated day of orders is committed");
     let orders = (next_order_id - 1) as u64;
-    assert!(
-        orders >= sizes.orders_min,
-        "{orders} orders < minimum {}",
-        sizes.orders_min
-    );
+    assert!(orders >= sizes.orders_min, "{orders} orders < minimum {}", sizes.orders_min);
 
-    for (name, batch) in [
-        ("campaigns", campaigns_batch),
-        ("customers", customers_batch),
-        ("products", products_batch),
-    ] {
+    for (name, batch) in [("campaigns", campaigns_batch), ("customers", customers_batch), ("products", products_batch)]
+    {
         bar.set_message(name);
         write_table(lake_dir, name, batch).await?;
         bar.inc(1);
@@ -220,28 +196,18 @@ pub async fn generate(
 }
 
 fn progress_bar(visible: bool, steps: u64) -> ProgressBar {
-    let target = if visible {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
+    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(steps), target);
     // The template is a constant, so failing to parse it is a bug, not a runtime condition.
-    let style = ProgressStyle::with_template(
-        "{spinner} demo lake [{bar:40}] {pos}/{len} {wide_msg} ({elapsed})",
-    )
-    .expect("valid progress template")
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{spinner} demo lake [{bar:40}] {pos}/{len} {wide_msg} ({elapsed})")
+        .expect("valid progress template")
+        .progress_chars("=> ");
     bar.with_style(style)
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DemoError {
     let path = path.to_path_buf();
-    move |source| DemoError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| DemoError::Io { action, path, source }
 }
 
 fn arrow_error(table: &'static str) -> impl FnOnce(ArrowError) -> DemoError {
@@ -260,8 +226,9 @@ fn delta_type(arrow: &ArrowType) -> DeltaType {
         ArrowType::Utf8 => DeltaType::STRING,
         ArrowType::Date32 => DeltaType::DATE,
         ArrowType::Timestamp(_, Some(_)) => DeltaType::TIMESTAMP,
-        ArrowType::Decimal128(precision, scale) => DeltaType::decimal(*precision, *scale as u8)
-            .expect("generator decimals are valid Delta decimals"),
+        ArrowType::Decimal128(precision, scale) => {
+            DeltaType::decimal(*precision, *scale as u8).expect("generator decimals are valid Delta decimals")
+        }
         other => unreachable!("the demo schemas do not use {other}"),
     }
 }
@@ -280,21 +247,13 @@ async fn create_table(
     let url = url::Url::from_directory_path(&absolute).map_err(|()| DemoError::Io {
         action: "turning into a file URL",
         path: absolute.clone(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not an absolute directory path",
-        ),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute directory path"),
     })?;
-    let table = DeltaTable::try_from_url(url)
-        .await
-        .map_err(delta_error(name))?;
-    let columns = schema.fields().iter().map(|field| {
-        StructField::new(
-            field.name().clone(),
-            delta_type(field.data_type()),
-            field.is_nullable(),
-        )
-    });
+    let table = DeltaTable::try_from_url(url).await.map_err(delta_error(name))?;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| StructField::new(field.name().clone(), delta_type(field.data_type()), field.is_nullable()));
     table
         .create()
         .with_table_name(name)
@@ -307,24 +266,12 @@ async fn create_table(
 }
 
 /// Appends batches to the table as one commit; returns the table at the new version.
-async fn append(
-    table: DeltaTable,
-    name: &'static str,
-    batches: Vec<RecordBatch>,
-) -> Result<DeltaTable, DemoError> {
-    table
-        .write(batches)
-        .with_save_mode(SaveMode::Append)
-        .await
-        .map_err(delta_error(name))
+async fn append(table: DeltaTable, name: &'static str, batches: Vec<RecordBatch>) -> Result<DeltaTable, DemoError> {
+    table.write(batches).with_save_mode(SaveMode::Append).await.map_err(delta_error(name))
 }
 
 /// A small table: create it and write its single batch.
-async fn write_table(
-    lake_dir: &Path,
-    name: &'static str,
-    batch: RecordBatch,
-) -> Result<(), DemoError> {
+async fn write_table(lake_dir: &Path, name: &'static str, batch: RecordBatch) -> Result<(), DemoError> {
     let table = create_table(lake_dir, name, &batch.schema(), &[]).await?;
     append(table, name, vec![batch]).await?;
     Ok(())
@@ -378,8 +325,6 @@ impl ShopModel {
     /// A product index picked by popularity, from a uniform draw in [0, 1).
     pub fn popular_product(&self, uniform: f64) -> usize {
         let total = *self.popularity_cumulative.last().expect("a shop has products");
-        self.popularity_cumulative
-            .partition_point(|c| *c <= uniform * total)
-            .min(self.popularity_cumulative.len() - 1)
+        self.popularity_cumulative.partition_point(|c| *c <= uniform * total).min(self.popularity_cumulative.len() - 1)
     }
 }

@@ -11,10 +11,7 @@ use deltalake::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 
 use super::*;
 
-const TINY: DemoSpec = DemoSpec {
-    seed: 7,
-    scale: 0.002,
-};
+const TINY: DemoSpec = DemoSpec { seed: 7, scale: 0.002 };
 
 fn table_url(lake: &Path, table: &str) -> url::Url {
     url::Url::from_directory_path(lake.join(table)).expect("absolute temp dir")
@@ -23,12 +20,8 @@ fn table_url(lake: &Path, table: &str) -> url::Url {
 async fn session(lake: &Path) -> SessionContext {
     let ctx = SessionContext::new();
     for name in DEMO_TABLES {
-        let table = deltalake::open_table(table_url(lake, name))
-            .await
-            .expect("open demo table");
-        table
-            .update_datafusion_session(&ctx.state())
-            .expect("register store");
+        let table = deltalake::open_table(table_url(lake, name)).await.expect("open demo table");
+        table.update_datafusion_session(&ctx.state()).expect("register store");
         let provider = table.table_provider().await.expect("table provider");
         ctx.register_table(name, provider).expect("register table");
     }
@@ -56,11 +49,7 @@ fn i64s(batch: &RecordBatch, index: usize) -> Vec<Option<i64>> {
 /// Column `index` as strings (the Delta scan may hand out Utf8View).
 fn strings(batch: &RecordBatch, index: usize) -> Vec<Option<String>> {
     let column = cast(batch.column(index), &DataType::Utf8).expect("as utf8");
-    column
-        .as_string::<i32>()
-        .iter()
-        .map(|s| s.map(str::to_string))
-        .collect()
+    column.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect()
 }
 
 async fn scalar(ctx: &SessionContext, sql: &str) -> i64 {
@@ -78,10 +67,7 @@ async fn generates_consistent_tables() {
         report.orders as f64 * 1000.0 / report.elapsed_ms.max(1) as f64
     );
     assert!(is_present(lake));
-    assert_eq!(
-        (report.products, report.campaigns, report.customers),
-        (50, 10, 200)
-    );
+    assert_eq!((report.products, report.campaigns, report.customers), (50, 10, 200));
     assert!(report.orders >= 10_000, "{report:?}");
 
     let ctx = session(lake).await;
@@ -91,11 +77,7 @@ async fn generates_consistent_tables() {
         ("customers", report.customers),
         ("orders_history", report.orders),
     ] {
-        assert_eq!(
-            scalar(&ctx, &format!("SELECT count(*) FROM {table}")).await as u64,
-            expected,
-            "{table}"
-        );
+        assert_eq!(scalar(&ctx, &format!("SELECT count(*) FROM {table}")).await as u64, expected, "{table}");
     }
 
     // Types as clients will see them.
@@ -103,27 +85,9 @@ async fn generates_consistent_tables() {
     let schema = orders.schema();
     let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     assert_eq!(schema.field_with_name("ts").expect("ts").data_type(), &utc);
-    assert_eq!(
-        schema
-            .field_with_name("amount")
-            .expect("amount")
-            .data_type(),
-        &DataType::Decimal128(12, 2)
-    );
-    assert_eq!(
-        schema
-            .field_with_name("quantity")
-            .expect("quantity")
-            .data_type(),
-        &DataType::Int32
-    );
-    assert_eq!(
-        schema
-            .field_with_name("order_date")
-            .expect("order_date")
-            .data_type(),
-        &DataType::Date32
-    );
+    assert_eq!(schema.field_with_name("amount").expect("amount").data_type(), &DataType::Decimal128(12, 2));
+    assert_eq!(schema.field_with_name("quantity").expect("quantity").data_type(), &DataType::Int32);
+    assert_eq!(schema.field_with_name("order_date").expect("order_date").data_type(), &DataType::Date32);
 
     let zero_checks = [
         "SELECT count(*) FROM orders_history WHERE CAST(ts AS DATE) <> order_date",
@@ -143,26 +107,14 @@ async fn generates_consistent_tables() {
     assert!(scalar(&ctx, "SELECT count(DISTINCT category) FROM products").await >= 15);
 
     // Layout: partitioned by order_date, one file per day, few commits.
-    let orders_table = deltalake::open_table(table_url(lake, "orders_history"))
-        .await
-        .expect("open");
+    let orders_table = deltalake::open_table(table_url(lake, "orders_history")).await.expect("open");
     let state = orders_table.snapshot().expect("loaded");
-    assert_eq!(
-        state.metadata().partition_columns(),
-        &["order_date".to_string()]
-    );
+    assert_eq!(state.metadata().partition_columns(), &["order_date".to_string()]);
     let files: Vec<String> = orders_table.get_file_uris().expect("files").collect();
-    assert!(
-        files.iter().all(|f| f.contains("order_date=")),
-        "{:?}",
-        &files[..3]
-    );
+    assert!(files.iter().all(|f| f.contains("order_date=")), "{:?}", &files[..3]);
     assert_eq!(files.len(), data::ORDER_DAYS as usize, "one file per day");
     let version = orders_table.version().expect("version");
-    assert!(
-        (20..=30).contains(&version),
-        "orders_history has {version} commits"
-    );
+    assert!((20..=30).contains(&version), "orders_history has {version} commits");
 
     assert_campaign_lift(&ctx).await;
 }
@@ -178,48 +130,29 @@ async fn assert_campaign_lift(ctx: &SessionContext) {
         .enumerate()
         .map(|(row, id)| (id.expect("id"), categories[row].clone().expect("category")))
         .collect();
-    let campaigns = query(
-        ctx,
-        "SELECT starts_at, ends_at, product_id, category FROM campaigns",
-    )
-    .await;
-    let (starts, ends, targets) = (
-        i64s(&campaigns, 0),
-        i64s(&campaigns, 1),
-        i64s(&campaigns, 2),
-    );
+    let campaigns = query(ctx, "SELECT starts_at, ends_at, product_id, category FROM campaigns").await;
+    let (starts, ends, targets) = (i64s(&campaigns, 0), i64s(&campaigns, 1), i64s(&campaigns, 2));
     let campaign_categories = strings(&campaigns, 3);
     let micros_per_day = 86_400_000_000;
     let first_day = 20_028; // 2024-11-01 as days since the epoch
     let mut campaign_days: HashMap<i64, HashSet<i64>> = HashMap::new();
     for row in 0..campaigns.num_rows() {
-        let days =
-            starts[row].expect("start") / micros_per_day..ends[row].expect("end") / micros_per_day;
+        let days = starts[row].expect("start") / micros_per_day..ends[row].expect("end") / micros_per_day;
         let targeted: Vec<i64> = match targets[row] {
             Some(product) => vec![product],
             None => {
-                let category = campaign_categories[row]
-                    .clone()
-                    .expect("product or category target");
-                category_of
-                    .iter()
-                    .filter(|(_, c)| **c == category)
-                    .map(|(p, _)| *p)
-                    .collect()
+                let category = campaign_categories[row].clone().expect("product or category target");
+                category_of.iter().filter(|(_, c)| **c == category).map(|(p, _)| *p).collect()
             }
         };
         for product in targeted {
-            campaign_days.entry(product).or_default().extend(
-                days.clone()
-                    .filter(|d| (first_day..first_day + 730).contains(d)),
-            );
+            campaign_days
+                .entry(product)
+                .or_default()
+                .extend(days.clone().filter(|d| (first_day..first_day + 730).contains(d)));
         }
     }
-    let daily = query(
-        ctx,
-        "SELECT product_id, order_date, count(*) FROM orders_history GROUP BY 1, 2",
-    )
-    .await;
+    let daily = query(ctx, "SELECT product_id, order_date, count(*) FROM orders_history GROUP BY 1, 2").await;
     let (product_ids, dates, counts) = (i64s(&daily, 0), i64s(&daily, 1), i64s(&daily, 2));
     let mut inside: HashMap<i64, i64> = HashMap::new();
     let mut outside: HashMap<i64, i64> = HashMap::new();
@@ -228,11 +161,7 @@ async fn assert_campaign_lift(ctx: &SessionContext) {
         let Some(days) = campaign_days.get(&product) else {
             continue;
         };
-        let side = if days.contains(&dates[row].expect("date")) {
-            &mut inside
-        } else {
-            &mut outside
-        };
+        let side = if days.contains(&dates[row].expect("date")) { &mut inside } else { &mut outside };
         *side.entry(product).or_default() += counts[row].expect("count");
     }
     let (mut actual, mut predicted) = (0.0, 0.0);
@@ -244,63 +173,31 @@ async fn assert_campaign_lift(ctx: &SessionContext) {
         predicted += *outside.get(product).unwrap_or(&0) as f64 / days_outside * days_inside;
     }
     let lift = actual / predicted;
-    eprintln!(
-        "campaign lift: {actual} orders on campaign days vs {predicted:.0} predicted = {lift:.2}x"
-    );
-    assert!(
-        predicted > 50.0,
-        "too few orders to measure lift: {predicted}"
-    );
-    assert!(
-        lift > 2.0 && lift < 4.5,
-        "campaign lift {lift:.2} not near {}",
-        data::CAMPAIGN_LIFT
-    );
+    eprintln!("campaign lift: {actual} orders on campaign days vs {predicted:.0} predicted = {lift:.2}x");
+    assert!(predicted > 50.0, "too few orders to measure lift: {predicted}");
+    assert!(lift > 2.0 && lift < 4.5, "campaign lift {lift:.2} not near {}", data::CAMPAIGN_LIFT);
 }
 
 #[tokio::test]
 async fn same_seed_same_rows_other_seed_differs() {
-    let dirs: Vec<_> = (0..3)
-        .map(|_| tempfile::tempdir().expect("tempdir"))
-        .collect();
-    let other = DemoSpec {
-        seed: TINY.seed + 1,
-        ..TINY
-    };
-    let first = generate(dirs[0].path(), &TINY, false)
-        .await
-        .expect("generate");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let other = DemoSpec { seed: TINY.seed + 1, ..TINY };
+    let first = generate(dirs[0].path(), &TINY, false).await.expect("generate");
     // Generating over an existing demo lake replaces it.
-    generate(dirs[1].path(), &other, false)
-        .await
-        .expect("generate");
-    let again = generate(dirs[1].path(), &TINY, false)
-        .await
-        .expect("regenerate");
-    generate(dirs[2].path(), &other, false)
-        .await
-        .expect("generate");
-    assert_eq!(
-        (first.products, first.orders),
-        (again.products, again.orders)
-    );
+    generate(dirs[1].path(), &other, false).await.expect("generate");
+    let again = generate(dirs[1].path(), &TINY, false).await.expect("regenerate");
+    generate(dirs[2].path(), &other, false).await.expect("generate");
+    assert_eq!((first.products, first.orders), (again.products, again.orders));
 
-    let sessions = [
-        session(dirs[0].path()).await,
-        session(dirs[1].path()).await,
-        session(dirs[2].path()).await,
-    ];
+    let sessions = [session(dirs[0].path()).await, session(dirs[1].path()).await, session(dirs[2].path()).await];
     for sql in [
         "SELECT * FROM products ORDER BY product_id",
         "SELECT * FROM campaigns ORDER BY campaign_id",
         "SELECT * FROM customers ORDER BY customer_id",
         "SELECT * FROM orders_history ORDER BY order_id",
     ] {
-        let [a, b, c] = [
-            query(&sessions[0], sql).await,
-            query(&sessions[1], sql).await,
-            query(&sessions[2], sql).await,
-        ];
+        let [a, b, c] =
+            [query(&sessions[0], sql).await, query(&sessions[1], sql).await, query(&sessions[2], sql).await];
         assert_eq!(a, b, "same seed must give the same rows: {sql}");
         assert_ne!(a, c, "another seed must give other rows: {sql}");
     }
@@ -310,9 +207,7 @@ async fn same_seed_same_rows_other_seed_differs() {
 async fn rejects_bad_scale_and_detects_partial_lakes() {
     let dir = tempfile::tempdir().expect("tempdir");
     for scale in [0.0, -1.0, f64::NAN, 1e9] {
-        let err = generate(dir.path(), &DemoSpec { seed: 1, scale }, false)
-            .await
-            .expect_err("bad scale");
+        let err = generate(dir.path(), &DemoSpec { seed: 1, scale }, false).await.expect_err("bad scale");
         assert!(matches!(err, DemoError::InvalidSpec(_)), "{err}");
     }
     // A table dir with an empty log is not a present demo lake.
@@ -327,15 +222,7 @@ async fn rejects_bad_scale_and_detects_partial_lakes() {
 #[ignore]
 async fn speed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scale = std::env::var("DEMO_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.1);
-    let report = generate(dir.path(), &DemoSpec { seed: 1, scale }, true)
-        .await
-        .expect("generate");
-    eprintln!(
-        "{report:?}: {:.0} orders/s",
-        report.orders as f64 * 1000.0 / report.elapsed_ms.max(1) as f64
-    );
+    let scale = std::env::var("DEMO_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(0.1);
+    let report = generate(dir.path(), &DemoSpec { seed: 1, scale }, true).await.expect("generate");
+    eprintln!("{report:?}: {:.0} orders/s", report.orders as f64 * 1000.0 / report.elapsed_ms.max(1) as f64);
 }

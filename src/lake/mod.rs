@@ -7,7 +7,6 @@
 //! A `LakeScanExec` ([`crate::scan_info::ScanInfoExec`]) wraps each scan so EXPLAIN ANALYZE shows files read vs files in the
 //! table, which is how partition pruning and statistics-based skipping are made visible.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,6 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
 use url::Url;
-
 
 use crate::error::{WsError, WsResult};
 use crate::scan_info::ScanInfoExec;
@@ -96,9 +94,8 @@ impl LakeTable {
         storage_options: HashMap<String, String>,
         staleness_ms: u64,
     ) -> WsResult<LakeTable> {
-        let table = deltalake::open_table_with_storage_options(url.clone(), storage_options)
-            .await
-            .map_err(|error| {
+        let table =
+            deltalake::open_table_with_storage_options(url.clone(), storage_options).await.map_err(|error| {
                 let base = WsError::from(error);
                 WsError::new(base.code, format!("table {name}: {}", base.message))
             })?;
@@ -106,12 +103,7 @@ impl LakeTable {
     }
 
     /// Wraps a table that has just been created or loaded.
-    pub async fn from_table(
-        name: &str,
-        url: Url,
-        table: DeltaTable,
-        staleness_ms: u64,
-    ) -> WsResult<LakeTable> {
+    pub async fn from_table(name: &str, url: Url, table: DeltaTable, staleness_ms: u64) -> WsResult<LakeTable> {
         let loaded = build_loaded(table).await?;
         let schema = loaded.provider.schema();
         Ok(LakeTable {
@@ -281,10 +273,7 @@ async fn scan_loaded(
     limit: Option<usize>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let inner = loaded.provider.scan(session, projection, filters, limit).await?;
-    let detail = format!(
-        "table={name}, version={}, files_in_table={}",
-        loaded.version, loaded.files_total
-    );
+    let detail = format!("table={name}, version={}, files_in_table={}", loaded.version, loaded.files_total);
     Ok(Arc::new(ScanInfoExec::new("LakeScanExec", detail, inner)))
 }
 
@@ -309,10 +298,7 @@ impl TableProvider for LakeTable {
         scan_loaded(&self.name, &loaded, session, projection, filters, limit).await
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // The provider of the snapshot answers; a refresh between planning and scan keeps
         // the same table configuration in every case that matters for pushdown.
         let loaded = self.loaded.try_read().map(|guard| guard.clone());

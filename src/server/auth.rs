@@ -58,10 +58,7 @@ impl Security {
             }
         };
         if settings.tls_required && tls.is_none() {
-            return Err(WsError::new(
-                sqlstate::CONFIG_FILE_ERROR,
-                "--tls-required needs --tls-cert and --tls-key",
-            ));
+            return Err(WsError::new(sqlstate::CONFIG_FILE_ERROR, "--tls-required needs --tls-cert and --tls-key"));
         }
         let users = match &settings.users_file {
             Some(path) => Some(UsersSource::open(path)?),
@@ -173,7 +170,11 @@ enum Stage {
     Start,
     /// AuthenticationSASL sent; the client's first SCRAM message is next. `role` is
     /// `None` for an unknown user, whose verifier is a mock one.
-    ScramBegin { user: String, role: Option<Role>, verifier: ScramVerifier },
+    ScramBegin {
+        user: String,
+        role: Option<Role>,
+        verifier: ScramVerifier,
+    },
     /// server-first-message sent; the client's proof is next.
     ScramProof {
         user: String,
@@ -185,7 +186,12 @@ enum Stage {
         nonce: String,
     },
     /// md5 challenge sent with `salt`; the hashed password is next.
-    Md5 { user: String, role: Role, stored: String, salt: [u8; 4] },
+    Md5 {
+        user: String,
+        role: Role,
+        stored: String,
+        salt: [u8; 4],
+    },
     Done,
 }
 
@@ -293,8 +299,7 @@ impl Authenticator {
                 let (gs2_header, client_first_bare, client_nonce) = parse_client_first(client_first)?;
                 let server_nonce: [u8; SERVER_NONCE_BYTES] = rand::random();
                 let nonce = format!("{client_nonce}{}", BASE64.encode(server_nonce));
-                let server_first =
-                    format!("r={nonce},s={},i={}", BASE64.encode(&verifier.salt), verifier.iterations);
+                let server_first = format!("r={nonce},s={},i={}", BASE64.encode(&verifier.salt), verifier.iterations);
                 self.replace(Stage::ScramProof {
                     user,
                     role,
@@ -313,7 +318,8 @@ impl Authenticator {
                 let client_final = std::str::from_utf8(&response.data).map_err(|_| malformed("not UTF-8"))?;
                 let (without_proof, proof) = client_final.rsplit_once(",p=").ok_or_else(|| malformed("no proof"))?;
                 let mut fields = without_proof.split(',');
-                let binding = fields.next().and_then(|f| f.strip_prefix("c=")).ok_or_else(|| malformed("no channel binding"))?;
+                let binding =
+                    fields.next().and_then(|f| f.strip_prefix("c=")).ok_or_else(|| malformed("no channel binding"))?;
                 let echoed = fields.next().and_then(|f| f.strip_prefix("r=")).ok_or_else(|| malformed("no nonce"))?;
                 // The client must echo the gs2 header it sent (no channel binding data,
                 // since none is offered) and the whole nonce.
@@ -328,7 +334,9 @@ impl Authenticator {
                     return Err(password_failed(&user));
                 };
                 let last = format!("v={}", BASE64.encode(signature));
-                client.send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(last.into_bytes().into()))).await?;
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(last.into_bytes().into())))
+                    .await?;
                 Ok(Step::Done(role))
             }
             Stage::Md5 { user, role, stored, salt } => {
@@ -393,7 +401,8 @@ mod tests {
         assert_eq!((header, bare, nonce), ("n,,", "n=,r=abc", "abc"));
         let (header, _, _) = parse_client_first("y,,n=user,r=xyz,ext=1").unwrap();
         assert_eq!(header, "y,,");
-        for bad in ["p=tls-server-end-point,,n=,r=a", "n,a=admin,n=,r=a", "n,,m=x,n=,r=a", "n,,n=,r=", "n", "x,,n=,r=a"] {
+        for bad in ["p=tls-server-end-point,,n=,r=a", "n,a=admin,n=,r=a", "n,,m=x,n=,r=a", "n,,n=,r=", "n", "x,,n=,r=a"]
+        {
             assert!(parse_client_first(bad).is_err(), "{bad}");
         }
     }

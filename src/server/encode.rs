@@ -8,8 +8,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
-use pgwire::api::portal::Format;
 use pgwire::api::Type;
+use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -117,9 +117,7 @@ fn split_data_row(row: &DataRow) -> Result<Vec<Option<String>>, WsError> {
     let mut offset = 0usize;
     let mut values = Vec::with_capacity(row.field_count.max(0) as usize);
     for _ in 0..row.field_count {
-        let header = data
-            .get(offset..offset + 4)
-            .ok_or_else(|| WsError::internal("truncated DataRow"))?;
+        let header = data.get(offset..offset + 4).ok_or_else(|| WsError::internal("truncated DataRow"))?;
         let length = i32::from_be_bytes(header.try_into().expect("four bytes"));
         offset += 4;
         if length < 0 {

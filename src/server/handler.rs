@@ -21,8 +21,8 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
-    ExtendedQueryHandler, SimpleQueryHandler, send_describe_response, send_execution_response,
-    send_query_response, send_ready_for_query,
+    ExtendedQueryHandler, SimpleQueryHandler, send_describe_response, send_execution_response, send_query_response,
+    send_ready_for_query,
 };
 use pgwire::api::results::{CopyResponse, DescribePortalResponse, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
@@ -134,9 +134,7 @@ impl QueryParser for StatementParser {
         let mut session = self.session.lock().await;
         let mut statements = session.parse(sql).map_err(user_error)?;
         if statements.len() > 1 {
-            return Err(user_error(WsError::syntax(
-                "cannot insert multiple commands into a prepared statement",
-            )));
+            return Err(user_error(WsError::syntax("cannot insert multiple commands into a prepared statement")));
         }
         let Some(statement) = statements.pop() else {
             return Ok(None);
@@ -156,11 +154,7 @@ impl QueryParser for StatementParser {
             .collect()
     }
 
-    fn get_result_schema(
-        &self,
-        statement: &Self::Statement,
-        format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(&self, statement: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         super::encode::fields(&statement.prepared.schema, format.unwrap_or(&Format::UnifiedText))
     }
 }
@@ -231,7 +225,11 @@ impl Connection {
         self.pid
     }
 
-    async fn run(&self, prepared: &Prepared, params: Option<datafusion::common::ParamValues>) -> Result<Outcome, WsError> {
+    async fn run(
+        &self,
+        prepared: &Prepared,
+        params: Option<datafusion::common::ParamValues>,
+    ) -> Result<Outcome, WsError> {
         let token = self.cancel.begin();
         let mut session = self.session.lock().await;
         session.execute(prepared, params, token).await
@@ -452,9 +450,9 @@ impl Connection {
             };
             match outcome_response(outcome, &Format::UnifiedText)? {
                 Response::Query(rows) => send_query_response(client, rows, true).await?,
-                Response::TransactionStart(done)
-                | Response::TransactionEnd(done)
-                | Response::Execution(done) => send_execution_response(client, done).await?,
+                Response::TransactionStart(done) | Response::TransactionEnd(done) | Response::Execution(done) => {
+                    send_execution_response(client, done).await?
+                }
                 _ => unreachable!("outcome_response makes rows or tags only"),
             }
         }
@@ -597,14 +595,15 @@ impl ExtendedQueryHandler for Connection {
         let params = if portal.parameter_len() == 0 {
             None
         } else {
-            let values = arrow_pg::datatypes::df::deserialize_parameters_with_server_types(portal, &inferred, &announced)
-                .map_err(|error| match error {
-                    PgWireError::UserError(_) => error,
-                    other => user_error(WsError::new(
-                        sqlstate::INVALID_TEXT_REPRESENTATION,
-                        format!("invalid parameter value: {other}"),
-                    )),
-                })?;
+            let values =
+                arrow_pg::datatypes::df::deserialize_parameters_with_server_types(portal, &inferred, &announced)
+                    .map_err(|error| match error {
+                        PgWireError::UserError(_) => error,
+                        other => user_error(WsError::new(
+                            sqlstate::INVALID_TEXT_REPRESENTATION,
+                            format!("invalid parameter value: {other}"),
+                        )),
+                    })?;
             Some(values)
         };
         let outcome = self.run(prepared, params).await.map_err(user_error)?;
@@ -688,10 +687,7 @@ impl CopyHandler for Connection {
         // Dropping the CopyIn abandons its insert: nothing is written.
         self.copy_in.lock().await.take();
         self.busy.set(false);
-        user_error(WsError::new(
-            sqlstate::QUERY_CANCELED,
-            format!("COPY from stdin failed: {}", fail.message),
-        ))
+        user_error(WsError::new(sqlstate::QUERY_CANCELED, format!("COPY from stdin failed: {}", fail.message)))
     }
 }
 
@@ -741,4 +737,3 @@ impl PgWireServerHandlers for ConnectionHandlers {
         self.0.clone()
     }
 }
-

@@ -39,11 +39,7 @@ const REFUSE_STARTUP_BYTES_MAX: usize = 10_000;
 
 /// Serves connections on `listener` until `shutdown` completes, with the TLS and users
 /// the engine's configuration names (an error if they cannot be loaded).
-pub async fn serve(
-    engine: Engine,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> WsResult<()> {
+pub async fn serve(engine: Engine, listener: TcpListener, shutdown: impl Future<Output = ()>) -> WsResult<()> {
     let security = Security::load(engine.config())?;
     serve_with(engine, listener, security, shutdown).await
 }

@@ -117,10 +117,20 @@ pub enum Command {
     Savepoint,
     Release,
     RollbackTo,
-    Declare { name: String, plan: LogicalPlan, hold: bool },
-    Fetch { name: String, direction: Direction },
+    Declare {
+        name: String,
+        plan: LogicalPlan,
+        hold: bool,
+    },
+    Fetch {
+        name: String,
+        direction: Direction,
+    },
     /// MOVE: FETCH without the rows; the tag counts them.
-    Move { name: String, direction: Direction },
+    Move {
+        name: String,
+        direction: Direction,
+    },
     Close(Option<String>),
     /// `DEALLOCATE name` / `DEALLOCATE ALL` (None); server/ drops the protocol-level
     /// statement, which lives in pgwire's store, not in the session.
@@ -156,9 +166,9 @@ fn mode_settings(modes: &[TransactionMode], prefix: &str) -> Vec<(String, String
 fn cursor_direction(direction: &FetchDirection) -> WsResult<Direction> {
     let number = |value: &sqlast::ValueWithSpan| -> WsResult<i64> {
         match &value.value {
-            sqlast::Value::Number(text, _) => text
-                .parse::<i64>()
-                .map_err(|_| WsError::syntax(format!("invalid cursor count {text}"))),
+            sqlast::Value::Number(text, _) => {
+                text.parse::<i64>().map_err(|_| WsError::syntax(format!("invalid cursor count {text}")))
+            }
             other => Err(WsError::syntax(format!("invalid cursor count {other}"))),
         }
     };
@@ -226,9 +236,7 @@ impl Session {
             }
             sqlast::Statement::Discard { object_type: DiscardObject::ALL } => Command::DiscardAll,
             sqlast::Statement::Discard { object_type } => {
-                return Err(WsError::unsupported(format!(
-                    "DISCARD {object_type} is not supported (DISCARD ALL is)"
-                )));
+                return Err(WsError::unsupported(format!("DISCARD {object_type} is not supported (DISCARD ALL is)")));
             }
             sqlast::Statement::StartTransaction { modes, statements, exception, .. } => {
                 if !statements.is_empty() || exception.is_some() {
@@ -275,7 +283,9 @@ impl Session {
             return Err(WsError::unsupported("SCROLL cursors are not supported; cursors read forward only"));
         }
         if declare.binary == Some(true) {
-            return Err(WsError::unsupported("BINARY cursors are not supported; FETCH over the extended protocol asks for binary results"));
+            return Err(WsError::unsupported(
+                "BINARY cursors are not supported; FETCH over the extended protocol asks for binary results",
+            ));
         }
         let query = Statement::Statement(Box::new(sqlast::Statement::Query(query.clone())));
         let plan = self.plan_query(query).await?;

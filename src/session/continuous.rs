@@ -14,24 +14,45 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{CommandTag, Outcome, Session, copy};
 use crate::connectors::sinks::{self, Sink, SinkDef};
-use datafusion::arrow::datatypes::Schema;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::sql::{SinkInput, StreamStatement, Subscribe, WsStatement};
 use crate::stream::continuous::{ContinuousPlan, Emit, MaterializedView, ViewDef, ViewLimits};
+use datafusion::arrow::datatypes::Schema;
 
 /// A continuous statement, classified at prepare time.
 #[derive(Debug, Clone)]
 pub enum Command {
-    CreateView { name: String, query: String, emit: Option<Emit>, if_not_exists: bool },
-    DropView { names: Vec<String>, if_exists: bool },
+    CreateView {
+        name: String,
+        query: String,
+        emit: Option<Emit>,
+        if_not_exists: bool,
+    },
+    DropView {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     /// Rows of a view as they are emitted: COPY TO STDOUT with `copy`, or a cursor.
-    Subscribe { subscribe: Subscribe, copy: Option<Box<sqlast::Statement>>, cursor: Option<(String, bool)> },
-    CreateSink { def: SinkDef, if_not_exists: bool },
-    DropSink { names: Vec<String>, if_exists: bool },
+    Subscribe {
+        subscribe: Subscribe,
+        copy: Option<Box<sqlast::Statement>>,
+        cursor: Option<(String, bool)>,
+    },
+    CreateSink {
+        def: SinkDef,
+        if_not_exists: bool,
+    },
+    DropSink {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     Listen(String),
     /// None: `UNLISTEN *`.
     Unlisten(Option<String>),
-    Notify { channel: String, payload: String },
+    Notify {
+        channel: String,
+        payload: String,
+    },
 }
 
 /// LISTEN, UNLISTEN and NOTIFY as sqlparser reads them.
@@ -79,7 +100,9 @@ pub fn classify(statement: &StreamStatement) -> WsResult<Option<Command>> {
                  and FETCH (drivers): a plain result set would never end",
             ));
         }
-        StreamStatement::CopySubscribe { subscribe, copy } => Command::Subscribe { subscribe, copy: Some(copy), cursor: None },
+        StreamStatement::CopySubscribe { subscribe, copy } => {
+            Command::Subscribe { subscribe, copy: Some(copy), cursor: None }
+        }
         StreamStatement::DeclareSubscribe { name, hold, subscribe } => {
             Command::Subscribe { subscribe, copy: None, cursor: Some((name, hold)) }
         }
@@ -230,8 +253,7 @@ impl Session {
                 })?;
                 let stream = self.subscription(subscribe, &view)?;
                 if let Some(copy) = copy {
-                    let names: Vec<String> =
-                        stream.schema().fields().iter().map(|f| f.name().clone()).collect();
+                    let names: Vec<String> = stream.schema().fields().iter().map(|f| f.name().clone()).collect();
                     let options = copy::copy_to_options(copy, &names)?;
                     return Ok(Outcome::CopyOut { options, stream });
                 }
@@ -257,7 +279,10 @@ impl Session {
             Command::DropSink { names, if_exists } => {
                 for name in names {
                     if !catalog.drop_sink(name).await? && !if_exists {
-                        return Err(WsError::new(sqlstate::UNDEFINED_OBJECT, format!("sink \"{name}\" does not exist")));
+                        return Err(WsError::new(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("sink \"{name}\" does not exist"),
+                        ));
                     }
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP SINK")))
@@ -278,8 +303,6 @@ impl Session {
     }
 }
 
-
-
 /// What sink connectors may ask of the server, answered by the session that runs CREATE
 /// SINK (or starts the catalog's sinks).
 #[async_trait::async_trait]
@@ -296,7 +319,12 @@ impl sinks::SinkHost for Session {
         super::ddl::lake_table_for_sink(self, table, schema).await
     }
 
-    async fn delta_at_location(&self, sink: &str, location: &str, schema: &Schema) -> WsResult<Arc<crate::lake::LakeTable>> {
+    async fn delta_at_location(
+        &self,
+        sink: &str,
+        location: &str,
+        schema: &Schema,
+    ) -> WsResult<Arc<crate::lake::LakeTable>> {
         super::ddl::delta_at_location(self, sink, location, schema).await
     }
 }

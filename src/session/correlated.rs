@@ -24,8 +24,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -36,8 +36,8 @@ use datafusion::common::{DataFusionError, ParamValues, Result as DfResult, Scala
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr as DfExpr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Expr as DfExpr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
@@ -63,8 +63,13 @@ pub fn holds_subquery(plan: &LogicalPlan) -> bool {
         for expr in node.expressions() {
             if expr
                 .exists(|e| {
-                    Ok(matches!(e, DfExpr::ScalarSubquery(_) | DfExpr::Exists(_) | DfExpr::InSubquery(_)
-                        | DfExpr::OuterReferenceColumn(..)))
+                    Ok(matches!(
+                        e,
+                        DfExpr::ScalarSubquery(_)
+                            | DfExpr::Exists(_)
+                            | DfExpr::InSubquery(_)
+                            | DfExpr::OuterReferenceColumn(..)
+                    ))
                 })
                 .unwrap_or(false)
             {
@@ -156,7 +161,9 @@ fn inner_names(query: &Query) -> HashSet<String> {
 /// A column reference's identity, lower case, for matching occurrences.
 fn column_key(expr: &Expr) -> Option<Vec<String>> {
     match expr {
-        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => Some(parts.iter().map(|p| p.value.to_lowercase()).collect()),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            Some(parts.iter().map(|p| p.value.to_lowercase()).collect())
+        }
         Expr::Identifier(ident) => Some(vec![ident.value.to_lowercase()]),
         _ => None,
     }
@@ -229,11 +236,8 @@ fn with_values(query: &Query, values: &[ScalarValue]) -> Option<Query> {
 /// The subquery with the statement's parameters `params` renumbered `$1..$k` and every
 /// occurrence of the outer references replaced by `$k+1..$k+n`.
 fn parameterized(query: &Query, params: &[String], outer: &[Expr]) -> Query {
-    let keys: HashMap<Vec<String>, usize> = outer
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| column_key(e).map(|k| (k, params.len() + i + 1)))
-        .collect();
+    let keys: HashMap<Vec<String>, usize> =
+        outer.iter().enumerate().filter_map(|(i, e)| column_key(e).map(|k| (k, params.len() + i + 1))).collect();
     struct Substitute<'a> {
         params: &'a [String],
         outer: &'a HashMap<Vec<String>, usize>,
@@ -462,7 +466,13 @@ async fn plan_subquery(ctx: &SessionContext, query: &Query) -> Option<Planned> {
                 match ctx.state().statement_to_plan(statement).await {
                     Ok(planned) if !holds_subquery(&planned) => {
                         let param_types = vec![None; params.len()];
-                        return Some(Planned { plan: planned, params, param_types, outer, replan: Some(parameterized_query) });
+                        return Some(Planned {
+                            plan: planned,
+                            params,
+                            param_types,
+                            outer,
+                            replan: Some(parameterized_query),
+                        });
                     }
                     Ok(_) => return None,
                     Err(nulled_error) if missing_unqualified_column(&nulled_error).is_some() => nulled_error,
@@ -510,14 +520,22 @@ impl std::fmt::Debug for Correlated {
 }
 
 impl Correlated {
-    fn new(name: &str, plan: LogicalPlan, replan: Option<Query>, mode: Mode, state: StateHandle, arity: usize) -> Correlated {
+    fn new(
+        name: &str,
+        plan: LogicalPlan,
+        replan: Option<Query>,
+        mode: Mode,
+        state: StateHandle,
+        arity: usize,
+    ) -> Correlated {
         let column = plan.schema().field(0);
         let value = column.data_type().clone();
         let (returns, metadata) = match mode {
             Mode::Scalar => (value, column.metadata().clone()),
             Mode::Array => {
                 let tag = datafusion_pg_catalog::pg_catalog::oid_field::OID_ALIAS_KEY;
-                let metadata = column.metadata().iter().filter(|(key, _)| *key == tag).map(|(k, v)| (k.clone(), v.clone()));
+                let metadata =
+                    column.metadata().iter().filter(|(key, _)| *key == tag).map(|(k, v)| (k.clone(), v.clone()));
                 (DataType::List(Arc::new(Field::new("item", value, true))), metadata.collect())
             }
         };
@@ -533,7 +551,9 @@ impl Correlated {
                 let query = with_values(query, &values).ok_or_else(|| {
                     DataFusionError::NotImplemented(format!("{}: an outer value with no SQL literal form", self.name))
                 })?;
-                state.statement_to_plan(Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(query))))).await?
+                state
+                    .statement_to_plan(Statement::Statement(Box::new(sqlast::Statement::Query(Box::new(query)))))
+                    .await?
             }
         };
         let physical = state.create_physical_plan(&plan).await?;
@@ -617,7 +637,8 @@ impl AsyncScalarUDFImpl for Correlated {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<_>>()?;
-        let state = (self.state)().ok_or_else(|| DataFusionError::Internal("the session of a subquery is gone".into()))?;
+        let state =
+            (self.state)().ok_or_else(|| DataFusionError::Internal("the session of a subquery is gone".into()))?;
         // Once per distinct tuple of outer values in this batch.
         let mut cache: HashMap<Vec<ScalarValue>, ScalarValue> = HashMap::new();
         let mut out = Vec::with_capacity(rows);

@@ -207,7 +207,13 @@ impl Cursors {
         self.declare_cursor(name, stream, hold, true)
     }
 
-    fn declare_cursor(&mut self, name: &str, stream: SendableRecordBatchStream, hold: bool, live: bool) -> WsResult<()> {
+    fn declare_cursor(
+        &mut self,
+        name: &str,
+        stream: SendableRecordBatchStream,
+        hold: bool,
+        live: bool,
+    ) -> WsResult<()> {
         if self.open.contains_key(name) {
             return Err(WsError::new(DUPLICATE_CURSOR, format!("cursor \"{name}\" already exists")));
         }
@@ -381,7 +387,10 @@ mod tests {
             assert_eq!(error.code, OBJECT_NOT_IN_PREREQUISITE_STATE, "{back:?}");
         }
         // Re-fetching the current row would go back.
-        assert_eq!(cursors.fetch("c", Direction::Forward(0)).await.err().expect("backward").code, OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            cursors.fetch("c", Direction::Forward(0)).await.err().expect("backward").code,
+            OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
         // MOVE ALL counts what is left; past the end a MOVE moves nothing.
         assert_eq!(cursors.move_to("c", Direction::All).await.unwrap(), 1);
         assert_eq!(cursors.move_to("c", Direction::Forward(3)).await.unwrap(), 0);
@@ -392,12 +401,18 @@ mod tests {
         assert_eq!(cursors.move_to("d", Direction::Absolute(0)).await.unwrap(), 0);
         assert_eq!(cursors.move_to("d", Direction::Absolute(2)).await.unwrap(), 1);
         assert_eq!(values(cursors.fetch("d", Direction::Forward(5)).await.unwrap()).await, vec![3]);
-        assert_eq!(cursors.move_to("d", Direction::Absolute(-1)).await.unwrap_err().code, OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            cursors.move_to("d", Direction::Absolute(-1)).await.unwrap_err().code,
+            OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
 
         // The position counts rows a FETCH ALL streamed out.
         cursors.declare("e", source(&[&[1, 2], &[3]]), false).unwrap();
         assert_eq!(values(cursors.fetch("e", Direction::All).await.unwrap()).await, vec![1, 2, 3]);
-        assert_eq!(cursors.move_to("e", Direction::Absolute(3)).await.unwrap_err().code, OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert_eq!(
+            cursors.move_to("e", Direction::Absolute(3)).await.unwrap_err().code,
+            OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
         assert_eq!(cursors.move_to("e", Direction::Absolute(5)).await.unwrap(), 0);
     }
 

@@ -76,9 +76,7 @@ fn delta_type(data_type: &DataType) -> DataType {
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         DataType::Float16 => DataType::Float32,
         DataType::Date64 => DataType::Date32,
-        DataType::Timestamp(_, tz) => {
-            DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| "UTC".into()))
-        }
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| "UTC".into())),
         DataType::Null => DataType::Utf8,
         other => other.clone(),
     }
@@ -108,11 +106,8 @@ pub async fn create_managed_table(
     let input = create.input.as_ref().clone();
     let has_rows = !matches!(&input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
     let source_schema = input.schema().as_arrow().clone();
-    let fields: Vec<Field> = source_schema
-        .fields()
-        .iter()
-        .map(|f| Field::new(f.name(), delta_type(f.data_type()), true))
-        .collect();
+    let fields: Vec<Field> =
+        source_schema.fields().iter().map(|f| Field::new(f.name(), delta_type(f.data_type()), true)).collect();
     let schema = Schema::new(fields);
     for column in partition_by {
         if schema.field_with_name(column).is_err() {
@@ -138,13 +133,15 @@ async fn new_managed_table(
     let catalog = session.engine().catalog();
     let location = catalog.managed_location(name);
     let url = location_url(&location, catalog.data_dir())?;
-    let path = url
-        .to_file_path()
-        .map_err(|()| WsError::internal(format!("managed location {url} is not a local path")))?;
+    let path =
+        url.to_file_path().map_err(|()| WsError::internal(format!("managed location {url} is not a local path")))?;
     if path.join("_delta_log").exists() {
         return Err(WsError::new(
             sqlstate::DUPLICATE_TABLE,
-            format!("{} already holds a Delta table; remove it or register it with CREATE EXTERNAL TABLE", path.display()),
+            format!(
+                "{} already holds a Delta table; remove it or register it with CREATE EXTERNAL TABLE",
+                path.display()
+            ),
         ));
     }
     std::fs::create_dir_all(&path)?;
@@ -174,7 +171,9 @@ async fn new_managed_table(
 
 /// A sink's schema as Delta columns (nullable, Delta's types).
 fn delta_schema(schema: &Schema) -> Schema {
-    Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), delta_type(f.data_type()), true)).collect::<Vec<_>>())
+    Schema::new(
+        schema.fields().iter().map(|f| Field::new(f.name(), delta_type(f.data_type()), true)).collect::<Vec<_>>(),
+    )
 }
 
 /// The lake table a Delta sink writes to by name: an existing one, or a new managed
@@ -192,7 +191,12 @@ pub async fn lake_table_for_sink(session: &Session, table: &str, schema: &Schema
 
 /// The Delta table at `location` a sink writes to (created with the sink's columns when
 /// there is none yet). It is not registered in the catalog.
-pub async fn delta_at_location(session: &Session, sink: &str, location: &str, schema: &Schema) -> WsResult<Arc<LakeTable>> {
+pub async fn delta_at_location(
+    session: &Session,
+    sink: &str,
+    location: &str,
+    schema: &Schema,
+) -> WsResult<Arc<LakeTable>> {
     let catalog = session.engine().catalog();
     let url = location_url(location, catalog.data_dir())?;
     let staleness_ms = session.engine().config().limits.lake_staleness_ms;
@@ -240,13 +244,8 @@ async fn fill_new_table(
         .map(|(field, column)| cast(col(column), field.data_type().clone()).alias(field.name()))
         .collect::<Vec<_>>();
     let projected = LogicalPlanBuilder::from(input).project(casts)?.build()?;
-    let insert = LogicalPlanBuilder::insert_into(
-        projected,
-        name,
-        provider_as_source(lake.clone()),
-        InsertOp::Append,
-    )?
-    .build()?;
+    let insert = LogicalPlanBuilder::insert_into(projected, name, provider_as_source(lake.clone()), InsertOp::Append)?
+        .build()?;
     let rows = session.run_to_count(insert, &tokio_util::sync::CancellationToken::new()).await?;
     lake.refresh().await?;
     Ok((lake, rows))
@@ -273,10 +272,7 @@ pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsR
         location: match create.locations.as_slice() {
             [one] => one.clone(),
             many => {
-                return Err(WsError::unsupported(format!(
-                    "an external table has one location, got {}",
-                    many.len()
-                )));
+                return Err(WsError::unsupported(format!("an external table has one location, got {}", many.len())));
             }
         },
         managed: false,

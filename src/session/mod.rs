@@ -98,10 +98,7 @@ impl Engine {
     /// declares it and it is missing, and registers every declared table.
     pub async fn open(config: Config) -> WsResult<Engine> {
         std::fs::create_dir_all(&config.data_dir).map_err(|error| {
-            WsError::new(
-                sqlstate::IO_ERROR,
-                format!("data dir {}: {error}", config.data_dir.display()),
-            )
+            WsError::new(sqlstate::IO_ERROR, format!("data dir {}: {error}", config.data_dir.display()))
         })?;
         // The declared catalog, then what DDL persisted; one namespace across both.
         let read_only_dir = (!same_dir(&config.catalog_dir, &config.ddl_dir)).then(|| config.catalog_dir.clone());
@@ -172,7 +169,9 @@ impl Engine {
             let mut first_error = None;
             for (file, def) in pending.iter().copied() {
                 match session.start_view(def.clone()).await {
-                    Ok((view, reads)) => engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?,
+                    Ok((view, reads)) => {
+                        engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?
+                    }
                     Err(error) => {
                         first_error.get_or_insert_with(|| continuous_load_error(file, &def.name, error));
                         failed.push((file, def));
@@ -320,23 +319,53 @@ enum Kind {
     /// DataFusion tables...).
     Rows(LogicalPlan),
     /// INSERT into a table: the count becomes the tag; the table is refreshed afterwards.
-    Insert { plan: LogicalPlan, table: String },
+    Insert {
+        plan: LogicalPlan,
+        table: String,
+    },
     /// CREATE TABLE [AS]: a managed Delta table.
-    CreateTable { plan: LogicalPlan, partition_by: Vec<String> },
+    CreateTable {
+        plan: LogicalPlan,
+        partition_by: Vec<String>,
+    },
     /// CREATE EXTERNAL TABLE.
     CreateExternal(LogicalPlan),
-    DropTable { names: Vec<String>, if_exists: bool },
+    DropTable {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     /// CREATE INDEX on a Delta table: Z-orders it and records the index.
-    CreateIndex { table: String, def: crate::catalog::IndexDef, if_not_exists: bool },
-    DropIndex { names: Vec<String>, if_exists: bool },
-    CreateSource { def: crate::stream::SourceDef, if_not_exists: bool },
-    DropSource { names: Vec<String>, if_exists: bool },
-    Set { name: String, value: Option<String> },
-    Show { name: String },
+    CreateIndex {
+        table: String,
+        def: crate::catalog::IndexDef,
+        if_not_exists: bool,
+    },
+    DropIndex {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    CreateSource {
+        def: crate::stream::SourceDef,
+        if_not_exists: bool,
+    },
+    DropSource {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    Set {
+        name: String,
+        value: Option<String>,
+    },
+    Show {
+        name: String,
+    },
     /// Transactions, RESET ALL, DISCARD ALL, cursors: see compat.rs.
     Compat(compat::Command),
     /// COPY table|(query) TO STDOUT: the rows of `plan`, in a COPY format.
-    CopyTo { plan: LogicalPlan, options: copy::CopyOptions },
+    CopyTo {
+        plan: LogicalPlan,
+        options: copy::CopyOptions,
+    },
     /// COPY table FROM STDIN: the client's data, inserted through the table's provider.
     CopyFrom(copy::CopyInTarget),
     /// Views, subscriptions, sinks, LISTEN/NOTIFY: see continuous.rs.
@@ -591,9 +620,7 @@ impl Session {
                     Field::new("setting", DataType::Utf8, true),
                     Field::new("description", DataType::Utf8, true),
                 ])),
-                Kind::Show { name } => {
-                    Arc::new(Schema::new(vec![Field::new(name.clone(), DataType::Utf8, true)]))
-                }
+                Kind::Show { name } => Arc::new(Schema::new(vec![Field::new(name.clone(), DataType::Utf8, true)])),
                 _ => empty_schema(),
             };
             return Ok(Prepared { kind, param_types: Vec::new(), schema });
@@ -608,19 +635,13 @@ impl Session {
         let plan = self.plan_query(statement).await?;
         let param_types = parameter_fields(&plan, &oid_tags)?;
         let kind = match plan {
-            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => {
-                Kind::CreateTable { plan, partition_by }
-            }
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => Kind::CreateTable { plan, partition_by },
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Kind::CreateExternal(plan),
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => Kind::DropTable {
-                names: vec![drop.name.table().to_string()],
-                if_exists: drop.if_exists,
-            },
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+                Kind::DropTable { names: vec![drop.name.table().to_string()], if_exists: drop.if_exists }
+            }
             LogicalPlan::Ddl(other) => {
-                return Err(WsError::unsupported(format!(
-                    "{} is not supported yet",
-                    other.name()
-                )));
+                return Err(WsError::unsupported(format!("{} is not supported yet", other.name())));
             }
             LogicalPlan::Dml(DmlStatement { ref table_name, op: WriteOp::Insert(_), .. }) => {
                 let table = table_name.table().to_string();
@@ -633,10 +654,7 @@ impl Session {
                 return Err(WsError::unsupported("COPY ... TO a server file is not supported"));
             }
             LogicalPlan::Statement(statement) => {
-                return Err(WsError::unsupported(format!(
-                    "statement {} is not supported",
-                    statement.name()
-                )));
+                return Err(WsError::unsupported(format!("statement {} is not supported", statement.name())));
             }
             plan => Kind::Rows(oid_tags::through_case(plan)?),
         };
@@ -651,7 +669,8 @@ impl Session {
     async fn plan_query(&self, statement: Statement) -> WsResult<LogicalPlan> {
         self.pin_time_travel(&statement).await?;
         let state = self.ctx.state();
-        let subqueries = matches!(&statement, Statement::Statement(inner) if correlated::has_expression_subquery(inner));
+        let subqueries =
+            matches!(&statement, Statement::Statement(inner) if correlated::has_expression_subquery(inner));
         if !subqueries {
             return Ok(state.statement_to_plan(statement).await?);
         }
@@ -675,9 +694,7 @@ impl Session {
             Statement::Statement(inner) => inner.as_ref(),
             Statement::Reset(reset) => {
                 let name = match reset {
-                    datafusion::sql::parser::ResetStatement::Variable(name) => {
-                        name.to_string().to_lowercase()
-                    }
+                    datafusion::sql::parser::ResetStatement::Variable(name) => name.to_string().to_lowercase(),
                 };
                 return Ok(Some(Kind::Set { name, value: None }));
             }
@@ -690,17 +707,12 @@ impl Session {
                     let value = match values.as_slice() {
                         [one] => set_value_text(one),
                         many => Some(
-                            many.iter()
-                                .map(|v| set_value_text(v).unwrap_or_default())
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            many.iter().map(|v| set_value_text(v).unwrap_or_default()).collect::<Vec<_>>().join(", "),
                         ),
                     };
                     Kind::Set { name, value }
                 }
-                Set::SetTimeZone { value, .. } => {
-                    Kind::Set { name: "timezone".into(), value: set_value_text(value) }
-                }
+                Set::SetTimeZone { value, .. } => Kind::Set { name: "timezone".into(), value: set_value_text(value) },
                 Set::SetNames { charset_name, .. } => {
                     Kind::Set { name: "client_encoding".into(), value: Some(charset_name.value.clone()) }
                 }
@@ -708,11 +720,8 @@ impl Session {
             },
             sqlast::Statement::ShowVariable { variable } => {
                 // The parser splits `SHOW time zone` into words and `SHOW a.b` at the dot.
-                let words: Vec<String> = variable
-                    .iter()
-                    .map(|i| i.value.to_lowercase())
-                    .filter(|word| word != ".")
-                    .collect();
+                let words: Vec<String> =
+                    variable.iter().map(|i| i.value.to_lowercase()).filter(|word| word != ".").collect();
                 let name = match words.join(" ").as_str() {
                     "time zone" => "timezone".to_string(),
                     "transaction isolation level" => "transaction_isolation".to_string(),
@@ -736,9 +745,7 @@ impl Session {
         let mut pinned = HashMap::with_capacity(refs.len());
         for (name, version) in refs {
             if !crate::sql::names_our_schema(&name) {
-                return Err(WsError::unsupported(format!(
-                    "time travel needs a Delta lake table; {name} is not one"
-                )));
+                return Err(WsError::unsupported(format!("time travel needs a Delta lake table; {name} is not one")));
             }
             let table = crate::sql::normalized_table_name(&name);
             let key = PinKey { table: table.clone(), version: version.clone() };

@@ -133,12 +133,17 @@ impl AggregateUDFImpl for KeepsOidTag {
     /// too, so the physical plan's fields stay those of the logical plan.
     fn reverse_expr(&self) -> ReversedUDAF {
         match self.inner.reverse_expr() {
-            ReversedUDAF::Reversed(reversed) => ReversedUDAF::Reversed(Arc::new(keeping_oid_tag(reversed.inner().clone()))),
+            ReversedUDAF::Reversed(reversed) => {
+                ReversedUDAF::Reversed(Arc::new(keeping_oid_tag(reversed.inner().clone())))
+            }
             other => other,
         }
     }
 
-    fn with_beneficial_ordering(self: Arc<Self>, beneficial_ordering: bool) -> DfResult<Option<Arc<dyn AggregateUDFImpl>>> {
+    fn with_beneficial_ordering(
+        self: Arc<Self>,
+        beneficial_ordering: bool,
+    ) -> DfResult<Option<Arc<dyn AggregateUDFImpl>>> {
         let reordered = Arc::clone(&self.inner).with_beneficial_ordering(beneficial_ordering)?;
         Ok(reordered.map(|inner| Arc::new(KeepsOidTag { inner: inner.into() }) as Arc<dyn AggregateUDFImpl>))
     }

@@ -72,8 +72,7 @@ impl ScalarUDFImpl for PgFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays: Vec<ArrayRef> =
-            args.args.iter().map(|value| value.to_array(rows)).collect::<DfResult<_>>()?;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|value| value.to_array(rows)).collect::<DfResult<_>>()?;
         Ok(ColumnarValue::Array((self.body)(&arrays, rows)?))
     }
 }
@@ -85,10 +84,8 @@ fn function(
     returns: DataType,
     body: impl Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    let shapes: Vec<TypeSignature> = arities
-        .iter()
-        .map(|&n| if n == 0 { TypeSignature::Nullary } else { TypeSignature::Any(n) })
-        .collect();
+    let shapes: Vec<TypeSignature> =
+        arities.iter().map(|&n| if n == 0 { TypeSignature::Nullary } else { TypeSignature::Any(n) }).collect();
     let signature = match shapes.len() {
         1 => Signature::new(shapes.into_iter().next().expect("one shape"), volatility),
         _ => Signature::one_of(shapes, volatility),
@@ -165,10 +162,7 @@ pub fn register(
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             if names.is_null(row) {
-                return Err(external(WsError::new(
-                    sqlstate::INVALID_PARAMETER_VALUE,
-                    "SET requires parameter name",
-                )));
+                return Err(external(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "SET requires parameter name")));
             }
             let name = names.value(row).to_lowercase();
             // The same decision as SET: a read user may not change datafusion.* options.
@@ -284,18 +278,25 @@ fn json_build_object(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
         for (pair, chunk) in args.chunks(2).enumerate() {
             let key = ScalarValue::try_from_array(&chunk[0], row)?;
             if key.is_null() {
-                return Err(external(WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "null value not allowed for object key")));
+                return Err(external(WsError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "null value not allowed for object key",
+                )));
             }
             let value = ScalarValue::try_from_array(&chunk[1], row)?;
             let value = match &value {
                 v if v.is_null() => "null".to_string(),
                 ScalarValue::Boolean(Some(b)) => b.to_string(),
                 v if v.data_type().is_numeric() => v.to_string(),
-                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => quote(t),
+                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => {
+                    quote(t)
+                }
                 other => quote(&other.to_string()),
             };
             let key = match &key {
-                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => t.clone(),
+                ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => {
+                    t.clone()
+                }
                 other => other.to_string(),
             };
             if pair > 0 {
@@ -396,16 +397,23 @@ fn expandarray(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
 fn type_oid(name: &str) -> Option<i32> {
     static BY_NAME: std::sync::LazyLock<std::collections::HashMap<String, u32>> = std::sync::LazyLock::new(|| {
         // The built-in types postgres-types knows; their OIDs sit below 10000.
-        let mut map: std::collections::HashMap<String, u32> = (0..10_000u32)
-            .filter_map(pgwire::api::Type::from_oid)
-            .map(|t| (t.name().to_string(), t.oid()))
-            .collect();
+        let mut map: std::collections::HashMap<String, u32> =
+            (0..10_000u32).filter_map(pgwire::api::Type::from_oid).map(|t| (t.name().to_string(), t.oid())).collect();
         let aliases = [
-            ("smallint", "int2"), ("integer", "int4"), ("int", "int4"), ("bigint", "int8"),
-            ("real", "float4"), ("double precision", "float8"), ("boolean", "bool"),
-            ("character varying", "varchar"), ("character", "bpchar"), ("char", "bpchar"),
-            ("decimal", "numeric"), ("timestamp without time zone", "timestamp"),
-            ("timestamp with time zone", "timestamptz"), ("time without time zone", "time"),
+            ("smallint", "int2"),
+            ("integer", "int4"),
+            ("int", "int4"),
+            ("bigint", "int8"),
+            ("real", "float4"),
+            ("double precision", "float8"),
+            ("boolean", "bool"),
+            ("character varying", "varchar"),
+            ("character", "bpchar"),
+            ("char", "bpchar"),
+            ("decimal", "numeric"),
+            ("timestamp without time zone", "timestamp"),
+            ("timestamp with time zone", "timestamptz"),
+            ("time without time zone", "time"),
             ("time with time zone", "timetz"),
         ];
         for (alias, canonical) in aliases {

@@ -301,8 +301,14 @@ mod tests {
         assert_eq!(authenticated(None).unwrap_err().code, sqlstate::INVALID_AUTHORIZATION_SPECIFICATION);
         // set_config() goes through the same decision as SET.
         let code = |result: WsResult<()>| result.unwrap_err().code;
-        assert_eq!(code(authorize_setting(Some(Role::Read), "datafusion.execution.batch_size")), sqlstate::INSUFFICIENT_PRIVILEGE);
-        assert_eq!(code(authorize_setting(Some(Role::Write), "datafusion.optimizer.max_passes")), sqlstate::INSUFFICIENT_PRIVILEGE);
+        assert_eq!(
+            code(authorize_setting(Some(Role::Read), "datafusion.execution.batch_size")),
+            sqlstate::INSUFFICIENT_PRIVILEGE
+        );
+        assert_eq!(
+            code(authorize_setting(Some(Role::Write), "datafusion.optimizer.max_passes")),
+            sqlstate::INSUFFICIENT_PRIVILEGE
+        );
         assert!(authorize_setting(Some(Role::Admin), "datafusion.execution.batch_size").is_ok());
         assert!(authorize_setting(Some(Role::Read), "application_name").is_ok());
         assert_eq!(code(authorize_setting(None, "application_name")), sqlstate::INVALID_AUTHORIZATION_SPECIFICATION);
@@ -375,10 +381,41 @@ mod tests {
 
     /// Every name [`variant`] gives.
     const VARIANTS: &[&str] = &[
-        "Rows", "Insert", "CreateTable", "CreateExternal", "DropTable", "CreateIndex", "DropIndex", "CreateSource",
-        "DropSource", "Set", "Show", "CopyTo", "CopyFrom", "CreateView", "DropView", "Subscribe", "CreateSink",
-        "DropSink", "Listen", "Unlisten", "Notify", "ResetAll", "DiscardAll", "SetMany", "Begin", "Commit",
-        "Rollback", "Savepoint", "Release", "RollbackTo", "Declare", "Fetch", "Move", "Close", "Deallocate",
+        "Rows",
+        "Insert",
+        "CreateTable",
+        "CreateExternal",
+        "DropTable",
+        "CreateIndex",
+        "DropIndex",
+        "CreateSource",
+        "DropSource",
+        "Set",
+        "Show",
+        "CopyTo",
+        "CopyFrom",
+        "CreateView",
+        "DropView",
+        "Subscribe",
+        "CreateSink",
+        "DropSink",
+        "Listen",
+        "Unlisten",
+        "Notify",
+        "ResetAll",
+        "DiscardAll",
+        "SetMany",
+        "Begin",
+        "Commit",
+        "Rollback",
+        "Savepoint",
+        "Release",
+        "RollbackTo",
+        "Declare",
+        "Fetch",
+        "Move",
+        "Close",
+        "Deallocate",
     ];
 
     /// (kind, statement, least role, writes): what PostgreSQL decides where it has the

@@ -127,7 +127,8 @@ impl ScramVerifier {
 
     /// Parses PostgreSQL's text form.
     pub fn parse(text: &str) -> Result<ScramVerifier, String> {
-        let bad = || "a SCRAM verifier looks like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".to_string();
+        let bad =
+            || "a SCRAM verifier looks like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>".to_string();
         let rest = text.strip_prefix("SCRAM-SHA-256$").ok_or_else(bad)?;
         let (params, keys) = rest.split_once('$').ok_or_else(bad)?;
         let (iterations, salt) = params.split_once(':').ok_or_else(bad)?;
@@ -309,7 +310,8 @@ impl Users {
                 WsError::new(sqlstate::CONFIG_FILE_ERROR, format!("{}:{line}: {message}", path.display()))
             };
             check_name(&entry.name).map_err(|error| at(error.message))?;
-            let scram = ScramVerifier::parse(&entry.scram).map_err(|message| at(format!("user {:?}: {message}", entry.name)))?;
+            let scram = ScramVerifier::parse(&entry.scram)
+                .map_err(|message| at(format!("user {:?}: {message}", entry.name)))?;
             match &entry.md5 {
                 Some(hash) if !is_md5_hash(hash) => {
                     return Err(at(format!("user {:?}: md5 must be \"md5\" and 32 lower-case hex digits", entry.name)));

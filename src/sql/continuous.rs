@@ -42,7 +42,9 @@ pub enum SinkInput {
 pub fn starts(parser: &Parser) -> bool {
     let token = |n| parser.peek_nth_token(n).token;
     let (first, second, third) = (token(0), token(1), token(2));
-    ((word_is(&first, "create") || word_is(&first, "drop")) && word_is(&second, "materialized") && word_is(&third, "view"))
+    ((word_is(&first, "create") || word_is(&first, "drop"))
+        && word_is(&second, "materialized")
+        && word_is(&third, "view"))
         || ((word_is(&first, "create") || word_is(&first, "drop")) && word_is(&second, "sink"))
         || word_is(&first, "subscribe")
         || (word_is(&first, "copy") && second == Token::LParen && word_is(&third, "subscribe"))
@@ -146,7 +148,9 @@ fn parse_subscribe(parser: &mut Parser) -> Result<Subscribe, ParserError> {
                 snapshot = match value.to_ascii_lowercase().as_str() {
                     "true" | "on" | "1" => true,
                     "false" | "off" | "0" => false,
-                    other => return Err(ParserError::ParserError(format!("snapshot must be true or false, not {other}"))),
+                    other => {
+                        return Err(ParserError::ParserError(format!("snapshot must be true or false, not {other}")));
+                    }
                 }
             }
             other => return Err(ParserError::ParserError(format!("unknown SUBSCRIBE option {other}"))),
@@ -325,10 +329,10 @@ mod tests {
         assert_eq!(name, "s");
         assert_eq!(input, SinkInput::View("v".into()));
         assert_eq!(options["connector"], "delta");
-        let StreamStatement::CreateSink { input, .. } =
-            parse_one("CREATE SINK a AS SELECT * FROM orders WHERE amount > 100 WITH (connector = 'notify', channel = 'big')")
-                .unwrap()
-        else {
+        let StreamStatement::CreateSink { input, .. } = parse_one(
+            "CREATE SINK a AS SELECT * FROM orders WHERE amount > 100 WITH (connector = 'notify', channel = 'big')",
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(input, SinkInput::Query("SELECT * FROM orders WHERE amount > 100".into()));

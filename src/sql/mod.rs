@@ -15,8 +15,8 @@ mod cursor_move;
 mod dialect;
 mod output_names;
 mod regproc;
-mod subqueries;
 mod source;
+mod subqueries;
 mod time_travel;
 mod vectors;
 pub mod windows;
@@ -26,14 +26,16 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 
 pub use array_literals::ArrayTextLiterals;
+pub use continuous::{SinkInput, Subscribe};
 pub use dialect::WatershedDialect;
 pub use output_names::display_name;
-pub use subqueries::single_value_udaf;
-pub use continuous::{SinkInput, Subscribe};
-pub use vectors::{ZeroBasedVectors, vector_metadata};
-pub(crate) use subqueries::call as sql_call;
 pub use source::StreamStatement;
-pub use time_travel::{PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs};
+pub(crate) use subqueries::call as sql_call;
+pub use subqueries::single_value_udaf;
+pub use time_travel::{
+    PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs,
+};
+pub use vectors::{ZeroBasedVectors, vector_metadata};
 
 use crate::error::{WsError, WsResult, sqlstate};
 
@@ -46,7 +48,10 @@ pub enum WsStatement {
     Sql(Statement),
     Stream(StreamStatement),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
-    Move { direction: datafusion::sql::sqlparser::ast::FetchDirection, cursor: datafusion::sql::sqlparser::ast::Ident },
+    Move {
+        direction: datafusion::sql::sqlparser::ast::FetchDirection,
+        cursor: datafusion::sql::sqlparser::ast::Ident,
+    },
 }
 
 /// Parses one message's SQL text into statements, in order.
@@ -82,8 +87,8 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
         } else if source::starts_stream_statement(&parser.parser) {
-            let parsed = source::parse_stream_statement(&mut parser.parser)
-                .map_err(|error| parse_error(error.into()))?;
+            let parsed =
+                source::parse_stream_statement(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
         } else if cursor_move::starts_move(&parser.parser) {
             let (direction, cursor) =
@@ -132,21 +137,20 @@ fn starts_pg_copy(parser: &datafusion::sql::sqlparser::parser::Parser<'_>) -> bo
 /// queries plannable by DataFusion. Two of its default rules are left out because
 /// they change results: `RemoveSubqueryFromProjection` replaces correlated scalar
 /// subqueries with NULL, and `AliasDuplicatedProjectionRewrite` renames columns.
-static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> =
-    std::sync::LazyLock::new(|| {
-        vec![
-            Box::new(rules::ResolveUnqualifiedIdentifier),
-            Box::new(rules::RewriteArrayAnyAllOperation),
-            Box::new(rules::PrependUnqualifiedPgTableName),
-            Box::new(rules::StripCallableQualifier),
-            Box::new(rules::FixArrayLiteral),
-            Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
-            Box::new(rules::StripCollate),
-            Box::new(rules::RewritePgCatalogOperator),
-            Box::new(rules::RewriteRegCastToSubquery::new()),
-            Box::new(rules::FixVersionColumnName),
-        ]
-    });
+static PG_COMPAT_RULES: std::sync::LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = std::sync::LazyLock::new(|| {
+    vec![
+        Box::new(rules::ResolveUnqualifiedIdentifier),
+        Box::new(rules::RewriteArrayAnyAllOperation),
+        Box::new(rules::PrependUnqualifiedPgTableName),
+        Box::new(rules::StripCallableQualifier),
+        Box::new(rules::FixArrayLiteral),
+        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(rules::StripCollate),
+        Box::new(rules::RewritePgCatalogOperator),
+        Box::new(rules::RewriteRegCastToSubquery::new()),
+        Box::new(rules::FixVersionColumnName),
+    ]
+});
 
 /// pg_catalog relations of ours that datafusion-pg-catalog's `PrependUnqualifiedPgTableName`
 /// does not know (catalog/pg_catalog.rs): unqualified, they name pg_catalog's, as in
@@ -180,9 +184,11 @@ fn scalar_function_column_aliases(statement: &mut datafusion::sql::sqlparser::as
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> std::ops::ControlFlow<()> {
             if let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = factor
                 && alias.columns.is_empty()
-                && name.0.last().and_then(|part| part.as_ident()).is_some_and(|function| {
-                    SCALAR_SET_FUNCTIONS.contains(&function.value.to_lowercase().as_str())
-                })
+                && name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|function| SCALAR_SET_FUNCTIONS.contains(&function.value.to_lowercase().as_str()))
             {
                 alias.columns.push(TableAliasColumnDef { name: alias.name.clone(), data_type: None });
             }
@@ -209,9 +215,9 @@ pub fn parameter_oid_tags(statement: &Statement) -> std::collections::HashMap<St
                 .and_then(|part| part.as_ident())
                 .map(|ident| ident.value.to_lowercase())
                 .filter(|name| OID_ALIAS_TYPE_NAMES.contains(&name.as_str())),
-            DataType::Array(ArrayElemTypeDef::SquareBracket(element, None) | ArrayElemTypeDef::AngleBracket(element)) => {
-                tag(element).filter(|_| !matches!(element.as_ref(), DataType::Array(_)))
-            }
+            DataType::Array(
+                ArrayElemTypeDef::SquareBracket(element, None) | ArrayElemTypeDef::AngleBracket(element),
+            ) => tag(element).filter(|_| !matches!(element.as_ref(), DataType::Array(_))),
             _ => None,
         }
     }

@@ -226,8 +226,15 @@ mod tests {
 
     #[test]
     fn casts_take_the_type_name_of_a_constant() {
-        assert_eq!(figure_name(&Parser::new(&PostgreSqlDialect {}).try_with_sql("'1'::bigint").unwrap().parse_expr().unwrap()).0, "int8");
-        assert_eq!(figure_name(&Parser::new(&PostgreSqlDialect {}).try_with_sql("a::text").unwrap().parse_expr().unwrap()).0, "a");
+        assert_eq!(
+            figure_name(&Parser::new(&PostgreSqlDialect {}).try_with_sql("'1'::bigint").unwrap().parse_expr().unwrap())
+                .0,
+            "int8"
+        );
+        assert_eq!(
+            figure_name(&Parser::new(&PostgreSqlDialect {}).try_with_sql("a::text").unwrap().parse_expr().unwrap()).0,
+            "a"
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, CaseWhen, DataType, Expr, Subscript, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, Value, ValueWithSpan, visit_expressions_mut,
+    AccessExpr, BinaryOperator, CaseWhen, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Statement, Subscript, Value, ValueWithSpan, visit_expressions_mut,
 };
 
 pub fn rewrite(statement: &mut Statement) {
@@ -57,7 +57,12 @@ pub fn rewrite(statement: &mut Statement) {
         // returns them as a list, and unnest makes it a set again (in a select list,
         // several unnests run in lockstep, as several set-returning functions do).
         if let Expr::Function(function) = expr
-            && function.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray"))
+            && function
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray"))
         {
             let mut inner = function.clone();
             inner.name = ObjectName::from(vec![Ident::new("_pg_expandarray")]);

@@ -12,9 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, ColumnOption, Expr as SqlExpr, Ident, ObjectName, Value,
-};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, ColumnOption, Expr as SqlExpr, Ident, ObjectName, Value};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -27,18 +25,47 @@ use crate::stream::{ColumnDef, SourceDef, WatermarkDef};
 /// A statement about sources.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamStatement {
-    CreateSource { def: SourceDef, if_not_exists: bool },
-    DropSource { names: Vec<String>, if_exists: bool },
+    CreateSource {
+        def: SourceDef,
+        if_not_exists: bool,
+    },
+    DropSource {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     ShowSources,
     /// `emit` is None when not written: the plan's shape decides (sql/continuous.rs).
-    CreateView { name: String, query: String, emit: Option<Emit>, if_not_exists: bool },
-    DropView { names: Vec<String>, if_exists: bool },
+    CreateView {
+        name: String,
+        query: String,
+        emit: Option<Emit>,
+        if_not_exists: bool,
+    },
+    DropView {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     Subscribe(Subscribe),
     /// `copy` is a COPY of a placeholder table carrying the COPY options.
-    CopySubscribe { subscribe: Subscribe, copy: Box<datafusion::sql::sqlparser::ast::Statement> },
-    DeclareSubscribe { name: String, hold: bool, subscribe: Subscribe },
-    CreateSink { name: String, input: SinkInput, options: BTreeMap<String, String>, if_not_exists: bool },
-    DropSink { names: Vec<String>, if_exists: bool },
+    CopySubscribe {
+        subscribe: Subscribe,
+        copy: Box<datafusion::sql::sqlparser::ast::Statement>,
+    },
+    DeclareSubscribe {
+        name: String,
+        hold: bool,
+        subscribe: Subscribe,
+    },
+    CreateSink {
+        name: String,
+        input: SinkInput,
+        options: BTreeMap<String, String>,
+        if_not_exists: bool,
+    },
+    DropSink {
+        names: Vec<String>,
+        if_exists: bool,
+    },
 }
 
 pub(super) fn word_is(token: &Token, word: &str) -> bool {
@@ -55,11 +82,7 @@ pub fn starts_stream_statement(parser: &Parser) -> bool {
 
 pub(super) fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
     let token = parser.next_token();
-    if word_is(&token.token, word) {
-        Ok(())
-    } else {
-        parser.expected(&word.to_uppercase(), token)
-    }
+    if word_is(&token.token, word) { Ok(()) } else { parser.expected(&word.to_uppercase(), token) }
 }
 
 /// An identifier as PostgreSQL folds it: unquoted to lower case, quoted as written.
@@ -181,11 +204,8 @@ fn option_value(parser: &mut Parser) -> Result<String, ParserError> {
 
 /// `col` or `col - INTERVAL '...'` with `col` the watermark column.
 fn watermark_def(column: String, expr: &SqlExpr) -> Result<WatermarkDef, ParserError> {
-    let bad = || {
-        ParserError::ParserError(format!(
-            "WATERMARK FOR {column} AS must be {column} or {column} - INTERVAL '...'"
-        ))
-    };
+    let bad =
+        || ParserError::ParserError(format!("WATERMARK FOR {column} AS must be {column} or {column} - INTERVAL '...'"));
     let names_column = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if normalize(i) == column);
     let delay_ms = match expr {
         e if names_column(e) => 0,
@@ -240,9 +260,10 @@ mod tests {
 
     #[test]
     fn watermark_interval_forms() {
-        let statement =
-            parse("CREATE SOURCE s (ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1 minute') WITH (connector='ingest')")
-                .unwrap();
+        let statement = parse(
+            "CREATE SOURCE s (ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1 minute') WITH (connector='ingest')",
+        )
+        .unwrap();
         let StreamStatement::CreateSource { def, .. } = statement else { panic!() };
         assert_eq!(def.watermark.unwrap().delay_ms, 60_000);
         assert!(parse("CREATE SOURCE s (ts TIMESTAMP, WATERMARK FOR ts AS now()) WITH (connector='ingest')").is_err());

@@ -46,8 +46,23 @@ pub const SINGLE_VALUE: &str = "scalar_subquery_value";
 
 /// Aggregates whose presence means a subquery already returns one row.
 const AGGREGATES: &[&str] = &[
-    "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every",
-    "first_value", "last_value", "json_agg", "jsonb_agg", "stddev", "variance", SINGLE_VALUE,
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "first_value",
+    "last_value",
+    "json_agg",
+    "jsonb_agg",
+    "stddev",
+    "variance",
+    SINGLE_VALUE,
 ];
 
 pub fn rewrite(statement: &mut Statement) {
@@ -103,17 +118,15 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
     let equalities: Vec<(Expr, Expr)> = kept
         .iter()
         .filter_map(|conjunct| match conjunct {
-            Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
-                match (qualifier(left), qualifier(right)) {
-                    (Some(l), Some(r)) if inner.contains(&l) && !inner.contains(&r) => {
-                        Some((right.as_ref().clone(), left.as_ref().clone()))
-                    }
-                    (Some(l), Some(r)) if !inner.contains(&l) && inner.contains(&r) => {
-                        Some((left.as_ref().clone(), right.as_ref().clone()))
-                    }
-                    _ => None,
+            Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => match (qualifier(left), qualifier(right)) {
+                (Some(l), Some(r)) if inner.contains(&l) && !inner.contains(&r) => {
+                    Some((right.as_ref().clone(), left.as_ref().clone()))
                 }
-            }
+                (Some(l), Some(r)) if !inner.contains(&l) && inner.contains(&r) => {
+                    Some((left.as_ref().clone(), right.as_ref().clone()))
+                }
+                _ => None,
+            },
             _ => None,
         })
         .collect();
@@ -155,7 +168,9 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
     let value = if reads_outer {
         let mut fields = Vec::new();
         for (index, column) in inner_refs.iter().enumerate() {
-            fields.push(Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into()));
+            fields.push(Expr::Value(
+                datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into(),
+            ));
             fields.push(column.clone());
         }
         if fields.is_empty() {
@@ -183,7 +198,9 @@ fn rewrite_scalar_subquery(query: &Query) -> Option<Expr> {
                 root: Box::new(Expr::Nested(Box::new(row.clone()))),
                 access_chain: vec![datafusion::sql::sqlparser::ast::AccessExpr::Subscript(
                     datafusion::sql::sqlparser::ast::Subscript::Index {
-                        index: Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into()),
+                        index: Expr::Value(
+                            datafusion::sql::sqlparser::ast::Value::SingleQuotedString(format!("c{index}")).into(),
+                        ),
                     },
                 )],
             };
@@ -340,7 +357,11 @@ fn aggregate_over_domain(query: &Query, outer: &str, table: &str, counter: usize
     for (index, column) in outer_columns.iter().enumerate() {
         let Expr::CompoundIdentifier(parts) = column else { return None };
         let last = parts.last()?;
-        replace(&mut condition, column, &Expr::CompoundIdentifier(vec![Ident::new(&domain), Ident::new(format!("k{index}"))]));
+        replace(
+            &mut condition,
+            column,
+            &Expr::CompoundIdentifier(vec![Ident::new(&domain), Ident::new(format!("k{index}"))]),
+        );
         keys.push(format!("{domain}.k{index}"));
         distinct.push(format!("{last} AS k{index}"));
         lookup.push(format!("{groups}.k{index} = {column}"));
@@ -355,9 +376,13 @@ fn aggregate_over_domain(query: &Query, outer: &str, table: &str, counter: usize
         lookup = lookup.join(" AND "),
     );
     let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-    let lookup = datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(&sql).ok()?.parse_expr().ok()?;
+    let lookup =
+        datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(&sql).ok()?.parse_expr().ok()?;
     Some(if function_name == "count" {
-        call("coalesce", vec![lookup, Expr::Value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false).into())])
+        call(
+            "coalesce",
+            vec![lookup, Expr::Value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false).into())],
+        )
     } else {
         lookup
     })
@@ -418,10 +443,8 @@ fn and_all(exprs: Vec<Expr>) -> Option<Expr> {
 /// Relation names (aliases, else table names) of a SELECT's FROM, lower case.
 fn from_names(select: &datafusion::sql::sqlparser::ast::Select) -> HashSet<String> {
     let mut names = HashSet::new();
-    let factors = select
-        .from
-        .iter()
-        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    let factors =
+        select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
     for factor in factors {
         let name = match factor {
             TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
@@ -597,13 +620,10 @@ mod tests {
 
     #[test]
     fn correlated_subqueries_get_aggregated_and_outer_conjuncts_move_out() {
-        let sql = rewritten(
-            "SELECT (SELECT d.x FROM d WHERE d.id = a.id AND a.flag) FROM a",
-        );
+        let sql = rewritten("SELECT (SELECT d.x FROM d WHERE d.id = a.id AND a.flag) FROM a");
         assert!(sql.contains("CASE WHEN a.flag THEN (SELECT scalar_subquery_value(d.x)"), "{sql}");
-        let sql = rewritten(
-            "SELECT (SELECT c.n FROM c, t WHERE c.oid = a.coll AND t.oid = a.typ AND a.coll <> t.tc) FROM a",
-        );
+        let sql =
+            rewritten("SELECT (SELECT c.n FROM c, t WHERE c.oid = a.coll AND t.oid = a.typ AND a.coll <> t.tc) FROM a");
         assert!(sql.contains("c.oid <> t.tc"), "{sql}");
         let outside = rewritten("SELECT (SELECT f(d.x, a.y) FROM d WHERE d.id = a.id) FROM a");
         assert!(outside.contains("named_struct('c0', d.x)") && outside.contains("['c0'], a.y)"), "{outside}");

@@ -13,9 +13,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::datasource::{TableProvider, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::LogicalPlanBuilder;
-use datafusion::logical_expr::planner::{
-    PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
-};
+use datafusion::logical_expr::planner::{PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning};
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{
     Expr, ObjectName, TableFactor, TableVersion, Value, ValueWithSpan, Visit, Visitor,
@@ -52,18 +50,12 @@ pub fn normalized_table_name(name: &ObjectName) -> String {
 /// True when a relation name can only mean a table of our one schema: bare, or
 /// qualified with `public` / `watershed.public`.
 pub fn names_our_schema(name: &ObjectName) -> bool {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|part| part.as_ident())
-        .map(|ident| ident.value.to_lowercase())
-        .collect();
+    let parts: Vec<String> =
+        name.0.iter().filter_map(|part| part.as_ident()).map(|ident| ident.value.to_lowercase()).collect();
     match parts.as_slice() {
         [_] => true,
         [schema, _] => schema == crate::catalog::SCHEMA_NAME,
-        [catalog, schema, _] => {
-            catalog == crate::catalog::CATALOG_NAME && schema == crate::catalog::SCHEMA_NAME
-        }
+        [catalog, schema, _] => catalog == crate::catalog::CATALOG_NAME && schema == crate::catalog::SCHEMA_NAME,
         _ => false,
     }
 }
@@ -83,10 +75,7 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
             return Some(at.and_utc());
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|at| at.and_utc())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|date| date.and_hms_opt(0, 0, 0)).map(|at| at.and_utc())
 }
 
 fn string_of(expr: &Expr) -> Option<&str> {
@@ -103,11 +92,10 @@ fn string_of(expr: &Expr) -> Option<&str> {
 
 fn version_spec(version: &TableVersion) -> WsResult<VersionSpec> {
     match version {
-        TableVersion::VersionAsOf(Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. })) => {
-            n.parse::<i64>().map(VersionSpec::Version).map_err(|_| {
-                WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("invalid table version {n}"))
-            })
-        }
+        TableVersion::VersionAsOf(Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. })) => n
+            .parse::<i64>()
+            .map(VersionSpec::Version)
+            .map_err(|_| WsError::new(sqlstate::INVALID_PARAMETER_VALUE, format!("invalid table version {n}"))),
         TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
             let text = string_of(expr).ok_or_else(|| {
                 WsError::unsupported("TIMESTAMP AS OF takes a timestamp literal, e.g. '2026-01-01 12:00:00+00'")

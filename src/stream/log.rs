@@ -327,7 +327,8 @@ impl RetainedLog {
                     Some(last_late) => {
                         let on_time = BooleanArray::from(vec![false; batch.num_rows()]);
                         let joined = datafusion::arrow::compute::concat(&[&last_late.rows, &on_time])?;
-                        let rows = joined.as_any().downcast_ref::<BooleanArray>().expect("booleans concatenate to booleans");
+                        let rows =
+                            joined.as_any().downcast_ref::<BooleanArray>().expect("booleans concatenate to booleans");
                         Some(Late { rows: rows.clone(), watermark_us: last_late.watermark_us })
                     }
                 };
@@ -529,7 +530,10 @@ mod tests {
         assert_eq!(second.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
         assert_eq!((second.next_offset, second.watermark_us), (4, Some(35_000_000)));
         let from_inside = log.read_from(1, 1);
-        assert_eq!((from_inside.batches[0].num_rows(), from_inside.next_offset, from_inside.watermark_us), (1, 2, Some(15_000_000)));
+        assert_eq!(
+            (from_inside.batches[0].num_rows(), from_inside.next_offset, from_inside.watermark_us),
+            (1, 2, Some(15_000_000))
+        );
     }
 
     #[test]
@@ -578,7 +582,11 @@ mod tests {
         assert!(snapshot[0].late.is_none());
         let late = snapshot[1].late.as_ref().expect("late rows recorded");
         assert_eq!(late.watermark_us, 105_000_000);
-        assert_eq!(late.rows.iter().collect::<Vec<_>>(), vec![Some(true), Some(false), Some(false)], "on-time rows merge after it");
+        assert_eq!(
+            late.rows.iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(false), Some(false)],
+            "on-time rows merge after it"
+        );
         let read = log.read_from(3, 10);
         let sliced = read.late[0].as_ref().expect("the slice keeps its late rows");
         assert_eq!((sliced.rows.len(), sliced.watermark_us), (2, 105_000_000));

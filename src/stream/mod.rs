@@ -153,9 +153,7 @@ impl Source {
         let total = self.log.next_offset();
         let mut samples = self.rate_samples.lock().unwrap_or_else(|p| p.into_inner());
         samples.push_back((now_ms, total));
-        while samples.len() > RATE_SAMPLES_MAX
-            || samples.front().is_some_and(|(at, _)| now_ms - at > RATE_WINDOW_MS)
-        {
+        while samples.len() > RATE_SAMPLES_MAX || samples.front().is_some_and(|(at, _)| now_ms - at > RATE_WINDOW_MS) {
             samples.pop_front();
         }
         first_retained

@@ -129,8 +129,7 @@ impl SourceSpec {
                         sqlstate::DATATYPE_MISMATCH,
                         format!(
                             "watermark column \"{}\" must be a timestamp, not {}",
-                            watermark.column,
-                            def.columns[index].sql_type
+                            watermark.column, def.columns[index].sql_type
                         ),
                     ));
                 }
@@ -165,15 +164,7 @@ impl SourceSpec {
                 return Err(WsError::unsupported(format!("ENCODE {other} is not supported (JSON, CSV are)")));
             }
         };
-        Ok(SourceSpec {
-            def,
-            schema,
-            event_time,
-            retention_ms,
-            retention_bytes,
-            idle_timeout_ms,
-            encode,
-        })
+        Ok(SourceSpec { def, schema, event_time, retention_ms, retention_bytes, idle_timeout_ms, encode })
     }
 
     pub fn name(&self) -> &str {
@@ -213,11 +204,16 @@ impl SourceSpec {
     pub fn check_columns(&self, expected: &SchemaRef, what: &str) -> WsResult<()> {
         let declared = &self.schema;
         let same = expected.fields().len() == declared.fields().len()
-            && expected.fields().iter().zip(declared.fields()).all(|(e, d)| e.name() == d.name() && e.data_type() == d.data_type());
+            && expected
+                .fields()
+                .iter()
+                .zip(declared.fields())
+                .all(|(e, d)| e.name() == d.name() && e.data_type() == d.data_type());
         if same {
             return Ok(());
         }
-        let columns: Vec<String> = expected.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+        let columns: Vec<String> =
+            expected.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
         Err(WsError::new(sqlstate::DATATYPE_MISMATCH, format!("{what} produces the columns ({})", columns.join(", "))))
     }
 }
@@ -241,9 +237,7 @@ pub fn arrow_type(sql_type: &str) -> WsResult<DataType> {
         SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 => DataType::Float64,
         SqlType::Real | SqlType::Float4 => DataType::Float32,
         SqlType::Boolean | SqlType::Bool => DataType::Boolean,
-        SqlType::Text | SqlType::String(_) | SqlType::Varchar(_) | SqlType::CharacterVarying(_) => {
-            DataType::Utf8
-        }
+        SqlType::Text | SqlType::String(_) | SqlType::Varchar(_) | SqlType::CharacterVarying(_) => DataType::Utf8,
         SqlType::Date => DataType::Date32,
         SqlType::Bytea => DataType::Binary,
         SqlType::Decimal(info) | SqlType::Numeric(info) => match info {
@@ -325,10 +319,7 @@ mod tests {
     fn types_map_to_arrow() {
         assert_eq!(arrow_type("BIGINT").unwrap(), DataType::Int64);
         assert_eq!(arrow_type("decimal(12,2)").unwrap(), DataType::Decimal128(12, 2));
-        assert_eq!(
-            arrow_type("timestamptz").unwrap(),
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-        );
+        assert_eq!(arrow_type("timestamptz").unwrap(), DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
         assert_eq!(arrow_type("TIMESTAMP").unwrap(), DataType::Timestamp(TimeUnit::Microsecond, None));
         assert_eq!(arrow_type("int[]").unwrap_err().code, sqlstate::FEATURE_NOT_SUPPORTED);
     }

@@ -152,13 +152,21 @@ pub fn sinks_view(registry: SinkRegistry) -> SystemView {
             Arc::new(StringArray::from_iter_values(sinks.iter().map(|s| s.name()))),
             Arc::new(StringArray::from_iter_values(sinks.iter().map(|s| s.def.connector()))),
             Arc::new(StringArray::from_iter_values(sinks.iter().map(|s| input(s)))),
-            Arc::new(Int64Array::from_iter_values(sinks.iter().map(|s| s.stats.rows_written.load(Ordering::Relaxed) as i64))),
-            Arc::new(Int64Array::from_iter_values(sinks.iter().map(|s| s.stats.commits.load(Ordering::Relaxed) as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                sinks.iter().map(|s| s.stats.rows_written.load(Ordering::Relaxed) as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                sinks.iter().map(|s| s.stats.commits.load(Ordering::Relaxed) as i64),
+            )),
             timestamps(sinks.iter().map(|s| s.stats.last_commit_ms().map(|ms| ms * 1_000))),
             timestamps(sinks.iter().map(|s| s.stats.delivered_until_us())),
-            Arc::new(Int64Array::from_iter(sinks.iter().map(|s| s.stats.delivered_until_us().map(|w| (now_us - w) / 1_000)))),
+            Arc::new(Int64Array::from_iter(
+                sinks.iter().map(|s| s.stats.delivered_until_us().map(|w| (now_us - w) / 1_000)),
+            )),
             Arc::new(StringArray::from_iter(sinks.iter().map(|s| s.stats.last_error()))),
-            Arc::new(Int64Array::from_iter_values(sinks.iter().map(|s| s.stats.messages_dropped.load(Ordering::Relaxed) as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                sinks.iter().map(|s| s.stats.messages_dropped.load(Ordering::Relaxed) as i64),
+            )),
         ];
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     };
@@ -184,7 +192,9 @@ pub fn sources_view(registry: SourceRegistry) -> SystemView {
     let rows = move |schema: &SchemaRef| -> DfResult<RecordBatch> {
         let sources: Vec<Arc<Source>> = registry.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let stats: Vec<_> = sources.iter().map(|s| s.log.stats()).collect();
-        let int = |f: &dyn Fn(usize) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values((0..sources.len()).map(f))) };
+        let int = |f: &dyn Fn(usize) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values((0..sources.len()).map(f)))
+        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.name()))),
             Arc::new(StringArray::from_iter_values(sources.iter().map(|s| s.spec.connector()))),

@@ -83,7 +83,11 @@ impl SourceTable {
         let Some(pruning) = PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical) else {
             return Ok(chunks);
         };
-        let stats = ChunkStats { chunks: &chunks, column: &event_time.column, data_type: schema.field(event_time.index).data_type() };
+        let stats = ChunkStats {
+            chunks: &chunks,
+            column: &event_time.column,
+            data_type: schema.field(event_time.index).data_type(),
+        };
         let keep = pruning.prune(&stats)?;
         Ok(chunks.into_iter().zip(keep).filter_map(|(chunk, keep)| keep.then_some(chunk)).collect())
     }
@@ -101,8 +105,7 @@ impl ChunkStats<'_> {
         if column.name != self.column {
             return None;
         }
-        let values: TimestampMicrosecondArray =
-            self.chunks.iter().map(|c| c.event_range_us.map(&pick)).collect();
+        let values: TimestampMicrosecondArray = self.chunks.iter().map(|c| c.event_range_us.map(&pick)).collect();
         let DataType::Timestamp(_, tz) = self.data_type else {
             return None;
         };
@@ -177,18 +180,14 @@ impl TableProvider for SourceTable {
         // Spread chunks over the configured partitions, keeping arrival order within each.
         let partitions_max = state.config().target_partitions().max(1);
         let per_partition = chunks.len().div_ceil(partitions_max).max(1);
-        let mut partitions: Vec<Vec<RecordBatch>> = chunks
-            .chunks(per_partition)
-            .map(|group| group.iter().map(|c| c.batch.clone()).collect())
-            .collect();
+        let mut partitions: Vec<Vec<RecordBatch>> =
+            chunks.chunks(per_partition).map(|group| group.iter().map(|c| c.batch.clone()).collect()).collect();
         if partitions.is_empty() {
             partitions.push(Vec::new());
         }
         let scan = MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
-        let detail = format!(
-            "source={}, chunks_retained={retained_count}, chunks_scanned={scanned_count}",
-            self.source.name()
-        );
+        let detail =
+            format!("source={}, chunks_retained={retained_count}, chunks_scanned={scanned_count}", self.source.name());
         Ok(Arc::new(ScanInfoExec::new("SourceScanExec", detail, scan)))
     }
 

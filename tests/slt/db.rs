@@ -54,10 +54,7 @@ impl From<WsError> for SqlError {
 impl From<tokio_postgres::Error> for SqlError {
     fn from(error: tokio_postgres::Error) -> SqlError {
         match error.as_db_error() {
-            Some(db) => SqlError {
-                code: Some(db.code().code().to_string()),
-                message: db.message().to_string(),
-            },
+            Some(db) => SqlError { code: Some(db.code().code().to_string()), message: db.message().to_string() },
             // Not an ErrorResponse: a broken connection, or a value PgText could not decode.
             None => SqlError { code: None, message: format!("client: {error}") },
         }
@@ -191,9 +188,7 @@ impl Wire {
     }
 
     fn client(&self) -> Result<&Client, SqlError> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| SqlError { code: None, message: "connection already shut down".into() })
+        self.client.as_ref().ok_or_else(|| SqlError { code: None, message: "connection already shut down".into() })
     }
 
     async fn run_simple(&self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SqlError> {
@@ -204,9 +199,7 @@ impl Wire {
         let mut open: Option<(usize, Vec<Vec<String>>)> = None;
         for message in messages {
             match message {
-                SimpleQueryMessage::RowDescription(columns) => {
-                    open = Some((columns.len(), Vec::new()))
-                }
+                SimpleQueryMessage::RowDescription(columns) => open = Some((columns.len(), Vec::new())),
                 SimpleQueryMessage::Row(row) => {
                     let values = (0..row.len()).map(|index| cell(row.get(index))).collect();
                     match open.as_mut() {
@@ -217,9 +210,7 @@ impl Wire {
                 }
                 SimpleQueryMessage::CommandComplete(count) => {
                     output = match open.take() {
-                        Some((width, rows)) => {
-                            DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows }
-                        }
+                        Some((width, rows)) => DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows },
                         None => DBOutput::StatementComplete(count),
                     };
                 }

@@ -59,13 +59,11 @@ pub fn render(ty: &Type, raw: &[u8]) -> Result<String, BoxError> {
         Type::OID => u32::from_be_bytes(exact(raw)?).to_string(),
         Type::FLOAT4 => {
             let value = f32::from_be_bytes(exact(raw)?);
-            special_float(value.into())
-                .unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT4_FIXED_MAX))
+            special_float(value.into()).unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT4_FIXED_MAX))
         }
         Type::FLOAT8 => {
             let value = f64::from_be_bytes(exact(raw)?);
-            special_float(value)
-                .unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT8_FIXED_MAX))
+            special_float(value).unwrap_or_else(|| shortest(&format!("{value:e}"), FLOAT8_FIXED_MAX))
         }
         Type::NUMERIC => numeric_text(raw)?,
         Type::DATE => date_text(i32::from_be_bytes(exact(raw)?))?,
@@ -168,8 +166,7 @@ fn shortest(scientific: &str, fixed_max: i32) -> String {
 /// numeric_send's layout: ndigits, weight, sign, dscale (i16/u16 each), then base-10000
 /// digits; rendered as numeric_out does, with exactly `dscale` fractional digits.
 fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
-    let header =
-        |at: usize| -> Result<[u8; 2], BoxError> { exact(raw.get(at..at + 2).unwrap_or_default()) };
+    let header = |at: usize| -> Result<[u8; 2], BoxError> { exact(raw.get(at..at + 2).unwrap_or_default()) };
     let ndigits = i16::from_be_bytes(header(0)?) as i64;
     let weight = i16::from_be_bytes(header(2)?) as i64;
     let sign = u16::from_be_bytes(header(4)?);
@@ -186,9 +183,7 @@ fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
         0xF000 => return Ok("-Infinity".to_string()),
         other => return Err(format!("numeric sign {other:#x}").into()),
     };
-    let digit = |index: i64| -> i16 {
-        if index >= 0 && index < ndigits { digits[index as usize] } else { 0 }
-    };
+    let digit = |index: i64| -> i16 { if index >= 0 && index < ndigits { digits[index as usize] } else { 0 } };
     let mut out = String::new();
     if negative {
         out.push('-');
@@ -411,9 +406,7 @@ fn write_dimension(
 fn quote_array_element(value: &str) -> String {
     let needs_quotes = value.is_empty()
         || value.eq_ignore_ascii_case("null")
-        || value
-            .chars()
-            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        || value.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
     if !needs_quotes {
         return value.to_string();
     }

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -158,7 +158,6 @@ impl Drop for Process {
     }
 }
 
-
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("addr").port()
@@ -167,9 +166,8 @@ pub fn free_port() -> u16 {
 /// An engine on a fresh temporary root, served on an ephemeral port, and a client of it.
 pub async fn start_in_process() -> (Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let engine = watershed::session::Engine::open(watershed::config::Config::rooted_at(dir.path()))
-        .await
-        .expect("engine opens");
+    let engine =
+        watershed::session::Engine::open(watershed::config::Config::rooted_at(dir.path())).await.expect("engine opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {

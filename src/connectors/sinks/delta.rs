@@ -20,8 +20,8 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMicros
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -105,10 +105,7 @@ impl Writer<'_> {
             .with_metadata([
                 ("watershed.sink".to_string(), serde_json::Value::from(self.name)),
                 ("watershed.watermark_us".to_string(), serde_json::Value::from(watermark_us)),
-                (
-                    "watershed.source_offsets".to_string(),
-                    serde_json::json!({ self.source.clone(): source_offset }),
-                ),
+                ("watershed.source_offsets".to_string(), serde_json::json!({ self.source.clone(): source_offset })),
             ]);
         let table = self.table.clone();
         self.table = table
@@ -126,12 +123,10 @@ impl Writer<'_> {
                 .map_err(|e| WsError::new(sqlstate::IO_ERROR, format!("delta sink {} checkpoint: {e}", self.name)))?;
         }
         if self.target.compact_interval > 0 && self.commits % self.target.compact_interval == 0 {
-            let (table, _metrics) = self
-                .table
-                .clone()
-                .optimize()
-                .await
-                .map_err(|e| WsError::new(sqlstate::IO_ERROR, format!("delta sink {} compaction: {e}", self.name)))?;
+            let (table, _metrics) =
+                self.table.clone().optimize().await.map_err(|e| {
+                    WsError::new(sqlstate::IO_ERROR, format!("delta sink {} compaction: {e}", self.name))
+                })?;
             self.table = table;
         }
         // Readers of the lake table see the rows without waiting for its staleness bound.
@@ -162,16 +157,8 @@ async fn deliver(
         .transaction_version(table.log_store().as_ref(), &app_id)
         .await
         .map_err(|e| WsError::new(sqlstate::IO_ERROR, format!("delta sink {name}: {e}")))?;
-    let mut writer = Writer {
-        name,
-        app_id,
-        table,
-        committed_us,
-        commits: 0,
-        target,
-        stats,
-        source: view.sources.join(","),
-    };
+    let mut writer =
+        Writer { name, app_id, table, committed_us, commits: 0, target, stats, source: view.sources.join(",") };
     let (rows, watermark_us, offset, mut receiver) = view.store.subscribe(true)?;
     if let Some(w) = watermark_us {
         let rows = rows.iter().map(|b| after(b, window_end, writer.committed_us)).collect::<WsResult<Vec<_>>>()?;

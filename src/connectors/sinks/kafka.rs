@@ -83,7 +83,9 @@ impl KafkaTarget {
                 let property = if property == "bootstrap.server" { "bootstrap.servers" } else { property };
                 properties.insert(property.to_string(), value.clone());
             } else if key != "connector" && !OPTIONS.contains(&key.as_str()) {
-                return Err(invalid(format!("sink option '{key}' is not known to connector 'kafka' (topic, key, properties.*)")));
+                return Err(invalid(format!(
+                    "sink option '{key}' is not known to connector 'kafka' (topic, key, properties.*)"
+                )));
             }
         }
         let Some(bootstrap) = properties.get("bootstrap.servers").cloned() else {
@@ -209,7 +211,10 @@ impl Position {
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => {
-                    return Err(WsError::new(sqlstate::IO_ERROR, format!("kafka sink position {}: {error}", path.display())));
+                    return Err(WsError::new(
+                        sqlstate::IO_ERROR,
+                        format!("kafka sink position {}: {error}", path.display()),
+                    ));
                 }
             }
         }
@@ -274,7 +279,11 @@ pub struct Follow<'a> {
 type Backlog = VecDeque<(RecordBatch, Option<i64>)>;
 
 /// A subscription's starting rows as a backlog: the watermark holds after the last.
-fn backlog(rows: Vec<RecordBatch>, watermark_us: Option<i64>, schema: &datafusion::arrow::datatypes::SchemaRef) -> Backlog {
+fn backlog(
+    rows: Vec<RecordBatch>,
+    watermark_us: Option<i64>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Backlog {
     let mut backlog: Backlog = rows.into_iter().map(|batch| (batch, None)).collect();
     backlog.push_back((RecordBatch::new_empty(schema.clone()), watermark_us));
     backlog
@@ -319,7 +328,11 @@ impl Follow<'_> {
                         Err(RecvError::Closed) => return,
                         Err(RecvError::Lagged(missed)) => match self.resume(anchor.as_ref(), missed) {
                             Ok((rows, watermark_us, resubscribed)) => {
-                                tracing::info!(sink = self.name, missed, "kafka sink fell behind; resuming from the view's rows");
+                                tracing::info!(
+                                    sink = self.name,
+                                    missed,
+                                    "kafka sink fell behind; resuming from the view's rows"
+                                );
                                 backlog = self::backlog(rows, watermark_us, &schema);
                                 receiver = resubscribed;
                                 continue;
@@ -383,7 +396,11 @@ impl Follow<'_> {
             None => 0,
             Some(anchor) => match rows.iter().position(|batch| same_batch(batch, anchor)) {
                 Some(index) => index + 1,
-                None => return Err(lost("the view no longer retains the rows after the last batch sent (its retention or rows_max dropped them)")),
+                None => {
+                    return Err(lost(
+                        "the view no longer retains the rows after the last batch sent (its retention or rows_max dropped them)",
+                    ));
+                }
             },
         };
         Ok((rows[start..].to_vec(), watermark_us, receiver))
@@ -466,7 +483,8 @@ mod tests {
 
     /// One emission closing windows up to `window_end_s`.
     fn emit(store: &ViewStore, ids: &[i64], window_end_s: i64) {
-        let step = Step { watermark_us: Some(window_end_s * 1_000_000), source_offset: 0, now_ms: crate::stream::now_ms() };
+        let step =
+            Step { watermark_us: Some(window_end_s * 1_000_000), source_offset: 0, now_ms: crate::stream::now_ms() };
         store.append(vec![batch(ids, window_end_s)], step).unwrap();
     }
 

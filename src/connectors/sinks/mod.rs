@@ -159,7 +159,12 @@ pub trait SinkHost: Send + Sync {
     async fn lake_table(&self, table: &str, schema: &Schema) -> WsResult<Arc<crate::lake::LakeTable>>;
     /// The Delta table at `location` (created with `schema` when there is none), not in
     /// the catalog.
-    async fn delta_at_location(&self, sink: &str, location: &str, schema: &Schema) -> WsResult<Arc<crate::lake::LakeTable>>;
+    async fn delta_at_location(
+        &self,
+        sink: &str,
+        location: &str,
+        schema: &Schema,
+    ) -> WsResult<Arc<crate::lake::LakeTable>>;
 }
 
 /// A sink parsed and checked, ready to run: given its name, the view it follows, its
@@ -235,9 +240,10 @@ impl SinkConnector for NotifySink {
     }
     async fn prepare(&self, def: &SinkDef, _view: &MaterializedView, host: &dyn SinkHost) -> WsResult<PreparedSink> {
         def.check_options(&notify::OPTIONS)?;
-        let channel = def.options.get("channel").cloned().ok_or_else(|| {
-            WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "a notify sink needs channel = '<name>'")
-        })?;
+        let channel =
+            def.options.get("channel").cloned().ok_or_else(|| {
+                WsError::new(sqlstate::INVALID_PARAMETER_VALUE, "a notify sink needs channel = '<name>'")
+            })?;
         let hub = host.notify_hub().clone();
         Ok(Box::new(move |name, view, stats, cancel| {
             tokio::spawn(notify::run(name, view, channel, hub, stats, cancel));
@@ -346,7 +352,10 @@ mod tests {
                 .find(|line| line.starts_with(&format!("| `{name}` |")))
                 .unwrap_or_else(|| panic!("the README has no sink row for {name}"));
             for option in registry.get(name).unwrap().options() {
-                assert!(row.contains(&format!("`{option}`")), "the README's row of sink {name} does not name `{option}`");
+                assert!(
+                    row.contains(&format!("`{option}`")),
+                    "the README's row of sink {name} does not name `{option}`"
+                );
             }
         }
     }

@@ -485,7 +485,11 @@ fn pg_type_name(data_type: &DataType) -> String {
         DataType::Int64 | DataType::UInt32 => "bigint".into(),
         DataType::Float16 | DataType::Float32 => "real".into(),
         DataType::Float64 => "double precision".into(),
-        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::UInt64 => "numeric".into(),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..)
+        | DataType::UInt64 => "numeric".into(),
         DataType::Date32 | DataType::Date64 => "date".into(),
         DataType::Timestamp(_, None) => "timestamp".into(),
         DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
@@ -526,9 +530,8 @@ fn convert(strings: &StringArray, target: &DataType) -> Result<ArrayRef, (usize,
             ),
         )
     };
-    let cast_error = |error: datafusion::arrow::error::ArrowError| {
-        (0, WsError::internal(format!("COPY conversion: {error}")))
-    };
+    let cast_error =
+        |error: datafusion::arrow::error::ArrowError| (0, WsError::internal(format!("COPY conversion: {error}")));
     match target {
         DataType::Utf8 => Ok(Arc::new(strings.clone())),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
@@ -553,11 +556,8 @@ fn convert(strings: &StringArray, target: &DataType) -> Result<ArrayRef, (usize,
                 Err(_) => {
                     // The strict cast does not say which value failed; the lenient one
                     // turns failures into NULLs, and the first new NULL is the culprit.
-                    let lenient = cast_with_options(strings, target, &CastOptions::default())
-                        .map_err(cast_error)?;
-                    let row = (0..strings.len())
-                        .find(|&r| strings.is_valid(r) && lenient.is_null(r))
-                        .unwrap_or(0);
+                    let lenient = cast_with_options(strings, target, &CastOptions::default()).map_err(cast_error)?;
+                    let row = (0..strings.len()).find(|&r| strings.is_valid(r) && lenient.is_null(r)).unwrap_or(0);
                     Err(invalid(row))
                 }
             }
@@ -572,10 +572,7 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
 
     fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-        ]))
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]))
     }
 
     fn options(format: CopyFormat) -> CopyOptions {
@@ -602,31 +599,23 @@ mod tests {
     #[test]
     fn text_escapes_and_null() {
         let batches = decode(&options(CopyFormat::Text), &[b"1\ta\\tb\\nc\\\\d\n2\t\\N\n3\t\\101\\x42\n"]).unwrap();
-        assert_eq!(
-            names(&batches),
-            vec![Some("a\tb\nc\\d".into()), None, Some("AB".into())]
-        );
+        assert_eq!(names(&batches), vec![Some("a\tb\nc\\d".into()), None, Some("AB".into())]);
         let ids: Vec<i64> = batches[0].column(0).as_primitive::<Int64Type>().values().to_vec();
         assert_eq!(ids, vec![1, 2, 3]);
     }
 
     #[test]
     fn records_split_across_chunks_and_end_marker() {
-        let batches = decode(&options(CopyFormat::Text), &[b"1\tab", b"c\n2\t", b"x\\", b"\ny\n\\.\n9\tignored\n"]).unwrap();
+        let batches =
+            decode(&options(CopyFormat::Text), &[b"1\tab", b"c\n2\t", b"x\\", b"\ny\n\\.\n9\tignored\n"]).unwrap();
         assert_eq!(names(&batches), vec![Some("abc".into()), Some("x\ny".into())]);
     }
 
     #[test]
     fn csv_quotes_nulls_and_newlines() {
-        let batches = decode(
-            &options(CopyFormat::Csv),
-            &[b"1,\"a,\"\"b\"\"\nc\"\n2,\n3,\"\"\n", b"4,plain\r\n"],
-        )
-        .unwrap();
-        assert_eq!(
-            names(&batches),
-            vec![Some("a,\"b\"\nc".into()), None, Some(String::new()), Some("plain".into())]
-        );
+        let batches =
+            decode(&options(CopyFormat::Csv), &[b"1,\"a,\"\"b\"\"\nc\"\n2,\n3,\"\"\n", b"4,plain\r\n"]).unwrap();
+        assert_eq!(names(&batches), vec![Some("a,\"b\"\nc".into()), None, Some(String::new()), Some("plain".into())]);
     }
 
     #[test]
@@ -676,8 +665,7 @@ mod tests {
             Field::new("b", DataType::Binary, true),
             Field::new("ok", DataType::Boolean, true),
         ]));
-        let mut decoder =
-            Decoder::new(&options(CopyFormat::Text), "t", schema, vec![0, 1, 2], 10, 1 << 20);
+        let mut decoder = Decoder::new(&options(CopyFormat::Text), "t", schema, vec![0, 1, 2], 10, 1 << 20);
         decoder.push(b"2026-01-02 03:04:05.5+00\t\\\\x0aff\tt\n").unwrap();
         let batch = decoder.finish().unwrap().unwrap();
         let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().value(0);

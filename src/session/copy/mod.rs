@@ -137,9 +137,7 @@ fn parse_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> WsResul
             CopyOption::Encoding(name) => {
                 let name = name.to_lowercase().replace(['-', '_'], "");
                 if name != "utf8" {
-                    return Err(WsError::unsupported(format!(
-                        "COPY encoding {name}: only UTF8 is supported"
-                    )));
+                    return Err(WsError::unsupported(format!("COPY encoding {name}: only UTF8 is supported")));
                 }
             }
             CopyOption::Freeze(false) => {}
@@ -162,9 +160,7 @@ fn parse_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> WsResul
                         CopyLegacyCsvOption::Header => set_once(&mut w.header, true)?,
                         CopyLegacyCsvOption::Quote(c) => set_once(&mut w.quote, *c)?,
                         CopyLegacyCsvOption::Escape(c) => set_once(&mut w.escape, *c)?,
-                        CopyLegacyCsvOption::ForceQuote(columns) => {
-                            set_once(&mut w.force_quote, columns.clone())?
-                        }
+                        CopyLegacyCsvOption::ForceQuote(columns) => set_once(&mut w.force_quote, columns.clone())?,
                         CopyLegacyCsvOption::ForceNotNull(_) => {
                             return Err(WsError::unsupported("COPY FORCE NOT NULL is not supported"));
                         }
@@ -192,21 +188,17 @@ fn resolve_options(w: Written, to: bool, columns: &[String]) -> WsResult<CopyOpt
     let mut options = CopyOptions::defaults(format);
     let csv = format == CopyFormat::Csv;
     if format == CopyFormat::Binary {
-        for (given, name) in [
-            (w.delimiter.is_some(), "DELIMITER"),
-            (w.null.is_some(), "NULL"),
-            (w.header.is_some(), "HEADER"),
-        ] {
+        for (given, name) in
+            [(w.delimiter.is_some(), "DELIMITER"), (w.null.is_some(), "NULL"), (w.header.is_some(), "HEADER")]
+        {
             if given {
                 return Err(WsError::syntax(format!("cannot specify {name} in BINARY mode")));
             }
         }
     }
-    for (given, name) in [
-        (w.quote.is_some(), "QUOTE"),
-        (w.escape.is_some(), "ESCAPE"),
-        (w.force_quote.is_some(), "FORCE_QUOTE"),
-    ] {
+    for (given, name) in
+        [(w.quote.is_some(), "QUOTE"), (w.escape.is_some(), "ESCAPE"), (w.force_quote.is_some(), "FORCE_QUOTE")]
+    {
         if given && !csv {
             return Err(WsError::unsupported(format!("COPY {name} requires CSV mode")));
         }
@@ -297,8 +289,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
     let Statement::Statement(inner) = statement else {
         return Ok(None);
     };
-    let sqlast::Statement::Copy { source, to, target, options, legacy_options, values } = inner.as_ref()
-    else {
+    let sqlast::Statement::Copy { source, to, target, options, legacy_options, values } = inner.as_ref() else {
         return Ok(None);
     };
     match target {
@@ -316,9 +307,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
     }
     if !values.is_empty() {
         // sqlparser reads whatever follows `FROM STDIN;` as inline data.
-        return Err(WsError::unsupported(
-            "COPY FROM STDIN must be the last statement of its query string",
-        ));
+        return Err(WsError::unsupported("COPY FROM STDIN must be the last statement of its query string"));
     }
     let written = parse_options(options, legacy_options)?;
     let state = session.ctx.state();
@@ -356,10 +345,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
     let table = object_name_to_table_reference(table_name.clone(), normalize)?;
     let provider = session.ctx.table_provider(table.clone()).await.map_err(|error| missing(&table, error))?;
     if provider.table_type() == TableType::View {
-        return Err(WsError::new(
-            sqlstate::WRONG_OBJECT_TYPE,
-            format!("cannot copy to view \"{table}\""),
-        ));
+        return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("cannot copy to view \"{table}\"")));
     }
     let schema = provider.schema();
     let positions: Vec<usize> = if columns.is_empty() {
@@ -449,10 +435,7 @@ impl PartitionStream for FeedPartition {
                 Some(Feed::Batch(batch)) => Some((Ok(batch), Some(Some(receiver)))),
                 Some(Feed::End) => None,
                 None => {
-                    let error = WsError::new(
-                        sqlstate::QUERY_CANCELED,
-                        "COPY FROM STDIN ended before its CopyDone",
-                    );
+                    let error = WsError::new(sqlstate::QUERY_CANCELED, "COPY FROM STDIN ended before its CopyDone");
                     Some((Err(DataFusionError::External(Box::new(error))), None))
                 }
             }
@@ -484,11 +467,7 @@ impl Drop for CopyIn {
 
 impl CopyIn {
     /// Plans the insert over the feed and starts it, waiting for the first batch.
-    pub(super) async fn start(
-        session: &Session,
-        target: &CopyInTarget,
-        cancel: CancellationToken,
-    ) -> WsResult<CopyIn> {
+    pub(super) async fn start(session: &Session, target: &CopyInTarget, cancel: CancellationToken) -> WsResult<CopyIn> {
         let limits = &session.engine.config().limits;
         let schema = target.provider.schema();
         let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
@@ -557,9 +536,11 @@ impl CopyIn {
         };
         if sent.is_err() {
             // The insert stopped reading: it failed; its error is the one to report.
-            return Err(self.insert_result().await.err().unwrap_or_else(|| {
-                WsError::internal("COPY insert ended before its input")
-            }));
+            return Err(self
+                .insert_result()
+                .await
+                .err()
+                .unwrap_or_else(|| WsError::internal("COPY insert ended before its input")));
         }
         Ok(())
     }

@@ -13,13 +13,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, PrimitiveArray};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    DataType, Field, FieldRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err, plan_err};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 /// Start of the window of length `size`, aligned to `offset`, that holds `t`.
 /// Floors towards negative infinity, so times before the epoch are binned correctly.
@@ -100,15 +98,9 @@ fn list_offset(len: usize) -> DfResult<i32> {
 pub fn timestamp_values(array: &dyn Array) -> DfResult<(&[i64], Option<&NullBuffer>)> {
     let values: &[i64] = match array.data_type() {
         DataType::Timestamp(TimeUnit::Second, _) => array.as_primitive::<TimestampSecondType>().values(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            array.as_primitive::<TimestampMillisecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            array.as_primitive::<TimestampNanosecondType>().values()
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array.as_primitive::<TimestampMillisecondType>().values(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array.as_primitive::<TimestampMicrosecondType>().values(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => array.as_primitive::<TimestampNanosecondType>().values(),
         other => return exec_err!("window functions need a timestamp, got {other}"),
     };
     Ok((values, array.nulls()))
@@ -116,22 +108,20 @@ pub fn timestamp_values(array: &dyn Array) -> DfResult<(&[i64], Option<&NullBuff
 
 /// A timestamp array of `data_type` (which must be a timestamp type) over `values`.
 pub fn timestamp_array(data_type: &DataType, values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
-    let DataType::Timestamp(unit, tz) = data_type else {
-        unreachable!("callers pass the type of a timestamp column")
-    };
+    let DataType::Timestamp(unit, tz) = data_type else { unreachable!("callers pass the type of a timestamp column") };
     match unit {
-        TimeUnit::Second => Arc::new(
-            PrimitiveArray::<TimestampSecondType>::new(values, nulls).with_timezone_opt(tz.clone()),
-        ),
-        TimeUnit::Millisecond => Arc::new(
-            PrimitiveArray::<TimestampMillisecondType>::new(values, nulls).with_timezone_opt(tz.clone()),
-        ),
-        TimeUnit::Microsecond => Arc::new(
-            PrimitiveArray::<TimestampMicrosecondType>::new(values, nulls).with_timezone_opt(tz.clone()),
-        ),
-        TimeUnit::Nanosecond => Arc::new(
-            PrimitiveArray::<TimestampNanosecondType>::new(values, nulls).with_timezone_opt(tz.clone()),
-        ),
+        TimeUnit::Second => {
+            Arc::new(PrimitiveArray::<TimestampSecondType>::new(values, nulls).with_timezone_opt(tz.clone()))
+        }
+        TimeUnit::Millisecond => {
+            Arc::new(PrimitiveArray::<TimestampMillisecondType>::new(values, nulls).with_timezone_opt(tz.clone()))
+        }
+        TimeUnit::Microsecond => {
+            Arc::new(PrimitiveArray::<TimestampMicrosecondType>::new(values, nulls).with_timezone_opt(tz.clone()))
+        }
+        TimeUnit::Nanosecond => {
+            Arc::new(PrimitiveArray::<TimestampNanosecondType>::new(values, nulls).with_timezone_opt(tz.clone()))
+        }
     }
 }
 
@@ -284,10 +274,7 @@ mod tests {
     fn hop_windows_overlap_and_hold_their_event() {
         let times = [7, 5, 4, -1, 0];
         let (offsets, values) = hop_starts(&times, None, 5, 10).unwrap();
-        assert_eq!(
-            lists(&offsets, &values),
-            vec![vec![0, 5], vec![0, 5], vec![-5, 0], vec![-10, -5], vec![-5, 0]]
-        );
+        assert_eq!(lists(&offsets, &values), vec![vec![0, 5], vec![0, 5], vec![-5, 0], vec![-10, -5], vec![-5, 0]]);
     }
 
     #[test]
@@ -336,13 +323,10 @@ mod tests {
 
     #[test]
     fn udf_keeps_the_time_zone_and_unit() {
-        let times: ArrayRef = Arc::new(
-            PrimitiveArray::<TimestampMicrosecondType>::from(vec![7_000_000]).with_timezone("+02:00"),
-        );
+        let times: ArrayRef =
+            Arc::new(PrimitiveArray::<TimestampMicrosecondType>::from(vec![7_000_000]).with_timezone("+02:00"));
         let udf = WindowListUdf::new(WindowList::HopStarts);
-        let return_type = udf
-            .return_type(&[times.data_type().clone(), DataType::Int64, DataType::Int64])
-            .unwrap();
+        let return_type = udf.return_type(&[times.data_type().clone(), DataType::Int64, DataType::Int64]).unwrap();
         let args = ScalarFunctionArgs {
             args: vec![
                 ColumnarValue::Array(times.clone()),

@@ -31,13 +31,11 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Column, DFSchema, ExprSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::planner::{
-    PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
-};
+use datafusion::logical_expr::planner::{PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning};
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF, lit};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart,
-    Query, SetExpr, Statement as SqlStatement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, Query, SetExpr,
+    Statement as SqlStatement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use crate::error::{WsError, sqlstate};
@@ -321,10 +319,7 @@ impl WindowPlanner {
                 if step > size || size % step != 0 {
                     return Err(fail(
                         sqlstate::INVALID_PARAMETER_VALUE,
-                        format!(
-                            "CUMULATE size ({}) must be a whole multiple of its step ({})",
-                            args[3], args[2]
-                        ),
+                        format!("CUMULATE size ({}) must be a whole multiple of its step ({})", args[3], args[2]),
                     ));
                 }
                 self.check_windows_per_event(kind, size / step)?;
@@ -406,12 +401,7 @@ fn plan_input(
     let DataType::Timestamp(unit, _) = &time_type else {
         return Err(fail(
             sqlstate::DATATYPE_MISMATCH,
-            format!(
-                "{} needs a timestamp time column; \"{}\" is {}",
-                kind.name(),
-                column.name,
-                type_name(&time_type)
-            ),
+            format!("{} needs a timestamp time column; \"{}\" is {}", kind.name(), column.name, type_name(&time_type)),
         ));
     };
     for taken in [WINDOW_START, WINDOW_END] {
@@ -548,10 +538,7 @@ fn duration_argument(
         ScalarValue::IntervalMonthDayNano(None)
         | ScalarValue::IntervalDayTime(None)
         | ScalarValue::IntervalYearMonth(None) => {
-            return Err(fail(
-                sqlstate::INVALID_PARAMETER_VALUE,
-                format!("{} sizes must not be NULL", kind.name()),
-            ));
+            return Err(fail(sqlstate::INVALID_PARAMETER_VALUE, format!("{} sizes must not be NULL", kind.name())));
         }
         _ => return Err(not_interval()),
     };
@@ -562,9 +549,8 @@ fn duration_argument(
             format!("{} size {arg} is finer than the time column's precision ({unit:?})", kind.name()),
         ));
     }
-    i64::try_from(nanos / per_unit).map_err(|_| {
-        fail(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, format!("{} size {arg} is out of range", kind.name()))
-    })
+    i64::try_from(nanos / per_unit)
+        .map_err(|_| fail(sqlstate::NUMERIC_VALUE_OUT_OF_RANGE, format!("{} size {arg} is out of range", kind.name())))
 }
 
 fn positive(kind: Kind, what: &str, value: i64, arg: &SqlExpr) -> DfResult<i64> {
@@ -583,9 +569,7 @@ fn not_null_times(call: &Call) -> DfResult<LogicalPlan> {
     if !field.is_nullable() {
         return Ok(call.input.clone());
     }
-    LogicalPlanBuilder::from(call.input.clone())
-        .filter(Expr::Column(call.time.clone()).is_not_null())?
-        .build()
+    LogicalPlanBuilder::from(call.input.clone()).filter(Expr::Column(call.time.clone()).is_not_null())?.build()
 }
 
 /// Every column of the input, by qualified name.
@@ -630,11 +614,7 @@ fn tumble(input: LogicalPlan, call: &Call, size: i64, offset: i64) -> DfResult<L
 fn hop(input: LogicalPlan, call: &Call, slide: i64, size: i64) -> DfResult<LogicalPlan> {
     let starts = ScalarUDF::new_from_impl(assign::WindowListUdf::new(assign::WindowList::HopStarts));
     let mut with_starts = input_columns(input.schema());
-    with_starts.push(
-        starts
-            .call(vec![Expr::Column(call.time.clone()), lit(slide), lit(size)])
-            .alias(WINDOW_START),
-    );
+    with_starts.push(starts.call(vec![Expr::Column(call.time.clone()), lit(slide), lit(size)]).alias(WINDOW_START));
     let builder = LogicalPlanBuilder::from(input).project(with_starts)?.unnest_column(WINDOW_START)?;
     let mut with_end = input_columns(builder.schema());
     with_end.push(window_end_from_start(call, size));
@@ -645,8 +625,6 @@ fn cumulate(input: LogicalPlan, call: &Call, step: i64, size: i64) -> DfResult<L
     let ends = ScalarUDF::new_from_impl(assign::WindowListUdf::new(assign::WindowList::CumulateEnds));
     let mut with_bounds = input_columns(input.schema());
     with_bounds.push(window_floor(call, size, 0).alias(WINDOW_START));
-    with_bounds.push(
-        ends.call(vec![Expr::Column(call.time.clone()), lit(step), lit(size)]).alias(WINDOW_END),
-    );
+    with_bounds.push(ends.call(vec![Expr::Column(call.time.clone()), lit(step), lit(size)]).alias(WINDOW_END));
     LogicalPlanBuilder::from(input).project(with_bounds)?.unnest_column(WINDOW_END)?.build()
 }

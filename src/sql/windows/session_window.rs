@@ -23,30 +23,30 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::compute::{filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::{Field, SchemaRef};
 use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, ExprSchema, Result as DfResult, internal_err};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::{EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalSortRequirement};
-use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, ExecutionPlanProperties, DisplayFormatType, Distribution, ExecutionPlan,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     InputDistributionRequirements, PhysicalExpr, PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use datafusion::catalog::Session;
-use datafusion::arrow::compute::SortOptions;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use futures::StreamExt;
 
 use super::assign::{timestamp_array, timestamp_values};
@@ -79,11 +79,8 @@ impl SessionWindow {
 
 fn output_schema(input: &LogicalPlan, time: &Column) -> DfResult<DFSchemaRef> {
     let time_type = input.schema().field_from_column(time)?.data_type().clone();
-    let mut fields: Vec<_> = input
-        .schema()
-        .iter()
-        .map(|(qualifier, field)| (qualifier.cloned(), field.clone()))
-        .collect();
+    let mut fields: Vec<_> =
+        input.schema().iter().map(|(qualifier, field)| (qualifier.cloned(), field.clone())).collect();
     fields.push((None, Arc::new(Field::new(WINDOW_START, time_type.clone(), false))));
     fields.push((None, Arc::new(Field::new(WINDOW_END, time_type, false))));
     Ok(Arc::new(DFSchema::new_with_metadata(fields, DFSchema::metadata(input.schema()).clone())?))
@@ -218,9 +215,9 @@ fn group_demand(group_exprs: &[Expr]) -> Vec<Demand> {
         for expr in exprs {
             match expr.unalias_nested().data {
                 Expr::Column(column) => demand.push(Demand { column, plain: true }),
-                other => demand.extend(
-                    other.column_refs().into_iter().map(|c| Demand { column: c.clone(), plain: false }),
-                ),
+                other => {
+                    demand.extend(other.column_refs().into_iter().map(|c| Demand { column: c.clone(), plain: false }))
+                }
             }
         }
     }
@@ -283,24 +280,22 @@ fn resolve(plan: LogicalPlan, demand: Option<Vec<Demand>>) -> DfResult<LogicalPl
             // Joins pass each side the group columns that are its own; the others keep
             // their columns unchanged.
             map_children(plan, |child| {
-                demand.as_ref().map(|demand| {
-                    demand.iter().filter(|d| child.schema().has_column(&d.column)).cloned().collect()
-                })
+                demand
+                    .as_ref()
+                    .map(|demand| demand.iter().filter(|d| child.schema().has_column(&d.column)).cloned().collect())
             })
         }
         other => map_children(other, |_| None),
     }
 }
 
-fn map_children(
-    plan: LogicalPlan,
-    demand_of: impl Fn(&LogicalPlan) -> Option<Vec<Demand>>,
-) -> DfResult<LogicalPlan> {
-    Ok(plan.map_children(|child| {
-        let demand = demand_of(&child);
-        Ok(Transformed::yes(resolve(child, demand)?))
-    })?
-    .data)
+fn map_children(plan: LogicalPlan, demand_of: impl Fn(&LogicalPlan) -> Option<Vec<Demand>>) -> DfResult<LogicalPlan> {
+    Ok(plan
+        .map_children(|child| {
+            let demand = demand_of(&child);
+            Ok(Transformed::yes(resolve(child, demand)?))
+        })?
+        .data)
 }
 
 fn session_keys(window: &SessionWindow, demand: &[Demand]) -> DfResult<Vec<Column>> {
@@ -368,12 +363,7 @@ impl ExtensionPlanner for SessionWindowPlanner {
         };
         let schema = logical.schema();
         let time = schema.index_of_column(&window.time)?;
-        let keys = window
-            .keys
-            .iter()
-            .flatten()
-            .map(|key| schema.index_of_column(key))
-            .collect::<DfResult<Vec<_>>>()?;
+        let keys = window.keys.iter().flatten().map(|key| schema.index_of_column(key)).collect::<DfResult<Vec<_>>>()?;
         let output = Arc::new(window.schema.as_arrow().clone());
         Ok(Some(Arc::new(SessionWindowExec::new(physical.clone(), time, keys, window.gap, output))))
     }
@@ -486,17 +476,14 @@ impl ExecutionPlan for SessionWindowExec {
         Ok(Arc::new(SessionWindowExec::new(input, self.time, self.keys.clone(), self.gap, self.schema.clone())))
     }
 
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
-        let reservation = MemoryConsumer::new(format!("SessionWindowExec[{partition}]"))
-            .register(context.memory_pool());
+        let reservation =
+            MemoryConsumer::new(format!("SessionWindowExec[{partition}]")).register(context.memory_pool());
         let converter = if self.keys.is_empty() {
             None
         } else {
@@ -757,10 +744,7 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(Int64Array::from(keys.to_vec())),
-                Arc::new(TimestampSecondArray::from(times.to_vec())),
-            ],
+            vec![Arc::new(Int64Array::from(keys.to_vec())), Arc::new(TimestampSecondArray::from(times.to_vec()))],
         )
         .unwrap()
     }

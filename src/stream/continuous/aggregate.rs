@@ -195,7 +195,12 @@ impl WindowAggregate {
     /// Refuses a batch that would pass a limit, before any window is touched: the windows
     /// it would open, and its group keys plus aggregate inputs as an estimate of the bytes
     /// it can add (accumulators and group tables grow by about what they are given).
-    fn check_limits(&self, by_window: &HashMap<i64, Vec<u32>>, groups: &[ArrayRef], inputs: &AggregateInputs) -> WsResult<()> {
+    fn check_limits(
+        &self,
+        by_window: &HashMap<i64, Vec<u32>>,
+        groups: &[ArrayRef],
+        inputs: &AggregateInputs,
+    ) -> WsResult<()> {
         let opened = by_window.keys().filter(|end| !self.windows.contains_key(end)).count();
         if self.windows.len() + opened > self.windows_open_max {
             return Err(WsError::new(
@@ -299,9 +304,11 @@ fn output_batch(part: &AggregatePart, columns: Vec<ArrayRef>) -> WsResult<Record
     let columns = columns
         .into_iter()
         .zip(schema.fields().iter())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() { Ok(column) } else { cast(&column, field.data_type()) }
-        })
+        .map(
+            |(column, field)| {
+                if column.data_type() == field.data_type() { Ok(column) } else { cast(&column, field.data_type()) }
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -204,10 +204,9 @@ impl MaterializedView {
 
 /// The view's task: follow the logs, step, store; until dropped or the server stops.
 async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: ViewLimits) {
-    let mut aggregate = plan
-        .aggregate
-        .take()
-        .map(|(part, slot, upper)| (WindowAggregate::new(part, limits.windows_open_max, limits.state_bytes_max), slot, upper));
+    let mut aggregate = plan.aggregate.take().map(|(part, slot, upper)| {
+        (WindowAggregate::new(part, limits.windows_open_max, limits.state_bytes_max), slot, upper)
+    });
     let sources: Vec<Arc<crate::stream::Source>> = plan.sources.iter().map(|(source, _)| source.clone()).collect();
     let mut offsets = vec![0u64; sources.len()];
     // Per source: the watermark of its last read and whether rows were left.
@@ -239,11 +238,7 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
         // Sources are read in event-time lockstep: one whose last read ran ahead of a
         // source with rows left waits (its watermark stands), so a window join's buffers
         // hold about the same span of each source while it catches up.
-        let lagging_us = last_reads
-            .iter()
-            .filter(|(_, more)| *more)
-            .filter_map(|(watermark, _)| *watermark)
-            .min();
+        let lagging_us = last_reads.iter().filter(|(_, more)| *more).filter_map(|(watermark, _)| *watermark).min();
         let mut reads: Vec<crate::stream::log::LogRead> = sources
             .iter()
             .zip(offsets.iter_mut())
@@ -251,7 +246,11 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
             .map(|((source, offset), last)| {
                 let ahead = lagging_us.is_some_and(|lagging| last.0.is_some_and(|w| w > lagging));
                 if ahead {
-                    return crate::stream::log::LogRead { next_offset: *offset, watermark_us: last.0, ..Default::default() };
+                    return crate::stream::log::LogRead {
+                        next_offset: *offset,
+                        watermark_us: last.0,
+                        ..Default::default()
+                    };
                 }
                 let read = source.log.read_from(*offset, READ_ROWS_MAX);
                 *offset = read.next_offset;
@@ -296,10 +295,8 @@ async fn run(view: Arc<MaterializedView>, mut plan: ContinuousPlan, limits: View
 /// is unbounded.
 fn rows_between(batch: &RecordBatch, column: usize, after: Option<i64>, until: i64) -> WsResult<RecordBatch> {
     let times = crate::stream::log::event_micros(batch.column(column))?;
-    let keep: datafusion::arrow::array::BooleanArray = times
-        .iter()
-        .map(|t| Some(t.is_some_and(|t| t <= until && after.is_none_or(|a| t > a))))
-        .collect();
+    let keep: datafusion::arrow::array::BooleanArray =
+        times.iter().map(|t| Some(t.is_some_and(|t| t <= until && after.is_none_or(|a| t > a)))).collect();
     Ok(datafusion::arrow::compute::filter_record_batch(batch, &keep)?)
 }
 

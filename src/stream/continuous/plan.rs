@@ -189,7 +189,9 @@ impl ContinuousPlan {
                 let upper = plan;
                 let view_keys = view_keys(&upper, &aggregate);
                 if contains_source(&upper)? {
-                    return Err(refuse("a source is read above the aggregate (only one aggregation level over a source)"));
+                    return Err(refuse(
+                        "a source is read above the aggregate (only one aggregation level over a source)",
+                    ));
                 }
                 let mut lookups = Vec::new();
                 let upper = lookups_in_memory(upper, state, &mut lookups).await?;
@@ -234,7 +236,9 @@ impl ContinuousPlan {
     ) -> WsResult<ContinuousPlan> {
         let (size_max_us, step_min_us) = match extents {
             Ok(Some(extents)) => extents,
-            Ok(None) => return Err(refuse("it joins sources without windows; join them in windows (TUMBLE, HOP, CUMULATE)")),
+            Ok(None) => {
+                return Err(refuse("it joins sources without windows; join them in windows (TUMBLE, HOP, CUMULATE)"));
+            }
             Err(reason) => return Err(refuse(format!("it joins sources: {reason}"))),
         };
         if emit == Emit::OnUpdate {
@@ -247,7 +251,10 @@ impl ContinuousPlan {
         let (plan, sources) = slot_sources(plan, state, &mut lookups).await?;
         for (source, _) in &sources {
             if source.spec.event_time.is_none() {
-                return Err(refuse(format!("source \"{}\" has no WATERMARK, so its windows never close", source.name())));
+                return Err(refuse(format!(
+                    "source \"{}\" has no WATERMARK, so its windows never close",
+                    source.name()
+                )));
             }
         }
         let input = Pipeline::new(&plan, state).await?;
@@ -268,7 +275,10 @@ impl ContinuousPlan {
 }
 
 /// The same scan (name, projection, filters, fetch) over another table.
-fn rescan(scan: &TableScan, source: Arc<dyn datafusion::logical_expr::TableSource>) -> datafusion::error::Result<TableScan> {
+fn rescan(
+    scan: &TableScan,
+    source: Arc<dyn datafusion::logical_expr::TableSource>,
+) -> datafusion::error::Result<TableScan> {
     TableScanBuilder::new(scan.table_name.clone(), source)
         .with_projection(scan.projection.clone())
         .with_filters(scan.filters.clone())
@@ -301,10 +311,8 @@ pub fn default_emit(plan: &LogicalPlan) -> Emit {
         if !contains_source(&aggregate.input).unwrap_or(false) {
             return Ok(TreeNodeRecursion::Jump);
         }
-        let windowed = aggregate
-            .group_expr
-            .iter()
-            .any(|expr| matches!(expr, Expr::Column(column) if column.name == WINDOW_END));
+        let windowed =
+            aggregate.group_expr.iter().any(|expr| matches!(expr, Expr::Column(column) if column.name == WINDOW_END));
         if !windowed {
             emit = Emit::OnUpdate;
         }
@@ -322,7 +330,8 @@ fn view_keys(upper: &LogicalPlan, aggregate: &Aggregate) -> Vec<usize> {
     loop {
         match node {
             LogicalPlan::Projection(projection) => {
-                if matches!(projection.input.as_ref(), LogicalPlan::TableScan(scan) if scan.table_name.table() == AGGREGATE_SLOT) {
+                if matches!(projection.input.as_ref(), LogicalPlan::TableScan(scan) if scan.table_name.table() == AGGREGATE_SLOT)
+                {
                     return (0..groups.min(all.len())).collect();
                 }
                 let keys: Vec<usize> = projection
@@ -407,7 +416,9 @@ fn cut_at_aggregate(plan: LogicalPlan) -> WsResult<(LogicalPlan, Option<(Aggrega
                 return Ok(Transformed::no(node));
             };
             match contains_source(&aggregate.input) {
-                Ok(false) => return Ok(Transformed::new(LogicalPlan::Aggregate(aggregate), false, TreeNodeRecursion::Jump)),
+                Ok(false) => {
+                    return Ok(Transformed::new(LogicalPlan::Aggregate(aggregate), false, TreeNodeRecursion::Jump));
+                }
                 Ok(true) => {}
                 Err(e) => {
                     error = Some(e);
@@ -443,7 +454,8 @@ fn slot_standing_for(schema: &DFSchema) -> WsResult<(LogicalPlan, Arc<Slot>)> {
         .collect();
     let slot_schema = Arc::new(Schema::new(fields));
     let (table, slot) = SlotTable::new(slot_schema.clone());
-    let scan = LogicalPlan::TableScan(TableScanBuilder::new(AGGREGATE_SLOT, provider_as_source(Arc::new(table))).build()?);
+    let scan =
+        LogicalPlan::TableScan(TableScanBuilder::new(AGGREGATE_SLOT, provider_as_source(Arc::new(table))).build()?);
     let exprs = schema
         .iter()
         .enumerate()
@@ -503,7 +515,11 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    async fn read(name: &TableReference, provider: &Arc<dyn TableProvider>, state: &SessionState) -> WsResult<Vec<RecordBatch>> {
+    async fn read(
+        name: &TableReference,
+        provider: &Arc<dyn TableProvider>,
+        state: &SessionState,
+    ) -> WsResult<Vec<RecordBatch>> {
         let scan = provider.scan(state, None, &[], None).await?;
         let batches = collect(scan, state.task_ctx()).await?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -534,7 +550,11 @@ impl Lookup {
 
 /// Puts every non-source table the plan scans into a lookup slot, read now, so that
 /// steps do not reread the lake; `refresh` follows the table's commits.
-async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState, lookups: &mut Vec<Lookup>) -> WsResult<LogicalPlan> {
+async fn lookups_in_memory(
+    plan: LogicalPlan,
+    state: &SessionState,
+    lookups: &mut Vec<Lookup>,
+) -> WsResult<LogicalPlan> {
     let mut scans = Vec::new();
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
@@ -583,7 +603,12 @@ async fn lookups_in_memory(plan: LogicalPlan, state: &SessionState, lookups: &mu
     Ok(rewritten)
 }
 
-fn aggregate_part(aggregate: &Aggregate, input: &LogicalPlan, state: &SessionState, emit: Emit) -> WsResult<AggregatePart> {
+fn aggregate_part(
+    aggregate: &Aggregate,
+    input: &LogicalPlan,
+    state: &SessionState,
+    emit: Emit,
+) -> WsResult<AggregatePart> {
     let input_schema = input.schema();
     let physical_input = input_schema.as_arrow();
     let props = state.execution_props();

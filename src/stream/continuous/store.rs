@@ -207,8 +207,7 @@ impl ViewStore {
         let old_rows = row_converter.convert_columns(old.columns())?;
         let new_keys = key_converter.convert_columns(&key_columns(new))?;
         let new_rows = row_converter.convert_columns(new.columns())?;
-        let old_index: HashMap<&[u8], usize> =
-            (0..old.num_rows()).map(|i| (old_keys.row(i).data(), i)).collect();
+        let old_index: HashMap<&[u8], usize> = (0..old.num_rows()).map(|i| (old_keys.row(i).data(), i)).collect();
         let mut ops = Vec::new();
         let mut from_new = Vec::new();
         let mut seen = vec![false; old.num_rows()];
