@@ -4,8 +4,11 @@
 //!
 //! Colliding items get an internal alias that is unique (the name PostgreSQL would show,
 //! then [`INTERNAL_SUFFIX_SEPARATOR`] and the item's position); the wire layer shows only
-//! the part before the separator ([`display_name`]). Only collisions are renamed: every
-//! other item keeps DataFusion's own name, so a derived table's columns stay referable.
+//! the part before the separator ([`display_name`]). In nested queries only collisions are
+//! renamed: every other item keeps DataFusion's own name, so a derived table's columns
+//! stay referable. In the statement's own result every unaliased expression is named as
+//! PostgreSQL names it (`count`, `?column?`, a cast's type name), since nothing refers to
+//! those names but the client.
 //!
 //! In the statement's own result (the top-level SELECTs, all branches of a set operation),
 //! every member of a colliding group is renamed, so `SELECT NULL, NULL` shows PostgreSQL's
@@ -42,6 +45,7 @@ pub fn make_unique(statement: &mut Statement) {
     let mut top = Vec::new();
     body_selects(query.body.as_mut(), &mut top);
     for select in top {
+        name_as_postgresql(&mut select.projection);
         rename_collisions(&mut select.projection, true);
     }
     struct Nested;
@@ -71,6 +75,23 @@ fn body_selects<'a>(body: &'a mut SetExpr, out: &mut Vec<&'a mut datafusion::sql
             body_selects(right.as_mut(), out);
         }
         _ => {}
+    }
+}
+
+/// The statement's own result shows PostgreSQL's names (`count`, `?column?`, `int8`,
+/// `case`...), not DataFusion's (`count(*)`, `Int64(1)`): every unaliased item that is not
+/// a plain column gets the name PostgreSQL would give it, as an internal alias unique by
+/// position. Plain columns already have their names; a nested query's items keep
+/// DataFusion's names, since an outer query may refer to them by those.
+fn name_as_postgresql(projection: &mut [SelectItem]) {
+    for (position, item) in projection.iter_mut().enumerate() {
+        let SelectItem::UnnamedExpr(expr) = item else { continue };
+        if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            continue;
+        }
+        let shown = figure_name(expr).0;
+        let alias = Ident::with_quote('"', format!("{shown}{INTERNAL_SUFFIX_SEPARATOR}{position}"));
+        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
     }
 }
 
@@ -209,7 +230,7 @@ mod tests {
 
     #[test]
     fn unique_lists_are_left_alone() {
-        assert_eq!(renamed("SELECT a, b AS c, count(*) FROM t"), ["a", "b AS c", "count(*)"]);
+        assert_eq!(renamed("SELECT a, b AS c, t.d FROM t"), ["a", "b AS c", "t.d"]);
     }
 
     #[test]
@@ -220,7 +241,7 @@ mod tests {
             .map(|item| item.rsplit_once(" AS ").map_or(item.as_str(), |(_, alias)| alias))
             .map(|alias| display_name(alias.trim_matches('"')))
             .collect();
-        assert_eq!(shown, ["?column?", "?column?", "a", "a", "y", "y", "1::BIGINT"]);
+        assert_eq!(shown, ["?column?", "?column?", "a", "a", "y", "y", "int8"]);
         assert!(names[0].ends_with(&format!("?column?{INTERNAL_SUFFIX_SEPARATOR}0\"")), "{names:?}");
     }
 
@@ -235,6 +256,18 @@ mod tests {
             figure_name(&Parser::new(&PostgreSqlDialect {}).try_with_sql("a::text").unwrap().parse_expr().unwrap()).0,
             "a"
         );
+    }
+
+    #[test]
+    fn the_result_shows_postgresql_names() {
+        let names =
+            renamed("SELECT count(*), sum(a), 1, a + 1, CASE WHEN a THEN 1 END, '1'::bigint, max(a) AS m FROM t");
+        let shown: Vec<&str> = names
+            .iter()
+            .map(|item| item.rsplit_once(" AS ").map_or(item.as_str(), |(_, alias)| alias))
+            .map(|alias| display_name(alias.trim_matches('"')))
+            .collect();
+        assert_eq!(shown, ["count", "sum", "?column?", "?column?", "case", "int8", "m"]);
     }
 
     #[test]
