@@ -354,6 +354,37 @@ async fn repeated_output_names_are_shown_as_postgresql_shows_them() {
     server.stop().await;
 }
 
+/// Unaliased output columns are named as PostgreSQL names them: PostgreSQL on 127.0.0.1:5432
+/// is the oracle, asked the same statements.
+#[tokio::test]
+async fn output_names_are_postgresqls() {
+    let server = start().await;
+    let client = server.connect().await;
+    let (oracle, connection) = tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", NoTls)
+        .await
+        .expect("PostgreSQL runs on 127.0.0.1:5432 (the oracle)");
+    tokio::spawn(connection);
+    let setup = "CREATE TEMP TABLE names_t (a BIGINT, b TEXT)";
+    oracle.batch_execute(setup).await.unwrap();
+    client.batch_execute("CREATE TABLE names_t (a BIGINT, b TEXT)").await.unwrap();
+    for sql in [
+        "SELECT count(*), sum(a), max(b), min(a) + 1 FROM names_t",
+        "SELECT 1, 'x', a, names_t.b, a + 1, -a, CAST(a AS TEXT), a::bigint, 1::int4 FROM names_t",
+        "SELECT CASE WHEN a > 0 THEN 1 END, coalesce(a, 0), upper(b), (SELECT 1) FROM names_t",
+        "SELECT a, count(*) FROM names_t GROUP BY a ORDER BY count(*) DESC",
+        "SELECT DISTINCT a + 1 FROM names_t ORDER BY 1",
+        "SELECT a + 1 FROM names_t UNION SELECT 2",
+    ] {
+        let ours = client.prepare(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let theirs = oracle.prepare(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+        let names =
+            |s: &tokio_postgres::Statement| s.columns().iter().map(|c| c.name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&ours), names(&theirs), "{sql}");
+        client.query(&ours, &[]).await.unwrap_or_else(|e| panic!("{sql} runs: {:?}", e.as_db_error()));
+    }
+    server.stop().await;
+}
+
 /// Object identifiers are described as PostgreSQL describes them, through `array_agg`,
 /// `CASE` and a correlated subquery, and a `$n::oid[]` parameter is announced as `oid[]`
 /// (asyncpg's type introspection needs exactly these; tests/clients has asyncpg itself).
