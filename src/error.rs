@@ -378,6 +378,12 @@ fn clean_message(error: &DataFusionError) -> String {
     }
 }
 
+/// Maps a SQLSTATE read back from a wire error to our constants; a code we do not emit
+/// (none should reach us: the list above is every code we send) becomes XX000.
+pub fn sqlstate_static(code: &str) -> SqlState {
+    SqlState::parse(code).unwrap_or(sqlstate::INTERNAL_ERROR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,10 +454,4 @@ mod tests {
         let error = DataFusionError::Context("while sorting".into(), Box::new(inner));
         assert_eq!(WsError::from(error).code, sqlstate::OUT_OF_MEMORY);
     }
-}
-
-/// Maps a SQLSTATE read back from a wire error to our constants; a code we do not emit
-/// (none should reach us: the list above is every code we send) becomes XX000.
-pub fn sqlstate_static(code: &str) -> SqlState {
-    SqlState::parse(code).unwrap_or(sqlstate::INTERNAL_ERROR)
 }

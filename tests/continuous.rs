@@ -532,10 +532,10 @@ async fn delta_sink_is_exactly_once_across_kill_9() {
     let mut client = server.connect().await;
     for round in 0..rounds {
         let batch: Vec<(String, i64, i64)> = (0..per_round)
-            .map(|i| (format!("k{}", i % 3), (round * per_round + i) as i64, BASE_MS + round * 1_000 + i * 50))
+            .map(|i| (format!("k{}", i % 3), (round * per_round + i), BASE_MS + round * 1_000 + i * 50))
             .collect();
         insert(&client, &batch).await;
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             tokio::time::sleep(Duration::from_millis(rng.next() % 300)).await;
             server.kill_9();
             server = Process::start(root.path(), port);

@@ -106,21 +106,21 @@ async fn passwords_are_checked_with_scram_and_md5() {
     writer.simple_query("SELECT 1").await.expect("writer reads");
     // Wrong password, for both methods.
     for user in ["reader", "writer"] {
-        let error = server.login(user, Some("wrong")).await.err().expect("wrong password refused");
+        let error = server.login(user, Some("wrong")).await.expect_err("wrong password refused");
         assert_eq!(code_of(&error), SqlState::INVALID_PASSWORD, "{user}");
     }
     // Unknown user: the same answer as a wrong password, so names cannot be probed.
-    let error = server.login("nobody", Some("whatever")).await.err().expect("unknown user refused");
+    let error = server.login("nobody", Some("whatever")).await.expect_err("unknown user refused");
     assert_eq!(code_of(&error), SqlState::INVALID_PASSWORD);
     let message = error.as_db_error().expect("a server error").message();
     assert_eq!(message, "password authentication failed for user \"nobody\"");
     // No password: the server asks for one and the client cannot give it.
-    let error = server.login("reader", None).await.err().expect("no password refused");
+    let error = server.login("reader", None).await.expect_err("no password refused");
     assert!(error.code().is_none() && format!("{error:?}").contains("password missing"), "{error:?}");
     // A user added while the server runs can log in at once; a broken file keeps the
     // users read before.
     let file = server.users_file();
-    let error = server.login("late", Some("late-pw")).await.err().expect("not yet a user");
+    let error = server.login("late", Some("late-pw")).await.expect_err("not yet a user");
     assert_eq!(code_of(&error), SqlState::INVALID_PASSWORD);
     assert!(user_add(&file, "late", "read", "scram-sha-256", "late-pw").await.status.success());
     server.login("late", Some("late-pw")).await.expect("added while running");
@@ -317,7 +317,7 @@ async fn read_only_transactions_refuse_every_write_with_25006() {
     // COPY FROM STDIN is refused before the client sends any data. (Simple protocol: after
     // a refused copy_in, tokio-postgres misreads the next reply, against PostgreSQL too.)
     boss.batch_execute("BEGIN READ ONLY").await.expect("begin");
-    let error = boss.simple_query("COPY t FROM STDIN").await.err().expect("COPY FROM refused");
+    let error = boss.simple_query("COPY t FROM STDIN").await.expect_err("COPY FROM refused");
     assert_eq!(code_of(&error), SqlState::READ_ONLY_SQL_TRANSACTION);
     assert!(error.as_db_error().unwrap().message().contains("COPY FROM"), "{error:?}");
     boss.batch_execute("ROLLBACK").await.expect("rollback");
@@ -363,7 +363,7 @@ async fn set_config_of_datafusion_options_needs_admin_like_set() {
         assert_eq!(code_of(&error), SqlState::INSUFFICIENT_PRIVILEGE, "{user}");
         for sql in [
             format!("SELECT set_config('{option}', '17', false)"),
-            format!("SELECT set_config('DataFusion.Execution.Batch_Size', '17', false)"),
+            "SELECT set_config('DataFusion.Execution.Batch_Size', '17', false)".to_string(),
             format!("SELECT a FROM (VALUES (1)) AS v(a) WHERE set_config('{option}', '17', false) IS NOT NULL"),
         ] {
             let error = client.query(sql.as_str(), &[]).await.expect_err(&sql);
@@ -487,7 +487,7 @@ async fn tls_with_require_and_verify_full_and_plaintext_refused() {
     let out = psql(server.port, "writer", "writer-pw", "sslmode=require", "SELECT 1").await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     // TLS required but absent: 28000 before any password is asked.
-    let error = server.login("reader", Some("reader-pw")).await.err().expect("plaintext refused");
+    let error = server.login("reader", Some("reader-pw")).await.expect_err("plaintext refused");
     assert_eq!(code_of(&error), SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
     let out = psql(server.port, "reader", "reader-pw", "sslmode=disable", "SELECT 1").await;
     assert!(!out.status.success());

@@ -176,6 +176,9 @@ struct Click {
 }
 
 /// The deterministic click sequence and the orders it leads to.
+/// An order waiting for its time: (ts, order fields), ordered by time first.
+type PendingOrder = (i64, i64, i64, usize, i128);
+
 pub struct Generator {
     config: DatagenConfig,
     shop: ShopModel,
@@ -186,7 +189,7 @@ pub struct Generator {
     start_us: i64,
     next_click: u64,
     /// Orders waiting for their time: (Reverse(ts), order fields).
-    pending: BinaryHeap<std::cmp::Reverse<(i64, i64, i64, usize, i128)>>,
+    pending: BinaryHeap<std::cmp::Reverse<PendingOrder>>,
 }
 
 impl Generator {

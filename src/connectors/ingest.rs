@@ -167,10 +167,10 @@ fn list_segments(dir: &Path) -> WsResult<Vec<Segment>> {
     for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let path = entry.map_err(|e| io_error(dir, e))?.path();
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-        if path.extension().is_some_and(|e| e == "seg") {
-            if let Ok(first_offset) = stem.parse::<u64>() {
-                segments.push(Segment { first_offset, path });
-            }
+        if path.extension().is_some_and(|e| e == "seg")
+            && let Ok(first_offset) = stem.parse::<u64>()
+        {
+            segments.push(Segment { first_offset, path });
         }
     }
     segments.sort_by_key(|s| s.first_offset);
@@ -363,14 +363,14 @@ impl Writer {
             return;
         }
         let arrival_ms = crate::stream::now_ms();
-        if self.file_bytes >= self.segment_bytes_max {
-            if let Err(error) = self.roll(self.source.log.next_offset()) {
-                self.source.record_error(&error);
-                for (_, ack) in appends {
-                    let _ = ack.send(Err(error.clone()));
-                }
-                return;
+        if self.file_bytes >= self.segment_bytes_max
+            && let Err(error) = self.roll(self.source.log.next_offset())
+        {
+            self.source.record_error(&error);
+            for (_, ack) in appends {
+                let _ = ack.send(Err(error.clone()));
             }
+            return;
         }
         // Encode every statement; one that cannot be encoded, or that the log would
         // refuse, fails alone and is not written: after the fsync nothing may fail.

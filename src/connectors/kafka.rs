@@ -306,10 +306,8 @@ impl MessageDecoder {
             .messages
             .iter()
             .all(|(start, end, _)| !buffer.bytes[*start..*end].iter().all(u8::is_ascii_whitespace));
-        if all_text {
-            if let Ok(batch) = self.decode_rows(&buffer.bytes, buffer.messages.len()) {
-                return (Some(batch), Vec::new());
-            }
+        if all_text && let Ok(batch) = self.decode_rows(&buffer.bytes, buffer.messages.len()) {
+            return (Some(batch), Vec::new());
         }
         // Something in the batch is wrong: isolate it, keep the rest.
         let mut rows = Vec::with_capacity(buffer.messages.len());
@@ -386,7 +384,7 @@ impl Reader {
             .find(|t| t.name() == topic)
             .ok_or_else(|| format!("kafka: topic '{topic}' is not in the broker's metadata"))?;
         if let Some(error) = found.error() {
-            return Err(format!("kafka: topic '{topic}': {:?}", rdkafka::types::RDKafkaRespErr::from(error)));
+            return Err(format!("kafka: topic '{topic}': {:?}", error));
         }
         let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
         partitions.sort_unstable();

@@ -71,10 +71,10 @@ impl SourceConnector for Ingest {
     }
     fn delete_storage(&self, spec: &SourceSpec, data_dir: &Path) {
         let dir = ingest::segments_dir(data_dir, spec.name());
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), %error, "could not delete a dropped source's segments");
-            }
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), %error, "could not delete a dropped source's segments");
         }
     }
 }

@@ -249,7 +249,7 @@ pub fn register(
 /// travels as text too).
 fn json_build_object(args: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
     use datafusion::common::ScalarValue;
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(external(WsError::new(
             sqlstate::INVALID_PARAMETER_VALUE,
             "argument list must have even number of elements",

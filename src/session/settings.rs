@@ -283,7 +283,7 @@ pub fn format_duration_ms(ms: u64) -> String {
         return "0".into();
     }
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)] {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(md5_hash("alice", "secret"), format!("md5{:x}", md5::compute("secretalice")));
         let stored = md5_hash("alice", "secret");
         let salt = [1, 2, 3, 4];
-        let mut inner = stored[3..].as_bytes().to_vec();
+        let mut inner = stored.as_bytes()[3..].to_vec();
         inner.extend_from_slice(&salt);
         let response = format!("md5{:x}", md5::compute(inner));
         assert!(md5_response_matches(&stored, &salt, &response));

@@ -48,8 +48,11 @@ fn timestamps(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
 /// A system view whose one batch is computed when scanned.
 pub struct SystemView {
     schema: SchemaRef,
-    rows: Box<dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync>,
+    rows: Box<RowsFn>,
 }
+
+/// Builds a system view's rows, now, for its schema.
+type RowsFn = dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync;
 
 impl std::fmt::Debug for SystemView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

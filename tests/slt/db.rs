@@ -173,7 +173,7 @@ impl Wire {
         // No application_name: every mode starts from the server's defaults, so that
         // `SHOW application_name` reads the same in all three.
         let (client, connection) = tokio_postgres::Config::new()
-            .host(&address.ip().to_string())
+            .host(address.ip().to_string())
             .port(address.port())
             .user("watershed")
             .dbname("watershed")

@@ -276,9 +276,9 @@ fn offset_text(offset_seconds: i32) -> String {
     let sign = if offset_seconds < 0 { '-' } else { '+' };
     let seconds = offset_seconds.unsigned_abs();
     let mut out = format!("{sign}{:02}", seconds / 3600);
-    if seconds % 3600 != 0 {
+    if !seconds.is_multiple_of(3600) {
         write!(out, ":{:02}", seconds % 3600 / 60).expect("writing to a String");
-        if seconds % 60 != 0 {
+        if !seconds.is_multiple_of(60) {
             write!(out, ":{:02}", seconds % 60).expect("writing to a String");
         }
     }

@@ -117,12 +117,12 @@ impl Writer<'_> {
         self.committed_us = Some(watermark_us);
         self.commits += 1;
         self.stats.record_delivery(rows as u64, Some(watermark_us));
-        if self.commits % self.target.checkpoint_interval.max(1) == 0 {
+        if self.commits.is_multiple_of(self.target.checkpoint_interval.max(1)) {
             deltalake::checkpoints::create_checkpoint(&self.table, None)
                 .await
                 .map_err(|e| WsError::new(sqlstate::IO_ERROR, format!("delta sink {} checkpoint: {e}", self.name)))?;
         }
-        if self.target.compact_interval > 0 && self.commits % self.target.compact_interval == 0 {
+        if self.target.compact_interval > 0 && self.commits.is_multiple_of(self.target.compact_interval) {
             let (table, _metrics) =
                 self.table.clone().optimize().await.map_err(|e| {
                     WsError::new(sqlstate::IO_ERROR, format!("delta sink {} compaction: {e}", self.name))

@@ -45,6 +45,8 @@ use super::notify::rows_as_json;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::stream::continuous::{Emission, Emit, MaterializedView, ViewStore};
 
+/// Where a sink resumes: the rows still to send, their watermark, and the emissions after them.
+type Resumed = (Vec<RecordBatch>, Option<i64>, broadcast::Receiver<Arc<Emission>>);
 /// Options of `connector = 'kafka'` besides `properties.*`.
 pub const OPTIONS: [&str; 3] = ["topic", "properties.bootstrap.server", "key"];
 
@@ -373,11 +375,7 @@ impl Follow<'_> {
     }
 
     /// The view's retained batches after `anchor` and a new queue, or why rows are lost.
-    fn resume(
-        &self,
-        anchor: Option<&RecordBatch>,
-        missed: u64,
-    ) -> WsResult<(Vec<RecordBatch>, Option<i64>, broadcast::Receiver<Arc<Emission>>)> {
+    fn resume(&self, anchor: Option<&RecordBatch>, missed: u64) -> WsResult<Resumed> {
         let lost = |why: &str| {
             WsError::new(
                 sqlstate::CONFIGURATION_LIMIT_EXCEEDED,

@@ -443,7 +443,7 @@ fn decode_bytea(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     if let Some(hex) = bytes.strip_prefix(b"\\x") {
         let digits: Vec<u8> = hex.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         return digits

@@ -402,9 +402,12 @@ fn contains_source(plan: &LogicalPlan) -> WsResult<bool> {
     Ok(found)
 }
 
+/// The aggregate cut out of a view's plan and the slot that stands for it.
+type CutAggregate = (Aggregate, Arc<Slot>);
+
 /// Finds the topmost aggregate whose subtree reads a source and replaces it by a slot
 /// with its schema. Returns the rewritten plan, and the aggregate with its slot.
-fn cut_at_aggregate(plan: LogicalPlan) -> WsResult<(LogicalPlan, Option<(Aggregate, Arc<Slot>)>)> {
+fn cut_at_aggregate(plan: LogicalPlan) -> WsResult<(LogicalPlan, Option<CutAggregate>)> {
     let mut cut: Option<(Aggregate, Arc<Slot>)> = None;
     let mut error = None;
     let rewritten = plan
