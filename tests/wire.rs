@@ -495,3 +495,53 @@ async fn rollback_after_writes_warns_that_they_stay() {
     );
     server.stop().await;
 }
+
+/// `CREATE ... IF NOT EXISTS` on a name already taken does nothing and says so, with
+/// PostgreSQL's NOTICE (42P07, "relation ... already exists, skipping"); a sink, which is
+/// not a relation, with 42710.
+#[tokio::test]
+async fn create_if_not_exists_on_a_taken_name_notices_the_skip() {
+    let server = start().await;
+    let (client, mut notices) = connect_with_notices(&server).await;
+    client
+        .batch_execute(
+            "CREATE TABLE ine (a BIGINT, ts TIMESTAMP); \
+             CREATE SOURCE ine_src (a BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest')",
+        )
+        .await
+        .expect("create");
+    assert!(drain(&mut notices).is_empty(), "a CREATE that creates is silent");
+    let relation = |name: &str| vec![("42P07".to_string(), format!("relation \"{name}\" already exists, skipping"))];
+    for (sql, expected) in [
+        ("CREATE TABLE IF NOT EXISTS ine (a BIGINT)", relation("ine")),
+        ("CREATE TABLE IF NOT EXISTS ine AS SELECT 1 AS a", relation("ine")),
+        (
+            "CREATE SOURCE IF NOT EXISTS ine_src (a BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'ingest')",
+            relation("ine_src"),
+        ),
+        ("CREATE MATERIALIZED VIEW IF NOT EXISTS ine AS SELECT a FROM ine_src", relation("ine")),
+    ] {
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(drain(&mut notices), expected, "{sql}");
+    }
+    // PostgreSQL says the same, word for word, for a table.
+    let (oracle, connection) = tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", NoTls)
+        .await
+        .expect("PostgreSQL runs on 127.0.0.1:5432 (the oracle)");
+    let (sender, mut oracle_notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut connection = connection;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send(notice);
+            }
+        }
+    });
+    oracle
+        .batch_execute("CREATE TEMP TABLE ine (a BIGINT); CREATE TEMP TABLE IF NOT EXISTS ine (a BIGINT)")
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut oracle_notices), relation("ine"));
+    server.stop().await;
+}

@@ -225,6 +225,7 @@ impl Session {
             Command::CreateView { name, query, emit, if_not_exists } => {
                 // Before the view is planned and started; register_view checks again.
                 if !catalog.claim(name, true, *if_not_exists)? {
+                    self.already_exists("relation", name, sqlstate::DUPLICATE_TABLE);
                     return Ok(Outcome::Done(CommandTag::new("CREATE MATERIALIZED VIEW")));
                 }
                 let (plan, emit, reads) = self.continuous_plan(query, *emit).await?;
@@ -270,6 +271,7 @@ impl Session {
             Command::CreateSink { def, if_not_exists } => {
                 // Before the sink starts (and creates its lake table); register_sink checks again.
                 if !catalog.claim(&def.name, false, *if_not_exists)? {
+                    self.already_exists("sink", &def.name, sqlstate::DUPLICATE_OBJECT);
                     return Ok(Outcome::Done(CommandTag::new("CREATE SINK")));
                 }
                 let (sink, reads) = self.start_sink(def.clone()).await?;

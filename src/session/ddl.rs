@@ -82,12 +82,16 @@ fn delta_type(data_type: &DataType) -> DataType {
     }
 }
 
+/// What a CREATE did.
+pub enum Created {
+    /// `IF NOT EXISTS` found the name taken: nothing was done (PostgreSQL's NOTICE says so).
+    Skipped { name: String },
+    /// Created; a CTAS also says how many rows it wrote.
+    Created { rows: Option<usize> },
+}
+
 /// Creates a managed Delta table; for CTAS fills it and returns the row count.
-pub async fn create_managed_table(
-    session: &Session,
-    plan: LogicalPlan,
-    partition_by: &[String],
-) -> WsResult<Option<usize>> {
+pub async fn create_managed_table(session: &Session, plan: LogicalPlan, partition_by: &[String]) -> WsResult<Created> {
     let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
         unreachable!("classified as CREATE TABLE");
     };
@@ -101,7 +105,7 @@ pub async fn create_managed_table(
     let catalog = session.engine().catalog();
     // Before the table is filled; adopt_lake checks again under the DDL lock.
     if !catalog.claim(&name, true, create.if_not_exists)? {
-        return Ok(None);
+        return Ok(Created::Skipped { name });
     }
     let input = create.input.as_ref().clone();
     let has_rows = !matches!(&input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
@@ -118,7 +122,7 @@ pub async fn create_managed_table(
         }
     }
     let (_, rows) = new_managed_table(session, &name, &schema, partition_by, has_rows.then_some(input)).await?;
-    Ok(has_rows.then_some(rows))
+    Ok(Created::Created { rows: has_rows.then_some(rows) })
 }
 
 /// Creates, fills (with `input`) and registers a managed Delta table; nothing is left
@@ -252,14 +256,14 @@ async fn fill_new_table(
 }
 
 /// Registers an existing table (Delta, Parquet, CSV, JSON) and persists the declaration.
-pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsResult<()> {
+pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsResult<Created> {
     let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) = plan else {
         unreachable!("classified as CREATE EXTERNAL TABLE");
     };
     let name = create.name.table().to_string();
     let catalog = session.engine().catalog();
     if !catalog.claim(&name, true, create.if_not_exists)? {
-        return Ok(());
+        return Ok(Created::Skipped { name });
     }
     if !create.table_partition_cols.is_empty() {
         return Err(WsError::unsupported(
@@ -279,7 +283,8 @@ pub async fn create_external_table(session: &Session, plan: &LogicalPlan) -> WsR
         options: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         indexes: Vec::new(),
     };
-    catalog.create(def, &session.context().state()).await
+    catalog.create(def, &session.context().state()).await?;
+    Ok(Created::Created { rows: None })
 }
 
 /// `CREATE INDEX` and `DROP INDEX` on Delta tables (catalog/indexes.rs says what an

@@ -539,6 +539,11 @@ impl Session {
         }
     }
 
+    /// PostgreSQL's NOTICE for a `CREATE ... IF NOT EXISTS` that found the name taken.
+    fn already_exists(&mut self, kind: &str, name: &str, code: crate::error::SqlState) {
+        self.notice("NOTICE", code, format!("{kind} \"{name}\" already exists, skipping"));
+    }
+
     /// The notices of the statement executed last; server/ sends them before its tag.
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)
@@ -850,12 +855,20 @@ impl Session {
                 let plan = bind(plan)?;
                 let created = ddl::create_managed_table(self, plan, partition_by).await?;
                 Ok(Outcome::Done(match created {
-                    Some(rows) => CommandTag { command: "SELECT", rows: Some(rows), oid: None },
-                    None => CommandTag::new("CREATE TABLE"),
+                    ddl::Created::Created { rows: Some(rows) } => {
+                        CommandTag { command: "SELECT", rows: Some(rows), oid: None }
+                    }
+                    ddl::Created::Created { rows: None } => CommandTag::new("CREATE TABLE"),
+                    ddl::Created::Skipped { name } => {
+                        self.already_exists("relation", &name, sqlstate::DUPLICATE_TABLE);
+                        CommandTag::new("CREATE TABLE")
+                    }
                 }))
             }
             Kind::CreateExternal(plan) => {
-                ddl::create_external_table(self, plan).await?;
+                if let ddl::Created::Skipped { name } = ddl::create_external_table(self, plan).await? {
+                    self.already_exists("relation", &name, sqlstate::DUPLICATE_TABLE);
+                }
                 Ok(Outcome::Done(CommandTag::new("CREATE EXTERNAL TABLE")))
             }
             Kind::DropTable { names, if_exists } => {
@@ -873,7 +886,7 @@ impl Session {
             Kind::CreateIndex { table, def, if_not_exists } => {
                 let created = self.engine.catalog().create_index(table, def.clone(), *if_not_exists).await?;
                 if !created {
-                    tracing::info!(index = def.name, "CREATE INDEX IF NOT EXISTS: already exists, skipping");
+                    self.already_exists("relation", &def.name, sqlstate::DUPLICATE_TABLE);
                 }
                 Ok(Outcome::Done(CommandTag::new("CREATE INDEX")))
             }
@@ -892,7 +905,7 @@ impl Session {
             Kind::CreateSource { def, if_not_exists } => {
                 let created = self.engine.catalog().create_source(def.clone(), *if_not_exists).await?;
                 if !created {
-                    tracing::info!(source = def.name, "CREATE SOURCE IF NOT EXISTS: already exists, skipping");
+                    self.already_exists("relation", &def.name, sqlstate::DUPLICATE_TABLE);
                 }
                 Ok(Outcome::Done(CommandTag::new("CREATE SOURCE")))
             }
