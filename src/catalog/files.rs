@@ -348,18 +348,23 @@ mod tests {
         assert!(error.message.starts_with("y.toml:3:"), "{}", error.message);
     }
 
-    #[test]
-    fn write_then_parse_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.toml");
-        let def = TableDef {
+    /// A managed Delta table `t` at `tables/t`, without indexes.
+    fn managed_table_t() -> TableDef {
+        TableDef {
             name: "t".into(),
             format: super::super::Format::Delta,
             location: "tables/t".into(),
             managed: true,
             options: Default::default(),
             indexes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn write_then_parse_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let def = managed_table_t();
         write_atomic(&path, &CatalogFile::single(def.clone())).unwrap();
         let files = load_dir(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
@@ -379,14 +384,7 @@ mod tests {
     fn a_file_edited_since_start_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
-        let def = TableDef {
-            name: "t".into(),
-            format: super::super::Format::Delta,
-            location: "tables/t".into(),
-            managed: true,
-            options: Default::default(),
-            indexes: Vec::new(),
-        };
+        let def = managed_table_t();
         let other = TableDef { name: "u".into(), location: "tables/u".into(), ..def.clone() };
         // Edited to declare another table instead, then to declare it twice, then removed.
         write_atomic(&path, &CatalogFile::single(other.clone())).unwrap();
