@@ -88,6 +88,8 @@ sqlstates! {
     INVALID_AUTHORIZATION_SPECIFICATION = "28000",
     INVALID_PASSWORD = "28P01",
     DEPENDENT_OBJECTS_STILL_EXIST = "2BP01",
+    // Class 40: a transaction that lost a race with another (retry it).
+    SERIALIZATION_FAILURE = "40001",
     // Class 34, 42: cursors, syntax and access rules.
     INVALID_CURSOR_NAME = "34000",
     SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION = "42000",
@@ -213,15 +215,33 @@ impl From<DataFusionError> for WsError {
 
 impl From<deltalake::DeltaTableError> for WsError {
     fn from(error: deltalake::DeltaTableError) -> WsError {
-        use deltalake::DeltaTableError as E;
-        let code = match &error {
-            E::NotATable(_) | E::InvalidTableLocation(_) => sqlstate::UNDEFINED_TABLE,
-            E::Io { .. } | E::ObjectStore { .. } => sqlstate::IO_ERROR,
-            E::InvalidVersion(_) | E::InvalidDateTimeString { .. } => sqlstate::INVALID_PARAMETER_VALUE,
-            E::Arrow { source } => arrow_sqlstate(source),
-            _ => sqlstate::DATA_EXCEPTION,
+        let code = delta_sqlstate(&error);
+        let message = if code == sqlstate::SERIALIZATION_FAILURE {
+            format!("could not serialize access due to a concurrent update: delta: {error}; retry the statement")
+        } else {
+            format!("delta: {error}")
         };
-        WsError::new(code, format!("delta: {error}")).with_source(error)
+        WsError::new(code, message).with_source(error)
+    }
+}
+
+/// The SQLSTATE of a Delta error, from its kind. A commit that lost to another writer's
+/// conflicting commit is PostgreSQL's serialization_failure: the client may retry.
+fn delta_sqlstate(error: &deltalake::DeltaTableError) -> SqlState {
+    use deltalake::DeltaTableError as E;
+    use deltalake::kernel::transaction::TransactionError as T;
+    match error {
+        E::NotATable(_) | E::InvalidTableLocation(_) => sqlstate::UNDEFINED_TABLE,
+        E::Io { .. } | E::ObjectStore { .. } => sqlstate::IO_ERROR,
+        E::InvalidVersion(_) | E::InvalidDateTimeString { .. } => sqlstate::INVALID_PARAMETER_VALUE,
+        E::Arrow { source } => arrow_sqlstate(source),
+        E::Transaction { source: T::CommitConflict(_) | T::VersionAlreadyExists(_) | T::MaxCommitAttempts(_) } => {
+            sqlstate::SERIALIZATION_FAILURE
+        }
+        E::Transaction { source: T::ObjectStore { .. } } => sqlstate::IO_ERROR,
+        E::Transaction { source: T::DeltaTableAppendOnly } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        E::Transaction { .. } => sqlstate::DATA_EXCEPTION,
+        _ => sqlstate::DATA_EXCEPTION,
     }
 }
 
@@ -286,7 +306,7 @@ fn datafusion_sqlstate(error: &DataFusionError) -> SqlState {
             } else if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
                 arrow_sqlstate(arrow)
             } else if let Some(delta) = inner.downcast_ref::<deltalake::DeltaTableError>() {
-                WsError::from(clone_delta_kind(delta)).code
+                delta_sqlstate(delta)
             } else {
                 sqlstate::INTERNAL_ERROR
             }
@@ -337,18 +357,6 @@ fn execution_sqlstate(message: &str) -> SqlState {
         sqlstate::CARDINALITY_VIOLATION
     } else {
         sqlstate::INTERNAL_ERROR
-    }
-}
-
-/// Delta errors inside DataFusion's External are behind a shared reference; only the
-/// variant matters for the SQLSTATE, so a generic stand-in of the same kind is enough.
-fn clone_delta_kind(error: &deltalake::DeltaTableError) -> deltalake::DeltaTableError {
-    use deltalake::DeltaTableError as E;
-    match error {
-        E::NotATable(message) => E::NotATable(message.clone()),
-        E::InvalidTableLocation(message) => E::InvalidTableLocation(message.clone()),
-        E::InvalidVersion(version) => E::InvalidVersion(*version),
-        other => E::Generic(other.to_string()),
     }
 }
 

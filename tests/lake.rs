@@ -88,7 +88,7 @@ async fn catalog_survives_a_restart() {
     let mut session = second.session();
     assert_eq!(count(&mut session, "kept").await, 2);
     assert_eq!(count(&mut session, "kept_again").await, 2);
-    let missing = session.run_collect("SELECT * FROM gone").await.err().expect("gone is gone");
+    let missing = session.run_collect("SELECT * FROM gone").await.expect_err("gone is gone");
     assert_eq!(missing.code, "42P01");
     // Dropping an external table keeps the data it points at.
     session.run_collect("DROP TABLE kept_again").await.expect("drop external");
@@ -130,9 +130,9 @@ async fn an_index_z_orders_its_table_and_survives_a_restart() {
         assert_eq!(last.operation.as_deref(), Some("OPTIMIZE"), "CREATE INDEX rewrote the files in z-order");
         assert_eq!(table.get_file_uris().expect("files").count(), 1, "the day's four files became one, ordered by a");
         assert_eq!(count(&mut session, "zt").await, 20, "the rewrite keeps every row");
-        let error = session.run_collect("CREATE INDEX zt_a ON zt (b)").await.err().expect("duplicate");
+        let error = session.run_collect("CREATE INDEX zt_a ON zt (b)").await.expect_err("duplicate");
         assert_eq!(error.code, "42P07");
-        let error = session.run_collect("CREATE UNIQUE INDEX zt_u ON zt (b)").await.err().expect("unique");
+        let error = session.run_collect("CREATE UNIQUE INDEX zt_u ON zt (b)").await.expect_err("unique");
         assert_eq!(error.code, "0A000");
         session.run_collect("CREATE INDEX zt_b ON zt (b DESC)").await.expect("second index");
         session.run_collect("DROP INDEX zt_b").await.expect("drop index");
@@ -196,13 +196,13 @@ async fn drop_after_the_catalog_file_was_edited_is_an_error() {
     let text = std::fs::read_to_string(&file).expect("the table's catalog file");
     std::fs::write(&file, text.replace("name = \"edited\"", "name = \"renamed\"")).expect("edit");
     for sql in ["DROP TABLE edited", "CREATE INDEX edited_id ON edited (id)"] {
-        let error = session.run_collect(sql).await.err().expect("refused");
+        let error = session.run_collect(sql).await.expect_err("refused");
         assert_eq!(error.code, "F0000", "{sql}");
         assert!(error.message.contains("edited.toml") && error.message.contains("changed"), "{}", error.message);
     }
     assert_eq!(count(&mut session, "edited").await, 1, "nothing was dropped");
     std::fs::remove_file(engine.config().ddl_dir.join("ev.toml")).expect("remove the source's file");
-    let error = session.run_collect("DROP SOURCE ev").await.err().expect("refused");
+    let error = session.run_collect("DROP SOURCE ev").await.expect_err("refused");
     assert_eq!(error.code, "F0000");
     assert_eq!(count(&mut session, "ev").await, 0, "the source is still there");
 }
@@ -418,4 +418,45 @@ async fn a_table_read_by_a_view_or_sink_is_not_dropped_from_under_it() {
         .await
         .expect("drops in order");
     engine.catalog().stop_sources().await;
+}
+
+/// Writes, a rename and a new column survive a restart: the catalog file moves with the
+/// name, the data stays where it was, and the new name's history has every commit.
+#[tokio::test]
+async fn writes_and_alterations_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let first = engine(dir.path(), 5_000).await;
+        let mut session = first.session();
+        session
+            .run_collect(
+                "CREATE TABLE before (id BIGINT);
+                 INSERT INTO before VALUES (1), (2), (3);
+                 UPDATE before SET id = id * 10 WHERE id > 1;
+                 DELETE FROM before WHERE id = 1;
+                 ALTER TABLE before ADD COLUMN note TEXT;
+                 MERGE INTO before USING (SELECT 20 AS id, 'merged' AS note) AS s ON before.id = s.id
+                   WHEN MATCHED THEN UPDATE SET note = s.note;
+                 ALTER TABLE before RENAME TO after",
+            )
+            .await
+            .expect("writes");
+    }
+    assert!(!dir.path().join("data/catalog/before.toml").exists(), "the old name's declaration is gone");
+    assert!(dir.path().join("data/catalog/after.toml").exists(), "the new name is declared");
+    assert!(dir.path().join("data/tables/before/_delta_log").exists(), "the data stayed where it was");
+    let second = engine(dir.path(), 5_000).await;
+    let mut session = second.session();
+    assert_eq!(
+        texts(&mut session, "SELECT id || ':' || coalesce(note, '-') FROM after ORDER BY id").await,
+        vec!["20:merged", "30:-"]
+    );
+    assert_eq!(
+        texts(&mut session, "SELECT operation FROM table_history('after') ORDER BY version").await,
+        vec!["CREATE TABLE", "WRITE", "UPDATE", "DELETE", "ADD COLUMN", "MERGE"]
+    );
+    // A new table of the old name gets a directory of its own.
+    session.run_collect("CREATE TABLE before (x BIGINT)").await.expect("the old name is free");
+    assert_eq!(count(&mut session, "before").await, 0);
+    assert_eq!(count(&mut session, "after").await, 2);
 }

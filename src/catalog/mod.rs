@@ -164,6 +164,9 @@ pub fn duplicate(name: &str, holder: Holder) -> WsError {
     }
 }
 
+/// Directories tried for a new managed table whose plain name a renamed table holds.
+const MANAGED_LOCATION_ATTEMPTS_MAX: usize = 1_000;
+
 pub struct Catalog {
     /// Where DDL writes its catalog files (`--ddl-dir`).
     dir: PathBuf,
@@ -833,9 +836,63 @@ impl Catalog {
         }
     }
 
-    /// Location for a new managed table: `<data dir>/tables/<name>`.
-    pub fn managed_location(&self, name: &str) -> String {
-        format!("tables/{}", files::file_stem(name))
+    /// Location for a new managed table: `<data dir>/tables/<name>`, or `<name>-<n>` when a
+    /// table renamed since holds that directory (a rename keeps the data where it is).
+    pub async fn managed_location(&self, name: &str) -> WsResult<String> {
+        let tables = self.tables.lock().await;
+        let held = |location: &str| tables.values().any(|registered| registered.def.location == location);
+        let stem = files::file_stem(name);
+        for attempt in 0..MANAGED_LOCATION_ATTEMPTS_MAX {
+            let location = if attempt == 0 { format!("tables/{stem}") } else { format!("tables/{stem}-{attempt}") };
+            if !held(&location) {
+                return Ok(location);
+            }
+        }
+        Err(WsError::new(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("no free directory for table {name} under tables/ after {MANAGED_LOCATION_ATTEMPTS_MAX} tries"),
+        ))
+    }
+
+    /// `ALTER TABLE old RENAME TO new`. The declaration moves to the new name's catalog
+    /// file (written first, then the old one's removed: a crash between leaves both, which
+    /// the next start refuses by path and line rather than losing the table); the data
+    /// stays at its location, which the declaration records. Refused (2BP01) while
+    /// materialized views or sinks read the table, as they hold it by name. Returns false
+    /// when there is no such table.
+    pub async fn rename_table(&self, old: &str, new: &str) -> WsResult<bool> {
+        let mut tables = self.tables.lock().await;
+        let Some(registered) = tables.get(old) else {
+            return Ok(false);
+        };
+        self.check_writable(&registered.file, old)?;
+        let readers = self.readers_of(old).await;
+        if !readers.is_empty() {
+            return Err(WsError::new(
+                sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot rename table {old} because {} read it; drop them first", readers.join(", ")),
+            ));
+        }
+        self.check_name_free(new)?;
+        let file = self.object_file(new)?;
+        let mut def = registered.def.clone();
+        def.name = new.to_string();
+        files::write_atomic(&file, &CatalogFile::single(def.clone()))?;
+        if let Err(error) = files::remove_declaration(&registered.file, old) {
+            if let Err(cleanup) = std::fs::remove_file(&file) {
+                tracing::warn!(file = %file.display(), %cleanup, "could not remove the new declaration of a failed rename");
+            }
+            return Err(error);
+        }
+        let registered = tables.remove(old).expect("entry checked above");
+        let provider = self.schema.deregister_table(old)?.expect("a registered table has a provider");
+        self.schema.register_table(new.to_string(), provider.clone())?;
+        self.indexes.remove_table(old);
+        for index in &def.indexes {
+            self.indexes.insert(new, index.clone(), attnums(&provider.schema(), index)?);
+        }
+        tables.insert(new.to_string(), Registered { def, file, lake: registered.lake });
+        Ok(true)
     }
 }
 

@@ -4,6 +4,7 @@
 //! for it. It re-reads the Delta log when the snapshot is older than the configured
 //! staleness bound (so commits by other processes show up), and at once after our own
 //! writes. Time travel builds a separate, fixed provider for an older version.
+//! Writes other than appends (DELETE, UPDATE, TRUNCATE, MERGE) are in [`writes`].
 //! A `LakeScanExec` ([`crate::scan_info::ScanInfoExec`]) wraps each scan so EXPLAIN ANALYZE shows files read vs files in the
 //! table, which is how partition pruning and statistics-based skipping are made visible.
 
@@ -15,9 +16,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::DFSchemaRef;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::dml::{InsertOp, MergeIntoClause};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
@@ -25,6 +27,16 @@ use url::Url;
 
 use crate::error::{WsError, WsResult};
 use crate::scan_info::ScanInfoExec;
+
+pub mod writes;
+
+/// What `OPTIMIZE` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptimizeOutcome {
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub partitions_optimized: u64,
+}
 
 /// One snapshot of a Delta table and the DataFusion provider built on it.
 struct Loaded {
@@ -42,10 +54,46 @@ pub struct LakeTable {
     staleness: Duration,
     /// A time-travel snapshot: never refreshed, refuses writes.
     pinned: bool,
+    /// The current snapshot, shared with the writes in flight ([`Installer`]).
+    current: Arc<Current>,
+}
+
+/// A table's current snapshot.
+struct Current {
     /// Async lock: refreshing reads the Delta log. Readers hold it only to clone the Arc.
     loaded: tokio::sync::RwLock<Arc<Loaded>>,
     /// `TableProvider::schema` is synchronous, so the current schema is mirrored here.
     schema: std::sync::RwLock<SchemaRef>,
+}
+
+impl Current {
+    fn new(loaded: Loaded) -> Arc<Current> {
+        let schema = loaded.provider.schema();
+        Arc::new(Current { loaded: tokio::sync::RwLock::new(Arc::new(loaded)), schema: std::sync::RwLock::new(schema) })
+    }
+
+    /// Makes `next` current, unless a newer snapshot already is.
+    async fn install(&self, next: Loaded) {
+        let mut guard = self.loaded.write().await;
+        if next.version < guard.version {
+            return;
+        }
+        *self.schema.write().expect("schema lock poisoned") = next.provider.schema();
+        *guard = Arc::new(next);
+    }
+}
+
+/// Hands a table state that one of our writes committed back to its [`LakeTable`], so the
+/// next statement of every session (an `EXPLAIN ANALYZE DELETE` too) sees the write
+/// without re-reading the log.
+#[derive(Clone)]
+pub(crate) struct Installer(Arc<Current>);
+
+impl Installer {
+    pub(crate) async fn install(&self, table: DeltaTable) -> WsResult<()> {
+        self.0.install(build_loaded(table).await?).await;
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for LakeTable {
@@ -105,14 +153,12 @@ impl LakeTable {
     /// Wraps a table that has just been created or loaded.
     pub async fn from_table(name: &str, url: Url, table: DeltaTable, staleness_ms: u64) -> WsResult<LakeTable> {
         let loaded = build_loaded(table).await?;
-        let schema = loaded.provider.schema();
         Ok(LakeTable {
             name: name.to_string(),
             url,
             staleness: Duration::from_millis(staleness_ms),
             pinned: false,
-            loaded: tokio::sync::RwLock::new(Arc::new(loaded)),
-            schema: std::sync::RwLock::new(schema),
+            current: Current::new(loaded),
         })
     }
 
@@ -134,7 +180,7 @@ impl LakeTable {
     /// Current snapshot, refreshed first when it is older than the staleness bound.
     async fn current(&self) -> WsResult<Arc<Loaded>> {
         {
-            let loaded = self.loaded.read().await;
+            let loaded = self.current.loaded.read().await;
             if self.pinned || loaded.loaded_at.elapsed() < self.staleness {
                 return Ok(loaded.clone());
             }
@@ -150,7 +196,7 @@ impl LakeTable {
 
     async fn reload(&self, force: bool) -> WsResult<Arc<Loaded>> {
         assert!(!self.pinned, "a pinned snapshot is never reloaded");
-        let mut guard = self.loaded.write().await;
+        let mut guard = self.current.loaded.write().await;
         // Another session may have reloaded while this one waited for the lock.
         if !force && guard.loaded_at.elapsed() < self.staleness {
             return Ok(guard.clone());
@@ -169,7 +215,7 @@ impl LakeTable {
         } else {
             build_loaded(table).await?
         };
-        *self.schema.write().expect("schema lock poisoned") = next.provider.schema();
+        *self.current.schema.write().expect("schema lock poisoned") = next.provider.schema();
         *guard = Arc::new(next);
         Ok(guard.clone())
     }
@@ -209,6 +255,96 @@ impl LakeTable {
         self.refresh().await
     }
 
+    /// `OPTIMIZE`: compacts small files (bin-packing), or Z-orders them by `zorder`, in one
+    /// commit that changes no row (`dataChange = false`, so streaming readers skip it).
+    pub async fn optimize(&self, zorder: Vec<String>) -> WsResult<OptimizeOutcome> {
+        let loaded = self.writable("OPTIMIZE").await?;
+        let kind = if zorder.is_empty() {
+            deltalake::operations::optimize::OptimizeType::Compact
+        } else {
+            let partitions = loaded.table.snapshot()?.metadata().partition_columns().to_vec();
+            if let Some(column) = zorder.iter().find(|c| partitions.contains(c)) {
+                return Err(WsError::new(
+                    crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("table {}: {column} is a partition column; Z-order by other columns", self.name),
+                ));
+            }
+            deltalake::operations::optimize::OptimizeType::ZOrder(zorder)
+        };
+        let (table, metrics) =
+            loaded.table.clone().optimize().with_type(kind).await.map_err(|error| self.context(error))?;
+        self.current.install(build_loaded(table).await?).await;
+        Ok(OptimizeOutcome {
+            files_added: metrics.num_files_added,
+            files_removed: metrics.num_files_removed,
+            partitions_optimized: metrics.partitions_optimized,
+        })
+    }
+
+    /// `ALTER TABLE ... ADD COLUMN`: a metadata commit; existing rows read NULL there.
+    pub async fn add_column(&self, field: deltalake::kernel::StructField) -> WsResult<()> {
+        let loaded = self.writable("ALTER").await?;
+        let table =
+            loaded.table.clone().add_columns().with_fields([field]).await.map_err(|error| self.context(error))?;
+        self.current.install(build_loaded(table).await?).await;
+        Ok(())
+    }
+
+    /// `VACUUM`: deletes the files that no version within `retain_hours` (the table's
+    /// `delta.deletedFileRetentionDuration` when None, a week by default) reads, and files
+    /// no commit references (left by failed writes). A retention under the table's bound
+    /// would break time travel to recent versions and queries reading them now: refused
+    /// with 22023 unless `enforce` is false. Returns the paths deleted (or, with
+    /// `dry_run`, that would be).
+    pub async fn vacuum(&self, retain_hours: Option<u64>, dry_run: bool, enforce: bool) -> WsResult<Vec<String>> {
+        use deltalake::table::config::TablePropertiesExt as _;
+        let loaded = self.writable("VACUUM").await?;
+        let bound = loaded.table.snapshot()?.table_config().deleted_file_retention_duration();
+        let bound_hours = bound.as_secs() / 3600;
+        let mut builder = loaded
+            .table
+            .clone()
+            .vacuum()
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .with_dry_run(dry_run)
+            .with_enforce_retention_duration(false);
+        if let Some(hours) = retain_hours {
+            if enforce && Duration::from_secs(hours.saturating_mul(3600)) < bound {
+                return Err(WsError::new(
+                    crate::error::sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "table {}: RETAIN {hours} HOURS is under the table's retention of {bound_hours} hours \
+                         (delta.deletedFileRetentionDuration); versions and running queries within it would \
+                         lose their files. SET watershed.vacuum_retention_check = off to vacuum anyway",
+                        self.name
+                    ),
+                ));
+            }
+            let hours = i64::try_from(hours).unwrap_or(i64::MAX / 3600).min(i64::MAX / 3600);
+            builder = builder.with_retention_period(chrono::Duration::hours(hours));
+        }
+        let (table, metrics) = builder.await.map_err(|error| self.context(error))?;
+        if !dry_run {
+            self.current.install(build_loaded(table).await?).await;
+        }
+        Ok(metrics.files_deleted)
+    }
+
+    /// The table's commits, newest first, at most `limit_max` of them: (version, commit).
+    /// deltalake reads each commit's commitInfo, which every Delta writer records; the
+    /// versions count down from the snapshot's.
+    pub async fn history(&self, limit_max: usize) -> WsResult<Vec<(u64, deltalake::kernel::CommitInfo)>> {
+        use futures::TryStreamExt as _;
+        let loaded = self.current().await?;
+        let commits: Vec<deltalake::kernel::CommitInfo> =
+            loaded.table.history(Some(limit_max)).try_collect().await.map_err(|error| self.context(error))?;
+        Ok(commits
+            .into_iter()
+            .enumerate()
+            .map_while(|(back, commit)| Some((loaded.version.checked_sub(back as u64)?, commit)))
+            .collect())
+    }
+
     /// A fixed provider for `VERSION AS OF version`.
     pub async fn at_version(&self, version: i64) -> WsResult<Arc<dyn TableProvider>> {
         let Ok(version) = u64::try_from(version) else {
@@ -243,15 +379,30 @@ impl LakeTable {
     /// The same table fixed at one snapshot: never refreshed, read-only.
     async fn pinned(&self, table: DeltaTable) -> WsResult<Arc<dyn TableProvider>> {
         let loaded = build_loaded(table).await?;
-        let schema = loaded.provider.schema();
         Ok(Arc::new(LakeTable {
             name: self.name.clone(),
             url: self.url.clone(),
             staleness: Duration::MAX,
             pinned: true,
-            loaded: tokio::sync::RwLock::new(Arc::new(loaded)),
-            schema: std::sync::RwLock::new(schema),
+            current: Current::new(loaded),
         }))
+    }
+
+    /// What a write needs of this table: its name, the snapshot it starts from and the
+    /// way back to install what it commits.
+    fn target<'a>(&'a self, loaded: &'a Loaded) -> writes::Target<'a> {
+        writes::Target { name: &self.name, installer: Installer(self.current.clone()), loaded }
+    }
+
+    /// The newest snapshot, for a statement that writes; a pinned one refuses.
+    async fn writable(&self, command: &str) -> WsResult<Arc<Loaded>> {
+        if self.pinned {
+            return Err(WsError::new(
+                crate::error::sqlstate::READ_ONLY_SQL_TRANSACTION,
+                format!("cannot {command} table {} at an older version: it is read-only", self.name),
+            ));
+        }
+        self.reload(true).await
     }
 
     fn context(&self, error: deltalake::DeltaTableError) -> WsError {
@@ -280,7 +431,7 @@ async fn scan_loaded(
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.read().expect("schema lock poisoned").clone()
+        self.current.schema.read().expect("schema lock poisoned").clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -301,7 +452,7 @@ impl TableProvider for LakeTable {
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // The provider of the snapshot answers; a refresh between planning and scan keeps
         // the same table configuration in every case that matters for pushdown.
-        let loaded = self.loaded.try_read().map(|guard| guard.clone());
+        let loaded = self.current.loaded.try_read().map(|guard| guard.clone());
         let answers = match loaded {
             Ok(loaded) => loaded.provider.supports_filters_pushdown(filters)?,
             Err(_) => vec![TableProviderFilterPushDown::Inexact; filters.len()],
@@ -319,6 +470,44 @@ impl TableProvider for LakeTable {
                 other => other,
             })
             .collect())
+    }
+
+    async fn delete_from(&self, session: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let loaded = self.writable("DELETE").await.map_err(to_df)?;
+        writes::delete("DELETE", self.target(&loaded), session, filters)
+    }
+
+    async fn truncate(&self, session: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let loaded = self.writable("TRUNCATE").await.map_err(to_df)?;
+        writes::delete("TRUNCATE TABLE", self.target(&loaded), session, vec![])
+    }
+
+    async fn update(
+        &self,
+        session: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let loaded = self.writable("UPDATE").await.map_err(to_df)?;
+        writes::update(self.target(&loaded), session, assignments, filters)
+    }
+
+    async fn merge_into(
+        &self,
+        session: &dyn Session,
+        source: Arc<dyn ExecutionPlan>,
+        merge_schema: DFSchemaRef,
+        on: Expr,
+        clauses: Vec<MergeIntoClause>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let loaded = self.writable("MERGE").await.map_err(to_df)?;
+        // The target's columns are the first ones of the merge schema, qualified by the
+        // statement's name for the table.
+        let Some((Some(target), _)) = merge_schema.iter().next() else {
+            return Err(DataFusionError::Internal("MERGE's schema starts with the target's columns".into()));
+        };
+        let target = target.clone();
+        writes::merge(self.target(&loaded), &target, session, source, merge_schema, on, clauses)
     }
 
     async fn insert_into(

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::datasource::provider_as_source;
+use datafusion::datasource::{TableProvider as _, provider_as_source};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, LogicalPlanBuilder, cast, col};
 use datafusion::sql::parser::Statement;
@@ -57,7 +57,7 @@ pub fn take_partition_columns(statement: &mut Statement) -> WsResult<Vec<String>
     Ok(columns)
 }
 
-fn fold(ident: &sqlast::Ident) -> String {
+pub(super) fn fold(ident: &sqlast::Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
@@ -135,7 +135,7 @@ async fn new_managed_table(
     input: Option<LogicalPlan>,
 ) -> WsResult<(Arc<LakeTable>, usize)> {
     let catalog = session.engine().catalog();
-    let location = catalog.managed_location(name);
+    let location = catalog.managed_location(name).await?;
     let url = location_url(&location, catalog.data_dir())?;
     let path =
         url.to_file_path().map_err(|()| WsError::internal(format!("managed location {url} is not a local path")))?;
@@ -359,4 +359,112 @@ pub(super) fn classify_index(statement: &Statement) -> WsResult<Option<super::Ki
         }
         _ => Ok(None),
     }
+}
+
+/// One change of `ALTER TABLE`.
+#[derive(Debug, Clone)]
+pub enum AlterChange {
+    /// `ADD [COLUMN] [IF NOT EXISTS] name type`: a nullable column, NULL in existing rows.
+    AddColumn { column: sqlast::ColumnDef, if_not_exists: bool },
+    /// `RENAME TO new`.
+    RenameTo(String),
+}
+
+/// `ALTER TABLE [IF EXISTS] t <one change>`. Renaming or dropping a column needs Delta's
+/// column mapping, which deltalake 1.1 does not write: refused with 0A000, as are changes
+/// of type, defaults and constraints.
+pub(super) fn classify_alter(statement: &Statement) -> WsResult<Option<super::Kind>> {
+    let Statement::Statement(inner) = statement else {
+        return Ok(None);
+    };
+    let sqlast::Statement::AlterTable(alter) = inner.as_ref() else {
+        return Ok(None);
+    };
+    if !crate::sql::names_our_schema(&alter.name) {
+        return Err(WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{}\" does not exist", alter.name)));
+    }
+    let table = crate::sql::normalized_table_name(&alter.name);
+    let [operation] = alter.operations.as_slice() else {
+        return Err(WsError::unsupported(
+            "ALTER TABLE with more than one change is not supported yet: one per statement",
+        ));
+    };
+    let change = match operation {
+        sqlast::AlterTableOperation::AddColumn { if_not_exists, column_def, column_position: None, .. } => {
+            AlterChange::AddColumn { column: column_def.clone(), if_not_exists: *if_not_exists }
+        }
+        sqlast::AlterTableOperation::RenameTable { table_name } => {
+            let (sqlast::RenameTableNameKind::As(new) | sqlast::RenameTableNameKind::To(new)) = table_name;
+            if !crate::sql::names_our_schema(new) {
+                return Err(WsError::unsupported("a table cannot move to another schema"));
+            }
+            AlterChange::RenameTo(crate::sql::normalized_table_name(new))
+        }
+        sqlast::AlterTableOperation::RenameColumn { .. } | sqlast::AlterTableOperation::DropColumn { .. } => {
+            return Err(WsError::unsupported(
+                "renaming or dropping a column needs Delta column mapping, which this server does not write yet",
+            ));
+        }
+        other => return Err(WsError::unsupported(format!("ALTER TABLE ... {other} is not supported yet"))),
+    };
+    Ok(Some(super::Kind::AlterTable { table, change, if_exists: alter.if_exists }))
+}
+
+/// Adds a column to a Delta table; false when it exists and `if_not_exists` is set.
+pub async fn add_column(
+    session: &Session,
+    table: &str,
+    column: &sqlast::ColumnDef,
+    if_not_exists: bool,
+) -> WsResult<bool> {
+    let Some(lake) = session.engine().catalog().lake_table(table).await else {
+        return Err(WsError::unsupported(format!(
+            "ALTER TABLE ... ADD COLUMN needs a Delta lake table; \"{table}\" is not one"
+        )));
+    };
+    let name = fold(&column.name);
+    if lake.schema().field_with_name(&name).is_ok() {
+        if if_not_exists {
+            return Ok(false);
+        }
+        return Err(WsError::new(
+            sqlstate::DUPLICATE_COLUMN,
+            format!("column \"{name}\" of relation \"{table}\" already exists"),
+        ));
+    }
+    for option in &column.options {
+        match &option.option {
+            sqlast::ColumnOption::Null => {}
+            other => {
+                return Err(WsError::unsupported(format!(
+                    "ADD COLUMN ... {other} is not supported: a new Delta column is nullable, NULL in existing rows"
+                )));
+            }
+        }
+    }
+    // The column's Arrow type is the one CREATE TABLE would give it: plan that.
+    let probe = sqlast::Statement::CreateTable(
+        sqlast::helpers::stmt_create_table::CreateTableBuilder::new(sqlast::ObjectName::from(vec![
+            sqlast::Ident::new("probe"),
+        ]))
+        .columns(vec![sqlast::ColumnDef {
+            name: column.name.clone(),
+            data_type: column.data_type.clone(),
+            options: vec![],
+        }])
+        .build(),
+    );
+    let plan = session.ctx.state().statement_to_plan(Statement::Statement(Box::new(probe))).await?;
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
+        return Err(WsError::internal("CREATE TABLE did not plan as one"));
+    };
+    let arrow = create.input.schema().as_arrow().clone();
+    let field = Field::new(name, delta_type(arrow.field(0).data_type()), true);
+    let structure = StructType::try_from_arrow(&Schema::new(vec![field]))
+        .map_err(|error| WsError::unsupported(format!("column type not storable in Delta: {error}")))?;
+    let Some(delta_field) = structure.fields().next().cloned() else {
+        return Err(WsError::internal("a one-column schema has its column"));
+    };
+    lake.add_column(delta_field).await?;
+    Ok(true)
 }

@@ -13,6 +13,7 @@ pub mod copy;
 mod correlated;
 mod cursors;
 mod ddl;
+mod maintenance;
 mod oid_tags;
 mod pg_functions;
 mod roles;
@@ -281,6 +282,7 @@ impl Engine {
         let role = roles::SessionRole::default();
         role.set(Some(Role::Admin));
         pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
+        ctx.register_udtf("table_history", Arc::new(maintenance::TableHistory::new(self.inner.catalog.clone())));
         Session {
             engine: self.clone(),
             id,
@@ -318,10 +320,12 @@ enum Kind {
     /// A plan whose result rows go to the client (SELECT, VALUES, EXPLAIN, SHOW of
     /// DataFusion tables...).
     Rows(LogicalPlan),
-    /// INSERT into a table: the count becomes the tag; the table is refreshed afterwards.
-    Insert {
+    /// INSERT, UPDATE, DELETE, MERGE or TRUNCATE of a table: the count becomes the tag
+    /// (PostgreSQL's words, [`write_command`]); the table is refreshed afterwards.
+    Write {
         plan: LogicalPlan,
         table: String,
+        command: &'static str,
     },
     /// CREATE TABLE [AS]: a managed Delta table.
     CreateTable {
@@ -370,6 +374,14 @@ enum Kind {
     CopyFrom(copy::CopyInTarget),
     /// Views, subscriptions, sinks, LISTEN/NOTIFY: see continuous.rs.
     Continuous(continuous::Command),
+    /// ALTER TABLE: one change (ddl.rs).
+    AlterTable {
+        table: String,
+        change: ddl::AlterChange,
+        if_exists: bool,
+    },
+    /// OPTIMIZE and VACUUM of a Delta table: see maintenance.rs.
+    Maintain(crate::sql::LakeStatement),
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -477,6 +489,20 @@ impl Drop for Session {
     }
 }
 
+/// PostgreSQL's command word for a write: its completion tag and its name in refusals.
+pub(super) fn write_command(op: &WriteOp) -> &'static str {
+    match op {
+        WriteOp::Insert(_) => "INSERT",
+        WriteOp::Update => "UPDATE",
+        WriteOp::Delete => "DELETE",
+        WriteOp::MergeInto(_) => "MERGE",
+        WriteOp::Truncate => "TRUNCATE TABLE",
+        WriteOp::Ctas => "CREATE TABLE AS",
+        // WriteOp is non-exhaustive; a kind DataFusion adds reaches no provider hook of ours.
+        _ => "a write",
+    }
+}
+
 fn empty_schema() -> SchemaRef {
     Arc::new(Schema::empty())
 }
@@ -569,6 +595,11 @@ impl Session {
                 self.check_failed_block(None)?;
                 self.prepare_stream(statement).await?
             }
+            WsStatement::Lake(statement) => {
+                self.check_failed_block(None)?;
+                let schema = maintenance::schema(&statement);
+                Prepared { kind: Kind::Maintain(statement), param_types: Vec::new(), schema }
+            }
             WsStatement::Move { direction, cursor } => {
                 self.check_failed_block(None)?;
                 let command = compat::move_command(&direction, &cursor)?;
@@ -636,10 +667,14 @@ impl Session {
         if let Some(kind) = copy::classify(self, &statement).await? {
             return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
+        if let Some(kind) = ddl::classify_alter(&statement)? {
+            return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
+        }
         if let Some(kind) = ddl::classify_index(&statement)? {
             return Ok(Prepared { kind, param_types: Vec::new(), schema: empty_schema() });
         }
         let partition_by = ddl::take_partition_columns(&mut statement)?;
+        let upsert = self.rewrite_upsert(&mut statement).await?;
         let plan = self.plan_query(statement).await?;
         let param_types = parameter_fields(&plan, &oid_tags)?;
         let kind = match plan {
@@ -651,12 +686,13 @@ impl Session {
             LogicalPlan::Ddl(other) => {
                 return Err(WsError::unsupported(format!("{} is not supported yet", other.name())));
             }
-            LogicalPlan::Dml(DmlStatement { ref table_name, op: WriteOp::Insert(_), .. }) => {
+            LogicalPlan::Dml(DmlStatement { ref table_name, ref op, ref input, .. }) => {
                 let table = table_name.table().to_string();
-                Kind::Insert { plan, table }
-            }
-            LogicalPlan::Dml(DmlStatement { op, .. }) => {
-                return Err(WsError::unsupported(format!("{op} is not supported yet")));
+                let command = if upsert { "INSERT" } else { write_command(op) };
+                if !matches!(op, WriteOp::Insert(_)) {
+                    self.check_lake_write(command, &table, op, input).await?;
+                }
+                Kind::Write { plan, table, command }
             }
             LogicalPlan::Copy(_) => {
                 return Err(WsError::unsupported("COPY ... TO a server file is not supported"));
@@ -664,13 +700,67 @@ impl Session {
             LogicalPlan::Statement(statement) => {
                 return Err(WsError::unsupported(format!("statement {} is not supported", statement.name())));
             }
-            plan => Kind::Rows(oid_tags::through_case(plan)?),
+            plan => {
+                crate::lake::writes::check_not_analyzed(&plan)?;
+                Kind::Rows(oid_tags::through_case(plan)?)
+            }
         };
         let schema = match &kind {
             Kind::Rows(plan) => Arc::new(plan.schema().as_arrow().clone()),
             _ => empty_schema(),
         };
         Ok(Prepared { kind, param_types, schema })
+    }
+
+    /// `INSERT ... ON CONFLICT` becomes the MERGE it means (sql/upsert.rs); says whether
+    /// the statement was one. RETURNING is refused here with 0A000, before DataFusion's
+    /// planner refuses it as a plan error.
+    async fn rewrite_upsert(&self, statement: &mut Statement) -> WsResult<bool> {
+        let Statement::Statement(inner) = statement else {
+            return Ok(false);
+        };
+        if !crate::sql::upsert::is_upsert(inner) {
+            if crate::sql::upsert::returns_rows(inner) {
+                return Err(WsError::unsupported("RETURNING is not supported yet"));
+            }
+            return Ok(false);
+        }
+        let Some(name) = crate::sql::upsert::upsert_table(inner) else {
+            return Err(WsError::unsupported("INSERT ON CONFLICT needs a table"));
+        };
+        let table = crate::sql::normalized_table_name(name);
+        let columns: Vec<String> = match self.ctx.table_provider(table.as_str()).await {
+            Ok(provider) => provider.schema().fields().iter().map(|field| field.name().clone()).collect(),
+            Err(_) => {
+                return Err(WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist")));
+            }
+        };
+        let sqlast::Statement::Insert(insert) = inner.as_ref().clone() else {
+            unreachable!("is_upsert holds only for an INSERT");
+        };
+        **inner = crate::sql::upsert::as_merge(insert, &columns)?;
+        Ok(true)
+    }
+
+    /// UPDATE, DELETE, MERGE and TRUNCATE change a Delta table's files through deltalake
+    /// (lake/writes.rs): other relations refuse with 0A000, and DELETE and UPDATE may read
+    /// only their target (a join or subquery would not reach the provider).
+    async fn check_lake_write(
+        &self,
+        command: &'static str,
+        table: &str,
+        op: &WriteOp,
+        input: &LogicalPlan,
+    ) -> WsResult<()> {
+        if self.engine.catalog().lake_table(table).await.is_none() {
+            return Err(WsError::unsupported(format!(
+                "{command} needs a Delta lake table; \"{table}\" is not one (sources and files only take appends)"
+            )));
+        }
+        if matches!(op, WriteOp::Delete | WriteOp::Update) {
+            crate::lake::writes::check_target_only(command, input)?;
+        }
+        Ok(())
     }
 
     /// Plans a statement with DataFusion, time-travel relations pinned first.
@@ -843,13 +933,20 @@ impl Session {
                 let stream = self.stream(plan).await?;
                 Ok(Outcome::Rows { tag, stream })
             }
-            Kind::Insert { plan, table } => {
+            Kind::Write { plan, table, command } => {
                 let plan = bind(plan)?;
-                let rows = self.run_to_count(plan, &cancel).await?;
+                let rows = match *command {
+                    "DELETE" | "UPDATE" => self.run_lake_dml(plan, table, &cancel).await?,
+                    _ => self.run_to_count(plan, &cancel).await?,
+                };
                 if let Some(lake) = self.engine.catalog().lake_table(table).await {
                     lake.refresh().await?;
                 }
-                Ok(Outcome::Done(CommandTag { command: "INSERT", rows: Some(rows), oid: Some(0) }))
+                Ok(Outcome::Done(match *command {
+                    "INSERT" => CommandTag { command, rows: Some(rows), oid: Some(0) },
+                    "TRUNCATE TABLE" => CommandTag::new(command),
+                    _ => CommandTag { command, rows: Some(rows), oid: None },
+                }))
             }
             Kind::CreateTable { plan, partition_by } => {
                 let plan = bind(plan)?;
@@ -954,6 +1051,63 @@ impl Session {
             }
             Kind::CopyFrom(target) => Ok(Outcome::CopyIn(copy::CopyIn::start(self, target, cancel).await?)),
             Kind::Continuous(command) => self.execute_continuous(command).await,
+            Kind::AlterTable { table, change, if_exists } => {
+                let catalog = self.engine.catalog();
+                if catalog.holder(table).is_none() {
+                    if *if_exists {
+                        self.notice(
+                            "NOTICE",
+                            sqlstate::UNDEFINED_TABLE,
+                            format!("relation \"{table}\" does not exist, skipping"),
+                        );
+                        return Ok(Outcome::Done(CommandTag::new("ALTER TABLE")));
+                    }
+                    return Err(WsError::new(
+                        sqlstate::UNDEFINED_TABLE,
+                        format!("relation \"{table}\" does not exist"),
+                    ));
+                }
+                match change {
+                    ddl::AlterChange::AddColumn { column, if_not_exists } => {
+                        if !ddl::add_column(self, table, column, *if_not_exists).await? {
+                            let name = ddl::fold(&column.name);
+                            self.notice(
+                                "NOTICE",
+                                sqlstate::DUPLICATE_COLUMN,
+                                format!("column \"{name}\" of relation \"{table}\" already exists, skipping"),
+                            );
+                        }
+                    }
+                    ddl::AlterChange::RenameTo(new) => {
+                        if !catalog.rename_table(table, new).await? {
+                            return Err(WsError::unsupported(format!(
+                                "ALTER TABLE ... RENAME TO renames tables; \"{table}\" is not one"
+                            )));
+                        }
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("ALTER TABLE")))
+            }
+            Kind::Maintain(statement) => {
+                let table = statement.table();
+                let Some(lake) = self.engine.catalog().lake_table(table).await else {
+                    return Err(match self.engine.catalog().holder(table) {
+                        None => WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist")),
+                        Some(_) => {
+                            WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{table}\" is not a Delta lake table"))
+                        }
+                    });
+                };
+                let check = maintenance::setting_is_on(&self.settings.show(maintenance::VACUUM_RETENTION_CHECK)?);
+                let batch = maintenance::execute(statement, &lake, check).await?;
+                let schema = batch.schema();
+                let tag = match statement {
+                    crate::sql::LakeStatement::Optimize { .. } => "OPTIMIZE",
+                    crate::sql::LakeStatement::Vacuum { .. } => "VACUUM",
+                };
+                let stream = futures::stream::iter([Ok(batch)]);
+                Ok(Outcome::Rows { tag, stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) })
+            }
         }
     }
 
@@ -965,6 +1119,28 @@ impl Session {
         // The plan holds what it reads; the snapshots need not outlive planning.
         self.snapshots.clear();
         Ok(execute_stream(physical?, self.ctx.task_ctx())?)
+    }
+
+    /// Runs a DELETE or UPDATE on a lake table with the filters and assignments of its
+    /// analyzed plan (lake/writes.rs `dml_parts` says why not through the optimizer).
+    async fn run_lake_dml(&self, plan: LogicalPlan, table: &str, cancel: &CancellationToken) -> WsResult<usize> {
+        let state = self.ctx.state();
+        let analyzed = state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let LogicalPlan::Dml(DmlStatement { op, input, .. }) = &analyzed else {
+            return Err(WsError::internal("a DELETE or UPDATE analyzes to a DML plan"));
+        };
+        let update = matches!(op, WriteOp::Update);
+        let (assignments, filters) = crate::lake::writes::dml_parts(input, update)?;
+        let Some(lake) = self.engine.catalog().lake_table(table).await else {
+            return Err(WsError::new(sqlstate::UNDEFINED_TABLE, format!("relation \"{table}\" does not exist")));
+        };
+        let exec = if update {
+            datafusion::datasource::TableProvider::update(lake.as_ref(), &state, assignments, filters).await?
+        } else {
+            datafusion::datasource::TableProvider::delete_from(lake.as_ref(), &state, filters).await?
+        };
+        let stream = execute_stream(exec, self.ctx.task_ctx())?;
+        count_rows(cancellable(stream, cancel.clone(), self.deadline)).await
     }
 
     /// Runs a DML plan and returns the row count it reports.
@@ -1066,6 +1242,7 @@ async fn count_rows(mut stream: SendableRecordBatchStream) -> WsResult<usize> {
 }
 
 /// A fully read result, for embedded use.
+#[derive(Debug)]
 pub struct Collected {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,

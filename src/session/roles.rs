@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan};
 use serde::{Deserialize, Serialize};
 
 use super::compat::Command;
@@ -99,11 +99,12 @@ pub(super) fn required(kind: &Kind) -> Requirement {
     use Requirement as R;
     match kind {
         Kind::Rows(plan) => plan_requirement(plan),
-        Kind::Insert { .. } => R::writes(Role::Write, "INSERT"),
+        Kind::Write { command, .. } => R::writes(Role::Write, command),
         Kind::CreateTable { plan, .. } if creates_with_rows(plan) => R::writes(Role::Admin, "CREATE TABLE AS"),
         Kind::CreateTable { .. } => R::writes(Role::Admin, "CREATE TABLE"),
         Kind::CreateExternal(_) => R::writes(Role::Admin, "CREATE EXTERNAL TABLE"),
         Kind::DropTable { .. } => R::writes(Role::Admin, "DROP TABLE"),
+        Kind::AlterTable { .. } => R::writes(Role::Admin, "ALTER TABLE"),
         Kind::CreateIndex { .. } => R::writes(Role::Admin, "CREATE INDEX"),
         Kind::DropIndex { .. } => R::writes(Role::Admin, "DROP INDEX"),
         Kind::CreateSource { .. } => R::writes(Role::Admin, "CREATE SOURCE"),
@@ -111,6 +112,10 @@ pub(super) fn required(kind: &Kind) -> Requirement {
         Kind::CopyTo { plan, .. } => plan_requirement(plan),
         Kind::CopyFrom(_) => R::writes(Role::Write, "COPY FROM"),
         Kind::Continuous(command) => continuous_requirement(command),
+        // Rewrites (OPTIMIZE) or deletes (VACUUM) a table's files: PostgreSQL lets the
+        // owner VACUUM; here the administrator, who owns the tables.
+        Kind::Maintain(crate::sql::LakeStatement::Optimize { .. }) => R::writes(Role::Admin, "OPTIMIZE"),
+        Kind::Maintain(crate::sql::LakeStatement::Vacuum { .. }) => R::writes(Role::Admin, "VACUUM"),
         Kind::Set { name, .. } => setting_requirement(name),
         Kind::Show { .. } => R::reads(Role::Read, "SHOW"),
         // A cursor's query is checked like the same query run directly.
@@ -196,9 +201,7 @@ fn visit_plan(plan: &LogicalPlan, runs: bool, need: &mut Requirement) -> datafus
                 visit_plan(&explain.plan, false, need)?;
                 return Ok(TreeNodeRecursion::Jump);
             }
-            LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), .. }) => R::writes(Role::Write, "INSERT"),
-            LogicalPlan::Dml(DmlStatement { op: WriteOp::Delete, .. }) => R::writes(Role::Write, "DELETE"),
-            LogicalPlan::Dml(_) => R::writes(Role::Write, "UPDATE"),
+            LogicalPlan::Dml(DmlStatement { op, .. }) => R::writes(Role::Write, super::write_command(op)),
             // COPY TO writes a file on the server: as in PostgreSQL, an administrator's act.
             LogicalPlan::Copy(_) => R::writes(Role::Admin, "COPY TO a server file"),
             LogicalPlan::Ddl(_) => R::writes(Role::Admin, "DDL"),
@@ -338,7 +341,9 @@ mod tests {
         use continuous::Command as C;
         match kind {
             Kind::Rows(_) => "Rows",
-            Kind::Insert { .. } => "Insert",
+            Kind::Write { .. } => "Write",
+            Kind::Maintain(_) => "Maintain",
+            Kind::AlterTable { .. } => "AlterTable",
             Kind::CreateTable { .. } => "CreateTable",
             Kind::CreateExternal(_) => "CreateExternal",
             Kind::DropTable { .. } => "DropTable",
@@ -382,7 +387,9 @@ mod tests {
     /// Every name [`variant`] gives.
     const VARIANTS: &[&str] = &[
         "Rows",
-        "Insert",
+        "Write",
+        "Maintain",
+        "AlterTable",
         "CreateTable",
         "CreateExternal",
         "DropTable",
@@ -427,8 +434,16 @@ mod tests {
         ("Rows", "EXPLAIN INSERT INTO t VALUES (1)", Role::Write, false),
         ("Rows", "EXPLAIN ANALYZE INSERT INTO t VALUES (1)", Role::Write, true),
         ("Rows", "SELECT a FROM t WHERE a IN (SELECT a FROM t)", Role::Read, false),
-        ("Insert", "INSERT INTO t VALUES (1)", Role::Write, true),
-        ("Insert", "INSERT INTO s VALUES (1)", Role::Write, true),
+        ("Write", "INSERT INTO t VALUES (1)", Role::Write, true),
+        ("Write", "INSERT INTO s VALUES (1)", Role::Write, true),
+        ("Write", "DELETE FROM t WHERE a = 1", Role::Write, true),
+        ("Write", "UPDATE t SET a = a + 1 WHERE a > 0", Role::Write, true),
+        ("Write", "TRUNCATE t", Role::Write, true),
+        ("Maintain", "OPTIMIZE t", Role::Admin, true),
+        ("AlterTable", "ALTER TABLE t ADD COLUMN b TEXT", Role::Admin, true),
+        ("AlterTable", "ALTER TABLE t RENAME TO u", Role::Admin, true),
+        ("Maintain", "VACUUM t DRY RUN", Role::Admin, true),
+        ("Write", "MERGE INTO t USING (SELECT 1 AS a) AS s ON t.a = s.a WHEN MATCHED THEN DELETE", Role::Write, true),
         ("CreateTable", "CREATE TABLE u (a BIGINT)", Role::Admin, true),
         ("CreateTable", "CREATE TABLE u AS SELECT 1 AS a", Role::Admin, true),
         ("CreateExternal", "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION 'nowhere/'", Role::Admin, true),
@@ -529,6 +544,10 @@ mod tests {
             ("CREATE TABLE u (a BIGINT)", "CREATE TABLE"),
             ("COPY t FROM STDIN", "COPY FROM"),
             ("DROP TABLE t", "DROP TABLE"),
+            ("DELETE FROM t", "DELETE"),
+            ("UPDATE t SET a = 1", "UPDATE"),
+            ("MERGE INTO t USING t AS s ON t.a = s.a WHEN MATCHED THEN DELETE", "MERGE"),
+            ("TRUNCATE t", "TRUNCATE TABLE"),
         ] {
             let statement = session.parse(sql).unwrap().remove(0);
             let prepared = session.prepare(statement).await.unwrap();

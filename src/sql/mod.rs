@@ -13,11 +13,13 @@ mod array_literals;
 mod continuous;
 mod cursor_move;
 mod dialect;
+mod maintenance;
 mod output_names;
 mod regproc;
 mod source;
 mod subqueries;
 mod time_travel;
+pub mod upsert;
 mod vectors;
 pub mod windows;
 
@@ -28,6 +30,7 @@ use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 pub use array_literals::ArrayTextLiterals;
 pub use continuous::{SinkInput, Subscribe};
 pub use dialect::WatershedDialect;
+pub use maintenance::LakeStatement;
 pub use output_names::display_name;
 pub use source::StreamStatement;
 pub(crate) use subqueries::call as sql_call;
@@ -47,6 +50,8 @@ pub const PARSER_RECURSION_LIMIT: usize = 256;
 pub enum WsStatement {
     Sql(Statement),
     Stream(StreamStatement),
+    /// `OPTIMIZE t`, `VACUUM t` (maintenance.rs).
+    Lake(LakeStatement),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
     Move {
         direction: datafusion::sql::sqlparser::ast::FetchDirection,
@@ -90,6 +95,8 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let parsed =
                 source::parse_stream_statement(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
+        } else if maintenance::starts(&parser.parser) {
+            WsStatement::Lake(maintenance::parse(&mut parser.parser).map_err(|error| parse_error(error.into()))?)
         } else if cursor_move::starts_move(&parser.parser) {
             let (direction, cursor) =
                 cursor_move::parse_move(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
