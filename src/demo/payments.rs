@@ -75,7 +75,7 @@ const LEAKS_PER_10K_PAYMENTS: f64 = 9.0;
 const LEAK_CARD_TESTING: f64 = 0.25;
 const LEAK_DOMESTIC: f64 = 0.25;
 /// Compromised merchants per 10,000 merchants per day of history.
-const COMPROMISES_PER_10K_MERCHANTS_PER_DAY: f64 = 0.6;
+const COMPROMISES_PER_10K_MERCHANTS_PER_DAY: f64 = 0.3;
 
 /// Row counts of the payments tables for a scale (payments at least this many).
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ pub mod copy;
 mod correlated;
 mod cursors;
 mod ddl;
+mod models;
 mod oid_tags;
 mod pg_functions;
 mod roles;
@@ -144,6 +145,7 @@ impl Engine {
             config.limits.lake_staleness_ms,
             connectors,
         ));
+        catalog.models().load()?;
         let pg_template = pg_template(&catalog);
         catalog.start_upkeep();
         let engine = Engine {
@@ -281,6 +283,7 @@ impl Engine {
         let role = roles::SessionRole::default();
         role.set(Some(Role::Admin));
         pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
+        ctx.register_udf(crate::model::predict::udf(self.inner.catalog.models().clone()));
         Session {
             engine: self.clone(),
             id,
@@ -370,6 +373,21 @@ enum Kind {
     CopyFrom(copy::CopyInTarget),
     /// Views, subscriptions, sinks, LISTEN/NOTIFY: see continuous.rs.
     Continuous(continuous::Command),
+    /// CREATE MODEL: trains a new version (models.rs).
+    CreateModel {
+        name: String,
+        options: BTreeMap<String, String>,
+        query: String,
+    },
+    DropModel {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// ALTER MODEL name SET ACTIVE VERSION n.
+    SetModelVersion {
+        name: String,
+        version: u32,
+    },
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -568,6 +586,10 @@ impl Session {
             WsStatement::Stream(statement) => {
                 self.check_failed_block(None)?;
                 self.prepare_stream(statement).await?
+            }
+            WsStatement::Model(statement) => {
+                self.check_failed_block(None)?;
+                Prepared { kind: models::classify(statement)?, param_types: Vec::new(), schema: empty_schema() }
             }
             WsStatement::Move { direction, cursor } => {
                 self.check_failed_block(None)?;
@@ -954,6 +976,22 @@ impl Session {
             }
             Kind::CopyFrom(target) => Ok(Outcome::CopyIn(copy::CopyIn::start(self, target, cancel).await?)),
             Kind::Continuous(command) => self.execute_continuous(command).await,
+            Kind::CreateModel { name, options, query } => {
+                self.create_model(name, options, query, &cancel).await?;
+                Ok(Outcome::Done(CommandTag::new("CREATE MODEL")))
+            }
+            Kind::DropModel { names, if_exists } => {
+                for name in names {
+                    if !self.engine.catalog().models().drop_model(name).await? && !if_exists {
+                        return Err(crate::model::undefined_model(name));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP MODEL")))
+            }
+            Kind::SetModelVersion { name, version } => {
+                self.engine.catalog().models().set_active(name, *version).await?;
+                Ok(Outcome::Done(CommandTag::new("ALTER MODEL")))
+            }
         }
     }
 

@@ -13,6 +13,7 @@ mod array_literals;
 mod continuous;
 mod cursor_move;
 mod dialect;
+pub mod model;
 mod output_names;
 mod regproc;
 mod source;
@@ -47,6 +48,8 @@ pub const PARSER_RECURSION_LIMIT: usize = 256;
 pub enum WsStatement {
     Sql(Statement),
     Stream(StreamStatement),
+    /// CREATE/ALTER/DROP MODEL (model.rs).
+    Model(model::ModelStatement),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
     Move {
         direction: datafusion::sql::sqlparser::ast::FetchDirection,
@@ -86,6 +89,9 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
         let statement = if continuous::starts(&parser.parser) {
             let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
+        } else if model::starts(&parser.parser) {
+            let parsed = model::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
+            WsStatement::Model(parsed)
         } else if source::starts_stream_statement(&parser.parser) {
             let parsed =
                 source::parse_stream_statement(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
@@ -104,7 +110,11 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             output_names::make_unique(&mut copy);
             WsStatement::Sql(Statement::Statement(Box::new(copy)))
         } else {
-            WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
+            let mut statement = pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?);
+            if let Statement::Statement(inner) = &mut statement {
+                model::rewrite_predict(inner).map_err(WsError::syntax)?;
+            }
+            WsStatement::Sql(statement)
         };
         statements.push(statement);
         expecting_delimiter = true;
