@@ -294,8 +294,7 @@ impl Generator {
         }
         let mut payments = Vec::with_capacity(count);
         for _ in 0..count {
-            let nominal_us =
-                self.start_us + (self.next_payment as f64 * 1_000_000.0 / self.config.rate_per_s) as i64;
+            let nominal_us = self.start_us + (self.next_payment as f64 * 1_000_000.0 / self.config.rate_per_s) as i64;
             let mut payment = self.payments.as_mut().expect("a transactions generator has its model").next(nominal_us);
             payment.ts_us = self.disorder(nominal_us, delay_us);
             payments.push(payment);

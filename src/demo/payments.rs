@@ -142,9 +142,7 @@ fn live_fields() -> Vec<Field> {
 
 /// The live source's schema (nullable, as source columns are declared).
 pub fn live_schema() -> SchemaRef {
-    Arc::new(Schema::new(
-        live_fields().into_iter().map(|f| f.with_nullable(true)).collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(live_fields().into_iter().map(|f| f.with_nullable(true)).collect::<Vec<_>>()))
 }
 
 /// One payment, before it becomes a row.

@@ -218,9 +218,11 @@ async fn payments_are_consistent_and_fraud_is_rare_and_learnable() {
              WHERE is_fraud = {fraud}"
         )
     };
-    for condition in ["t.country <> u.country", "new_device", "extract(hour FROM ts) < 6", "t.amount > 4 * c.usual_amount"]
+    for condition in
+        ["t.country <> u.country", "new_device", "extract(hour FROM ts) < 6", "t.amount > 4 * c.usual_amount"]
     {
-        let (in_fraud, in_genuine) = (scalar(&ctx, &share(condition, true)).await, scalar(&ctx, &share(condition, false)).await);
+        let (in_fraud, in_genuine) =
+            (scalar(&ctx, &share(condition, true)).await, scalar(&ctx, &share(condition, false)).await);
         eprintln!("{condition}: {in_fraud} per mille of fraud, {in_genuine} of genuine payments");
         assert!(in_fraud > 2 * in_genuine && in_genuine > 0, "{condition}: {in_fraud} vs {in_genuine}");
     }

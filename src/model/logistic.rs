@@ -38,7 +38,12 @@ fn sigmoid(z: f64) -> f64 {
 
 impl Logistic {
     /// Fits the rows `rows` of `data` with per-row weights `sample_weights`.
-    pub fn fit(data: &Dataset, rows: &[usize], sample_weights: &[f64], params: &Params) -> Result<Logistic, ModelError> {
+    pub fn fit(
+        data: &Dataset,
+        rows: &[usize],
+        sample_weights: &[f64],
+        params: &Params,
+    ) -> Result<Logistic, ModelError> {
         let p = data.features.len();
         let n = rows.len();
         let mut means = vec![0.0; p];

@@ -80,7 +80,9 @@ pub enum ModelError {
 impl From<ModelError> for WsError {
     fn from(error: ModelError) -> WsError {
         match error {
-            ModelError::Numeric(message) => WsError::new(sqlstate::DATA_EXCEPTION, format!("training failed: {message}")),
+            ModelError::Numeric(message) => {
+                WsError::new(sqlstate::DATA_EXCEPTION, format!("training failed: {message}"))
+            }
         }
     }
 }
@@ -240,7 +242,11 @@ impl TrainOptions {
                     "model_type must be 'logistic_reg' or 'boosted_tree_classifier', got {other:?}"
                 )));
             }
-            None => return Err(invalid("CREATE MODEL needs WITH (model_type = 'logistic_reg' | 'boosted_tree_classifier')")),
+            None => {
+                return Err(invalid(
+                    "CREATE MODEL needs WITH (model_type = 'logistic_reg' | 'boosted_tree_classifier')",
+                ));
+            }
         };
         let label = get("label")
             .map(|l| l.to_lowercase())
@@ -254,9 +260,11 @@ impl TrainOptions {
         let class_weight = match get("class_weight").map(str::to_ascii_lowercase).as_deref() {
             None | Some("none") => ClassWeight::None,
             Some("balanced") => ClassWeight::Balanced,
-            Some(text) => ClassWeight::Positive(text.parse::<f64>().ok().filter(|w| w.is_finite() && *w > 0.0).ok_or_else(
-                || invalid(format!("class_weight must be 'none', 'balanced' or the positives' weight, got {text:?}")),
-            )?),
+            Some(text) => ClassWeight::Positive(
+                text.parse::<f64>().ok().filter(|w| w.is_finite() && *w > 0.0).ok_or_else(|| {
+                    invalid(format!("class_weight must be 'none', 'balanced' or the positives' weight, got {text:?}"))
+                })?,
+            ),
         };
         Ok(TrainOptions {
             model_type,
@@ -407,10 +415,8 @@ impl Layout {
             let column = batch.column(index);
             let values: Vec<Option<f64>> = match unit {
                 SplitUnit::Micros => {
-                    let micros = cast(
-                        column,
-                        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
-                    )?;
+                    let micros =
+                        cast(column, &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None))?;
                     let micros = cast(&micros, &DataType::Int64)?;
                     micros.as_primitive::<Int64Type>().iter().map(|v| v.map(|v| v as f64)).collect()
                 }
@@ -495,7 +501,10 @@ pub struct Evaluation {
 pub fn train(data: &Dataset, layout: &Layout, options: &TrainOptions) -> WsResult<(Learned, Evaluation)> {
     let n = data.labels.len();
     if n == 0 {
-        return Err(WsError::new(sqlstate::DATA_EXCEPTION, "the training set is empty: the model's query returned no rows"));
+        return Err(WsError::new(
+            sqlstate::DATA_EXCEPTION,
+            "the training set is empty: the model's query returned no rows",
+        ));
     }
     let (train_rows, test_rows, test_from) = if layout.split_column.is_some() {
         let mut sorted = data.split.clone();
@@ -698,8 +707,9 @@ impl ModelRegistry {
             let mut learned = BTreeMap::new();
             for info in &def.versions {
                 let file = self.dir.join(&info.file);
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| broken(&path, format!("version {}: model file {}: {e}", info.version, file.display())))?;
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    broken(&path, format!("version {}: model file {}: {e}", info.version, file.display()))
+                })?;
                 let params: ParamsToml =
                     toml::from_str(&text).map_err(|error| crate::catalog::files::toml_error(&file, &text, &error))?;
                 if params.format != PARAMS_FORMAT {
@@ -805,8 +815,8 @@ impl ModelRegistry {
             ));
         }
         def.active = version;
-        let text = toml::to_string_pretty(&def)
-            .map_err(|e| WsError::internal(format!("model catalog serialization: {e}")))?;
+        let text =
+            toml::to_string_pretty(&def).map_err(|e| WsError::internal(format!("model catalog serialization: {e}")))?;
         let text = format!("# Written by watershed (CREATE MODEL); edit while the server is stopped.\n{text}");
         crate::catalog::files::write_text_atomic(&self.catalog_path(name), &text, false)?;
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
@@ -859,9 +869,8 @@ pub fn models_view(registry: Arc<ModelRegistry>) -> crate::stream::system::Syste
     ]));
     crate::stream::system::SystemView::new(schema, move |schema| {
         let rows = registry.rows();
-        let ints = |f: &dyn Fn(&VersionRow) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-        };
+        let ints =
+            |f: &dyn Fn(&VersionRow) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
         let floats = |f: &dyn Fn(&Evaluation) -> Option<f64>| -> ArrayRef {
             Arc::new(Float64Array::from_iter(rows.iter().map(|r| f(&r.info.evaluation))))
         };
@@ -879,9 +888,7 @@ pub fn models_view(registry: Arc<ModelRegistry>) -> crate::stream::system::Syste
             ),
             ints(&|r| r.info.training_ms as i64),
             texts(&|r| r.info.query.clone()),
-            texts(&|r| {
-                r.info.lake_versions.iter().map(|(t, v)| format!("{t}@{v}")).collect::<Vec<_>>().join(", ")
-            }),
+            texts(&|r| r.info.lake_versions.iter().map(|(t, v)| format!("{t}@{v}")).collect::<Vec<_>>().join(", ")),
             texts(&|r| r.info.label.clone()),
             texts(&|r| {
                 r.info.features.iter().map(|f| format!("{} {}", f.name, f.sql_type)).collect::<Vec<_>>().join(", ")

@@ -116,7 +116,11 @@ fn match_features(name: &str, active: &Active, given: &Fields) -> Result<Vec<usi
 }
 
 /// Everything the plan-time and run-time checks share: the model and where its features are.
-fn resolve(registry: &ModelRegistry, fields: &[FieldRef], name: Option<&ScalarValue>) -> Result<(String, Active, Vec<usize>), WsError> {
+fn resolve(
+    registry: &ModelRegistry,
+    fields: &[FieldRef],
+    name: Option<&ScalarValue>,
+) -> Result<(String, Active, Vec<usize>), WsError> {
     if fields.len() != 2 {
         return Err(WsError::new(
             sqlstate::UNDEFINED_FUNCTION,

@@ -39,7 +39,13 @@ fn reference_auc(scores: &[f64], labels: &[bool]) -> f64 {
     for (_, si) in scores.iter().enumerate().filter(|(i, _)| labels[*i]) {
         for (_, sj) in scores.iter().enumerate().filter(|(j, _)| !labels[*j]) {
             pairs += 1.0;
-            wins += if si > sj { 1.0 } else if si == sj { 0.5 } else { 0.0 };
+            wins += if si > sj {
+                1.0
+            } else if si == sj {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     wins / pairs
@@ -181,7 +187,8 @@ async fn versions_survive_a_restart_and_switching_back_restores_scores() {
             .unwrap();
         let second = scores(&mut session, "m").await;
         assert_ne!(first, second, "version 2 is another model");
-        let versions = rows(&mut session, "SELECT version, active, model_type FROM watershed.models ORDER BY version").await;
+        let versions =
+            rows(&mut session, "SELECT version, active, model_type FROM watershed.models ORDER BY version").await;
         assert_eq!(i64s(&versions, 0), vec![Some(1), Some(2)]);
         assert_eq!(versions.column(1).as_boolean().iter().collect::<Vec<_>>(), vec![Some(false), Some(true)]);
         assert_eq!(model_files(dir.path()), vec!["m.toml", "m.v1.model", "m.v2.model"]);
@@ -204,7 +211,10 @@ async fn versions_survive_a_restart_and_switching_back_restores_scores() {
     assert!(model_files(dir.path()).is_empty(), "{:?}", model_files(dir.path()));
     assert_eq!(error_code(&mut session, "DROP MODEL m").await.0, sqlstate::UNDEFINED_OBJECT);
     session.run_collect("DROP MODEL IF EXISTS m").await.unwrap();
-    assert_eq!(error_code(&mut session, "SELECT predict('m', x => x, flag => flag) FROM t").await.0, sqlstate::UNDEFINED_OBJECT);
+    assert_eq!(
+        error_code(&mut session, "SELECT predict('m', x => x, flag => flag) FROM t").await.0,
+        sqlstate::UNDEFINED_OBJECT
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,9 +236,17 @@ async fn errors_have_their_sqlstate_and_write_nothing() {
         (create(lr, "SELECT x, CAST(n AS TEXT) AS s, y FROM t"), sqlstate::FEATURE_NOT_SUPPORTED, "feature \"s\""),
         (create(lr, "SELECT x FROM t"), sqlstate::UNDEFINED_COLUMN, "label column \"y\""),
         (create(lr, "SELECT x, CAST(n AS DOUBLE) AS y FROM t"), sqlstate::DATA_EXCEPTION, "0 or 1"),
-        (create("model_type = 'svm', label = 'y'", "SELECT x, y FROM t"), sqlstate::INVALID_PARAMETER_VALUE, "model_type"),
+        (
+            create("model_type = 'svm', label = 'y'", "SELECT x, y FROM t"),
+            sqlstate::INVALID_PARAMETER_VALUE,
+            "model_type",
+        ),
         (create(&format!("{lr}, depth = 3"), "SELECT x, y FROM t"), sqlstate::INVALID_PARAMETER_VALUE, "no option"),
-        (create(&format!("{lr}, gap = '1 day'"), "SELECT x, y FROM t"), sqlstate::INVALID_PARAMETER_VALUE, "split_column"),
+        (
+            create(&format!("{lr}, gap = '1 day'"), "SELECT x, y FROM t"),
+            sqlstate::INVALID_PARAMETER_VALUE,
+            "split_column",
+        ),
         (create(lr, "SELECT x, y FROM nowhere"), sqlstate::UNDEFINED_TABLE, "nowhere"),
     ] {
         let (got, message) = error_code(&mut session, &sql).await;

@@ -257,7 +257,8 @@ mod tests {
             xs.iter().zip(&ys).map(|(x, y)| f64::from(x.is_nan() || (*x > 0.0) == (*y > 0.0))).collect();
         let data = Dataset { features: vec![xs.clone(), ys.clone()], labels: labels.clone(), split: vec![] };
         let rows: Vec<usize> = (0..n).collect();
-        let params = Params { num_trees: 30, learning_rate: 0.3, max_depth: 3, min_child_weight: 1.0, l2: 1.0, max_bins: 64 };
+        let params =
+            Params { num_trees: 30, learning_rate: 0.3, max_depth: 3, min_child_weight: 1.0, l2: 1.0, max_bins: 64 };
         let model = Trees::fit(&data, &rows, &vec![1.0; n], &params).unwrap();
         let correct = (0..n).filter(|&i| (model.score(&[xs[i], ys[i]]) > 0.5) == (labels[i] == 1.0)).count();
         assert!(correct as f64 / n as f64 > 0.97, "{correct} of {n}");

@@ -67,7 +67,8 @@ impl Session {
         }
         drop(stream);
         let (learned, evaluation, layout) = tokio::task::spawn_blocking(move || {
-            crate::model::train(&data, &layout, &train_options).map(|(learned, evaluation)| (learned, evaluation, layout))
+            crate::model::train(&data, &layout, &train_options)
+                .map(|(learned, evaluation)| (learned, evaluation, layout))
         })
         .await
         .map_err(|error| WsError::internal(format!("training task: {error}")))??;

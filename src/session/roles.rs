@@ -458,7 +458,12 @@ mod tests {
         ("CopyTo", "COPY (SELECT a FROM t) TO STDOUT (FORMAT csv)", Role::Read, false),
         ("CopyFrom", "COPY t FROM STDIN", Role::Write, true),
         ("CopyFrom", "COPY s FROM STDIN (FORMAT csv)", Role::Write, true),
-        ("CreateModel", "CREATE MODEL m WITH (model_type = 'logistic_reg', label = 'y') AS SELECT a, a > 0 AS y FROM t", Role::Admin, true),
+        (
+            "CreateModel",
+            "CREATE MODEL m WITH (model_type = 'logistic_reg', label = 'y') AS SELECT a, a > 0 AS y FROM t",
+            Role::Admin,
+            true,
+        ),
         ("DropModel", "DROP MODEL IF EXISTS m", Role::Admin, true),
         ("SetModelVersion", "ALTER MODEL m SET ACTIVE VERSION 1", Role::Admin, true),
         ("CreateView", "CREATE MATERIALIZED VIEW v2 AS SELECT a FROM s", Role::Admin, true),

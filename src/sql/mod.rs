@@ -111,8 +111,14 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             WsStatement::Sql(Statement::Statement(Box::new(copy)))
         } else {
             let mut statement = pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?);
-            if let Statement::Statement(inner) = &mut statement {
-                model::rewrite_predict(inner).map_err(WsError::syntax)?;
+            match &mut statement {
+                Statement::Statement(inner) => model::rewrite_predict(inner).map_err(WsError::syntax)?,
+                Statement::Explain(explain) => {
+                    if let Statement::Statement(inner) = explain.statement.as_mut() {
+                        model::rewrite_predict(inner).map_err(WsError::syntax)?;
+                    }
+                }
+                _ => {}
             }
             WsStatement::Sql(statement)
         };

@@ -109,7 +109,9 @@ pub fn rewrite_predict(statement: &mut datafusion::sql::sqlparser::ast::Statemen
                     FunctionArg::ExprNamed { name, arg: FunctionArgExpr::Expr(value), .. } => {
                         match feature_name(&name) {
                             Some(feature) => (feature, value),
-                            None => return std::ops::ControlFlow::Break(format!("predict: {name} is not a feature name")),
+                            None => {
+                                return std::ops::ControlFlow::Break(format!("predict: {name} is not a feature name"));
+                            }
                         }
                     }
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) => match feature_name(&value) {
