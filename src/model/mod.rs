@@ -315,7 +315,7 @@ impl Layout {
         };
         let label_column = find(&options.label, "label")?;
         let label_type = schema.field(label_column).data_type();
-        if !matches!(feature_kind(label_type), Some(_)) {
+        if feature_kind(label_type).is_none() {
             return Err(WsError::new(
                 sqlstate::DATATYPE_MISMATCH,
                 format!("the label \"{}\" must be a boolean or a 0/1 number, not {label_type}", options.label),

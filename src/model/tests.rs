@@ -278,4 +278,24 @@ async fn errors_have_their_sqlstate_and_write_nothing() {
     let structs = rows(&mut session, "SELECT predict('m', named_struct('x', x, 'flag', flag)) FROM t ORDER BY n").await;
     assert_eq!(f64s(&named, 0), f64s(&structs, 0));
     assert!(f64s(&named, 0).iter().all(|p| p.is_some_and(|p| (0.0..=1.0).contains(&p))));
+
+    // Over a source, with a velocity feature computed by a window function (the README's
+    // live query): the same scores as the table's rows with the same values.
+    session
+        .run_collect(
+            "CREATE SOURCE live (x DOUBLE, flag BOOLEAN, ts TIMESTAMPTZ) WITH (connector = 'ingest');
+             INSERT INTO live SELECT x, flag, now() FROM t WHERE n <= 50",
+        )
+        .await
+        .unwrap();
+    let live = rows(
+        &mut session,
+        "SELECT predict('m', x, flag) AS p, count(*) OVER (PARTITION BY flag ORDER BY ts
+                RANGE BETWEEN INTERVAL '10 minutes' PRECEDING AND CURRENT ROW) AS recent
+         FROM live ORDER BY x",
+    )
+    .await;
+    let table = rows(&mut session, "SELECT predict('m', x, flag) FROM t WHERE n <= 50 ORDER BY x").await;
+    assert_eq!(f64s(&live, 0), f64s(&table, 0));
+    assert!(i64s(&live, 1).iter().all(|c| c.is_some_and(|c| c >= 1)));
 }
