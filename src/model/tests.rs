@@ -114,8 +114,8 @@ async fn demo_fraud_models_reach_the_targets_and_report_true_metrics() {
         let info = rows(
             &mut session,
             &format!(
-                "SELECT roc_auc, average_precision, test_from, test_rows, test_positives, train_rows, log_loss \
-                 FROM watershed.models WHERE name = '{name}'"
+                "SELECT roc_auc, average_precision, test_from, test_rows, test_positives, train_rows, log_loss, \
+                 lake_versions, features FROM watershed.models WHERE name = '{name}'"
             ),
         )
         .await;
@@ -128,6 +128,20 @@ async fn demo_fraud_models_reach_the_targets_and_report_true_metrics() {
             "{name}: test ROC AUC {auc:.4}, average precision {ap:.4}, log loss {:.4} ({test_rows} test rows, \
              {test_positives} frauds; {train_rows} training rows; test from {test_from})",
             f64s(&info, 6)[0].unwrap()
+        );
+        // The Delta versions read (each table was written by the generator's commits).
+        let lake_versions = info.column(7).as_string::<i32>().value(0).to_string();
+        for table in ["cards@", "customers@", "transactions_history@"] {
+            assert!(lake_versions.contains(table), "{lake_versions}");
+        }
+        assert_eq!(
+            info.column(8)
+                .as_string::<i32>()
+                .value(0)
+                .split(", ")
+                .map(|f| f.split(' ').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["amount_ratio", "amount", "abroad", "online", "new_device", "hour", "card_payments_10m"]
         );
         // The same predictions through predict(), and the metrics computed from them here.
         let scored = rows(
