@@ -312,4 +312,22 @@ async fn errors_have_their_sqlstate_and_write_nothing() {
     let table = rows(&mut session, "SELECT predict('m', x, flag) FROM t WHERE n <= 50 ORDER BY x").await;
     assert_eq!(f64s(&live, 0), f64s(&table, 0));
     assert!(i64s(&live, 1).iter().all(|c| c.is_some_and(|c| c >= 1)));
+
+    // In a continuous view: each new row of the source is scored as it arrives.
+    session
+        .run_collect("CREATE MATERIALIZED VIEW scored AS SELECT x, predict('m', x, flag) AS p FROM live")
+        .await
+        .unwrap();
+    session.run_collect("INSERT INTO live SELECT x, flag, now() FROM t WHERE n > 50 AND n <= 80").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scored = loop {
+        let scored = rows(&mut session, "SELECT p FROM scored ORDER BY x").await;
+        if scored.num_rows() >= 80 {
+            break scored;
+        }
+        assert!(std::time::Instant::now() < deadline, "the view scored {} of 80 rows", scored.num_rows());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let expected = rows(&mut session, "SELECT predict('m', x, flag) FROM t WHERE n <= 80 ORDER BY x").await;
+    assert_eq!(f64s(&scored, 0), f64s(&expected, 0));
 }
