@@ -101,12 +101,17 @@ pub async fn demo(config: Config, scale: f64, seed: Option<u64>) -> WsResult<()>
         .await
         .map_err(|error| WsError::internal(format!("demo generation: {error}")))?;
     println!(
-        "demo lake at {}: {} products, {} campaigns, {} customers, {} orders in {} ms",
+        "demo lake at {}: {} products, {} campaigns, {} customers, {} orders, {} cards, {} merchants, {} payments \
+         ({} fraudulent) in {} ms",
         lake_dir.display(),
         report.products,
         report.campaigns,
         report.customers,
         report.orders,
+        report.cards,
+        report.merchants,
+        report.transactions,
+        report.frauds,
         report.elapsed_ms
     );
     Ok(())

@@ -72,6 +72,8 @@ sqlstates! {
     CARDINALITY_VIOLATION = "21000",
     DATA_EXCEPTION = "22000",
     NUMERIC_VALUE_OUT_OF_RANGE = "22003",
+    // A NULL where a value is needed (a model's label or split column).
+    NULL_VALUE_NOT_ALLOWED = "22004",
     INVALID_DATETIME_FORMAT = "22007",
     DIVISION_BY_ZERO = "22012",
     CHARACTER_NOT_IN_REPERTOIRE = "22021",

@@ -5,7 +5,8 @@
 //! -> `sql/` (our dialect on top of DataFusion's parser) -> `catalog/` (every named
 //! relation) -> `lake/` (Delta table providers) and `stream/` (sources, fed by
 //! `connectors/`) and back out through `server/`, which encodes Arrow batches with
-//! arrow-pg. `main.rs` only parses the command line.
+//! arrow-pg. `model/` learns models from the lake (`CREATE MODEL`) and scores with them
+//! (`predict()`). `main.rs` only parses the command line.
 
 pub mod catalog;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod lake;
+pub mod model;
 pub mod scan_info;
 pub mod server;
 pub mod session;

@@ -7,7 +7,7 @@
 //! tables. All sessions share one DataFusion schema provider (`watershed.public`), which
 //! this module fills; lake tables stay reachable by name for time travel and writes.
 
-mod files;
+pub(crate) mod files;
 mod indexes;
 mod information_schema;
 mod pg_catalog;
@@ -190,6 +190,8 @@ pub struct Catalog {
     sink_registry: SinkRegistry,
     /// Indexes of the tables; changed only under the `tables` lock.
     indexes: IndexRegistry,
+    /// Models (CREATE MODEL) and their versions, with their own lock and files.
+    models: Arc<crate::model::ModelRegistry>,
     connectors: ConnectorContext,
     /// The one registry of source connectors.
     source_connectors: crate::connectors::SourceConnectors,
@@ -219,10 +221,13 @@ impl Catalog {
         let view_registry = ViewRegistry::default();
         let sink_registry = SinkRegistry::default();
         let system = Arc::new(MemorySchemaProvider::new());
-        let system_views: [(&str, Arc<dyn TableProvider>); 3] = [
+        // Models live in their own directory and namespace (model/), loaded by Engine::open.
+        let models = Arc::new(crate::model::ModelRegistry::new(dir.join("models")));
+        let system_views: [(&str, Arc<dyn TableProvider>); 4] = [
             (SOURCES_VIEW, Arc::new(sources_view(registry.clone()))),
             (VIEWS_VIEW, Arc::new(crate::stream::system::views_view(view_registry.clone()))),
             (SINKS_VIEW, Arc::new(crate::stream::system::sinks_view(sink_registry.clone()))),
+            ("models", Arc::new(crate::model::models_view(models.clone()))),
         ];
         for (name, provider) in system_views {
             system.register_table(name.to_string(), provider).expect("a fresh schema accepts a table");
@@ -247,10 +252,16 @@ impl Catalog {
             sinks: Mutex::new(BTreeMap::new()),
             sink_registry,
             indexes: IndexRegistry::default(),
+            models,
             connectors,
             source_connectors: crate::connectors::SourceConnectors::builtin(),
             sink_connectors: crate::connectors::sinks::SinkConnectors::builtin(),
         }
+    }
+
+    /// The models, for CREATE/ALTER/DROP MODEL, `predict()` and `watershed.models`.
+    pub fn models(&self) -> &Arc<crate::model::ModelRegistry> {
+        &self.models
     }
 
     /// The indexes, for pg_catalog and `pg_get_indexdef`.

@@ -7,6 +7,10 @@
 //! seed) run live; their clicks carry `campaign_id` (5% of clicks), and a click on an advertised product
 //! converts `CAMPAIGN_LIFT` times as often, so the campaign effect shows in SQL.
 //!
+//! `kind = 'transactions'` emits the demo's card payments (demo/payments.rs): the same
+//! cards, merchants and kinds of fraud as the lake's `transactions_history`, without the
+//! labels (whether a payment is fraud is what a model is asked), `rate` payments a second.
+//!
 //! Event time is the wall clock at generation, except that a fraction of events is
 //! emitted with an older timestamp: `out_of_order` ones up to `max_disorder` behind, and
 //! `late` ones further behind than the watermark delay, so they arrive late. The
@@ -16,6 +20,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -50,6 +55,7 @@ const LIVE_CAMPAIGN_EVERY: usize = 10;
 pub enum Kind {
     Clicks,
     Orders,
+    Transactions,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +90,7 @@ pub fn schema_of(kind: Kind) -> SchemaRef {
             Field::new("amount", DataType::Decimal128(12, 2), true),
             Field::new("ts", timestamptz(), true),
         ],
+        Kind::Transactions => return crate::demo::payments::live_schema(),
     };
     Arc::new(Schema::new(fields))
 }
@@ -111,7 +118,12 @@ impl DatagenConfig {
         let kind = match spec.option("kind").map(str::to_ascii_lowercase).as_deref() {
             Some("clicks") => Kind::Clicks,
             Some("orders") => Kind::Orders,
-            other => return Err(invalid(format!("datagen needs kind = 'clicks' or 'orders', got {other:?}"))),
+            Some("transactions") => Kind::Transactions,
+            other => {
+                return Err(invalid(format!(
+                    "datagen needs kind = 'clicks', 'orders' or 'transactions', got {other:?}"
+                )));
+            }
         };
         spec.check_columns(&schema_of(kind), &format!("datagen kind {kind:?}"))?;
         let rate_text = spec.option("rate").unwrap_or("1000/s");
@@ -190,7 +202,13 @@ pub struct Generator {
     next_click: u64,
     /// Orders waiting for their time: (Reverse(ts), order fields).
     pending: BinaryHeap<std::cmp::Reverse<PendingOrder>>,
+    /// `kind = 'transactions'`: the payments generator (None for the shop's kinds).
+    payments: Option<crate::demo::payments::LivePayments>,
+    next_payment: u64,
 }
+
+/// Live payment ids start here, above any id in the lake's history.
+const TX_ID_BASE: i64 = 1_000_000_000;
 
 impl Generator {
     pub fn new(config: DatagenConfig, start_us: i64) -> WsResult<Generator> {
@@ -201,7 +219,17 @@ impl Generator {
         campaigns.truncate((campaigns.len() / LIVE_CAMPAIGN_EVERY).max(1));
         campaigns.retain(|c| !shop.campaign_products[*c].is_empty());
         let seed = config.shop.seed;
+        let payments = match config.kind {
+            Kind::Transactions => {
+                let model = crate::demo::payments_model(&config.shop)
+                    .map_err(|e| WsError::internal(format!("datagen payments model: {e}")))?;
+                Some(crate::demo::payments::LivePayments::new(model, seed))
+            }
+            Kind::Clicks | Kind::Orders => None,
+        };
         Ok(Generator {
+            payments,
+            next_payment: 0,
             live_campaigns: campaigns,
             shop,
             clicks_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC11C),
@@ -255,7 +283,26 @@ impl Generator {
         match self.config.kind {
             Kind::Clicks => self.clicks_until(now_us, watermark_delay_us, schema),
             Kind::Orders => self.orders_until(now_us, watermark_delay_us, schema),
+            Kind::Transactions => self.payments_until(now_us, watermark_delay_us, schema),
         }
+    }
+
+    fn payments_until(&mut self, now_us: i64, delay_us: i64, schema: &SchemaRef) -> WsResult<Option<RecordBatch>> {
+        let count = (self.due(now_us).saturating_sub(self.next_payment) as usize).min(BATCH_ROWS_MAX);
+        if count == 0 {
+            return Ok(None);
+        }
+        let mut payments = Vec::with_capacity(count);
+        for _ in 0..count {
+            let nominal_us = self.start_us + (self.next_payment as f64 * 1_000_000.0 / self.config.rate_per_s) as i64;
+            let mut payment = self.payments.as_mut().expect("a transactions generator has its model").next(nominal_us);
+            payment.ts_us = self.disorder(nominal_us, delay_us);
+            payments.push(payment);
+            self.next_payment += 1;
+        }
+        let first_id = TX_ID_BASE + (self.next_payment - count as u64) as i64;
+        let columns = crate::demo::payments::live_columns(&payments, first_id)?;
+        Ok(Some(RecordBatch::try_new(schema.clone(), columns)?))
     }
 
     fn due(&self, now_us: i64) -> u64 {
@@ -391,6 +438,26 @@ mod tests {
         assert!(batch.num_rows() > 0);
         let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         assert!(ids.values().iter().all(|id| *id >= ORDER_ID_BASE));
+    }
+
+    #[test]
+    fn transactions_follow_the_lake_model_and_repeat_for_a_seed() {
+        let start = 1_700_000_000_000_000;
+        let schema = schema_of(Kind::Transactions);
+        let mut a = Generator::new(config(Kind::Transactions), start).unwrap();
+        let mut b = Generator::new(config(Kind::Transactions), start).unwrap();
+        let batch = a.generate(start + 60_000_000, 5_000_000, &schema).unwrap().unwrap();
+        assert_eq!(batch, b.generate(start + 60_000_000, 5_000_000, &schema).unwrap().unwrap());
+        assert_eq!(batch.num_rows(), 60_000);
+        let cards = crate::demo::payments_model(&DemoSpec { seed: 7, scale: 0.01 }).unwrap().cards() as i64;
+        let card_ids = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(card_ids.values().iter().all(|c| (1..=cards).contains(c)));
+        let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(ids.values().windows(2).all(|w| w[1] == w[0] + 1) && ids.value(0) == TX_ID_BASE);
+        // Leaked cards pay many times their usual amount: some payments are far above any
+        // genuine one's typical size.
+        let amounts = batch.column(3).as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert!(amounts.values().iter().any(|a| *a > 100_000), "some payments above 1000.00");
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub(super) enum Stream {
     Customers = 3,
     DayFactors = 4,
     Orders = 5,
+    // The payments business (payments.rs).
+    Cards = 6,
+    Merchants = 7,
+    Payments = 8,
+    Leaks = 9,
+    Compromises = 10,
+    Labels = 11,
 }
 
 /// A generator for (table, index): same seed + stream + index gives the same numbers.

@@ -9,10 +9,14 @@
 //! target (by product or category) `CAMPAIGN_LIFT` times while they run, which is what the
 //! ad-campaign scenario (DESIGN.md section 1) measures. Campaigns span whole UTC days
 //! (midnight to midnight), so `ts >= starts_at AND ts < ends_at` matches the lifted days.
-//! `orders_history` is written before the three small tables, so an interrupted run never
+//! The payments business of the fraud scenario (payments.rs) lives in the same lake:
+//! `cards` (held by the shop's customers), `merchants` and `transactions_history`
+//! (labelled payments over the same two years, partitioned by `tx_date`).
+//! The two large tables are written before the small ones, so an interrupted run never
 //! looks complete to `is_present`.
 
 mod data;
+pub mod payments;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Datelike;
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{BooleanArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::{DataType as DeltaType, StructField};
@@ -49,6 +53,10 @@ pub struct DemoReport {
     pub campaigns: u64,
     pub customers: u64,
     pub orders: u64,
+    pub cards: u64,
+    pub merchants: u64,
+    pub transactions: u64,
+    pub frauds: u64,
     pub elapsed_ms: u64,
 }
 
@@ -78,7 +86,8 @@ pub enum DemoError {
 }
 
 /// Table names and their locations relative to `lake_dir`.
-pub const DEMO_TABLES: [&str; 4] = ["products", "campaigns", "customers", "orders_history"];
+pub const DEMO_TABLES: [&str; 7] =
+    ["products", "campaigns", "customers", "orders_history", "cards", "merchants", "transactions_history"];
 
 /// Orders accumulated before a commit even if the month is not over (bounds memory at
 /// large scales; at scale 1.0 a month is ~200k orders, so commits stay monthly: 24 total).
@@ -139,7 +148,7 @@ pub async fn generate(lake_dir: &Path, spec: &DemoSpec, progress: bool) -> Resul
 
     // The small tables are generated first (orders depend on them) but written last, so an
     // interrupted generation leaves at least one table missing and is_present() stays false.
-    let bar = progress_bar(progress, data::ORDER_DAYS as u64 + 3);
+    let bar = progress_bar(progress, 2 * data::ORDER_DAYS as u64 + 5);
     bar.set_message("products, campaigns, customers");
     let (products, products_batch) = data::products(seed, sizes.products).map_err(arrow_error("products"))?;
     let (campaigns, campaigns_batch) =
@@ -175,13 +184,49 @@ pub async fn generate(lake_dir: &Path, spec: &DemoSpec, progress: bool) -> Resul
     let orders = (next_order_id - 1) as u64;
     assert!(orders >= sizes.orders_min, "{orders} orders < minimum {}", sizes.orders_min);
 
-    for (name, batch) in [("campaigns", campaigns_batch), ("customers", customers_batch), ("products", products_batch)]
-    {
+    // The payments business: card holders are the shop's customers.
+    let payment_sizes = payments::sizes(spec.scale);
+    let model = payments::PaymentsModel::new(seed, spec.scale, &payments::customer_countries(&customers_batch));
+    let compromised = payments::compromises(seed, payment_sizes.merchants);
+    const HISTORY: &str = "transactions_history";
+    let mut history = create_table(lake_dir, HISTORY, &payments::history_schema(), &["tx_date"]).await?;
+    let day_counts = payments::day_counts(seed, payment_sizes.payments_min);
+    let (mut next_tx_id, mut frauds): (i64, u64) = (1, 0);
+    for day in 0..data::ORDER_DAYS {
+        let date = data::order_date(day);
+        bar.set_message(format!("transactions {date}"));
+        let batch = payments::history_day(&model, seed, day, day_counts[day as usize], &compromised, next_tx_id)
+            .map_err(arrow_error(HISTORY))?;
+        next_tx_id += batch.num_rows() as i64;
+        pending_rows += batch.num_rows();
+        let labels = batch.column_by_name("is_fraud").expect("history has is_fraud");
+        frauds += labels.as_any().downcast_ref::<BooleanArray>().expect("is_fraud is boolean").true_count() as u64;
+        pending.push(batch);
+        let month_done = data::order_date(day + 1).month() != date.month();
+        if month_done || pending_rows >= ORDER_ROWS_PER_COMMIT_MAX || day + 1 == data::ORDER_DAYS {
+            bar.set_message(format!("transactions: committing through {date}"));
+            history = append(history, HISTORY, std::mem::take(&mut pending)).await?;
+            pending_rows = 0;
+        }
+        bar.inc(1);
+    }
+    let transactions = (next_tx_id - 1) as u64;
+    assert!(transactions >= payment_sizes.payments_min, "{transactions} payments < {}", payment_sizes.payments_min);
+    let cards_batch = payments::cards_batch(seed, &model).map_err(arrow_error("cards"))?;
+    let merchants_batch = payments::merchants_batch(&model).map_err(arrow_error("merchants"))?;
+
+    for (name, batch) in [
+        ("cards", cards_batch),
+        ("merchants", merchants_batch),
+        ("campaigns", campaigns_batch),
+        ("customers", customers_batch),
+        ("products", products_batch),
+    ] {
         bar.set_message(name);
         write_table(lake_dir, name, batch).await?;
         bar.inc(1);
     }
-    bar.finish_with_message(format!("demo lake ready: {orders} orders"));
+    bar.finish_with_message(format!("demo lake ready: {orders} orders, {transactions} payments"));
     let spec_path = lake_dir.join(SPEC_FILE);
     std::fs::write(&spec_path, format!("seed = {}\nscale = {}\n", spec.seed, spec.scale))
         .map_err(io_error("write", &spec_path))?;
@@ -191,6 +236,10 @@ pub async fn generate(lake_dir: &Path, spec: &DemoSpec, progress: bool) -> Resul
         campaigns: sizes.campaigns as u64,
         customers: sizes.customers as u64,
         orders,
+        cards: payment_sizes.cards as u64,
+        merchants: payment_sizes.merchants as u64,
+        transactions,
+        frauds,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -223,6 +272,7 @@ fn delta_type(arrow: &ArrowType) -> DeltaType {
     match arrow {
         ArrowType::Int64 => DeltaType::LONG,
         ArrowType::Int32 => DeltaType::INTEGER,
+        ArrowType::Boolean => DeltaType::BOOLEAN,
         ArrowType::Utf8 => DeltaType::STRING,
         ArrowType::Date32 => DeltaType::DATE,
         ArrowType::Timestamp(_, Some(_)) => DeltaType::TIMESTAMP,
@@ -275,6 +325,14 @@ async fn write_table(lake_dir: &Path, name: &'static str, batch: RecordBatch) ->
     let table = create_table(lake_dir, name, &batch.schema(), &[]).await?;
     append(table, name, vec![batch]).await?;
     Ok(())
+}
+
+/// The cards and merchants of the demo's payments business, for the live `transactions`
+/// generator (connectors/datagen): the same ones the lake holds.
+pub fn payments_model(spec: &DemoSpec) -> Result<payments::PaymentsModel, DemoError> {
+    let sizes = data::sizes(spec.scale);
+    let (_, customers) = data::customers(spec.seed, sizes.customers).map_err(arrow_error("customers"))?;
+    Ok(payments::PaymentsModel::new(spec.seed, spec.scale, &payments::customer_countries(&customers)))
 }
 
 /// What the live event generator (connectors/datagen) needs to stay consistent with the

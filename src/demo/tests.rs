@@ -178,6 +178,61 @@ async fn assert_campaign_lift(ctx: &SessionContext) {
     assert!(lift > 2.0 && lift < 4.5, "campaign lift {lift:.2} not near {}", data::CAMPAIGN_LIFT);
 }
 
+/// The payments business: referential sanity, labels only on fraud and reported days
+/// later, one partition per day, a fraud rate in the intended band, and the fraud
+/// signals stronger in fraud than in genuine payments (but present in both).
+#[tokio::test]
+async fn payments_are_consistent_and_fraud_is_rare_and_learnable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path();
+    let spec = DemoSpec { seed: 11, scale: 0.01 };
+    let report = generate(lake, &spec, false).await.expect("generate");
+    eprintln!("payments demo at scale 0.01: {report:?}");
+    assert_eq!((report.cards, report.merchants), (1_500, 200));
+    assert!(report.transactions >= 50_000, "{report:?}");
+    let rate = report.frauds as f64 / report.transactions as f64;
+    assert!((0.004..=0.012).contains(&rate), "fraud rate {rate:.4} outside 0.4-1.2%");
+
+    let ctx = session(lake).await;
+    assert_eq!(scalar(&ctx, "SELECT count(*) FROM transactions_history").await as u64, report.transactions);
+    assert_eq!(scalar(&ctx, "SELECT count(*) FROM transactions_history WHERE is_fraud").await as u64, report.frauds);
+    let zero_checks = [
+        "SELECT count(*) FROM transactions_history WHERE CAST(ts AS DATE) <> tx_date",
+        "SELECT count(*) FROM transactions_history WHERE is_fraud <> (reported_at IS NOT NULL)",
+        "SELECT count(*) FROM transactions_history WHERE reported_at < ts + INTERVAL '1 day' OR reported_at > ts + INTERVAL '30 days'",
+        "SELECT count(*) FROM transactions_history t LEFT JOIN cards c USING (card_id) WHERE c.customer_id IS NULL",
+        "SELECT count(*) FROM transactions_history t LEFT JOIN merchants m USING (merchant_id) WHERE m.country IS NULL OR m.country <> t.country",
+        "SELECT count(*) FROM cards c LEFT JOIN customers u USING (customer_id) WHERE u.country IS NULL",
+        "SELECT count(*) - count(DISTINCT tx_id) FROM transactions_history",
+        "SELECT count(*) FROM (SELECT ts, lag(ts) OVER (ORDER BY tx_id) AS prev FROM transactions_history) WHERE ts < prev",
+        "SELECT count(*) FROM transactions_history WHERE amount <= 0 OR channel NOT IN ('pos', 'online')",
+    ];
+    for sql in zero_checks {
+        assert_eq!(scalar(&ctx, sql).await, 0, "{sql}");
+    }
+    // Each signal is more frequent in fraud, and also present in genuine payments.
+    let share = |condition: &str, fraud: bool| {
+        format!(
+            "SELECT CAST(1000 * avg(CASE WHEN {condition} THEN 1.0 ELSE 0.0 END) AS BIGINT)
+             FROM transactions_history t JOIN cards c USING (card_id) JOIN customers u USING (customer_id)
+             WHERE is_fraud = {fraud}"
+        )
+    };
+    for condition in
+        ["t.country <> u.country", "new_device", "extract(hour FROM ts) < 6", "t.amount > 4 * c.usual_amount"]
+    {
+        let (in_fraud, in_genuine) =
+            (scalar(&ctx, &share(condition, true)).await, scalar(&ctx, &share(condition, false)).await);
+        eprintln!("{condition}: {in_fraud} per mille of fraud, {in_genuine} of genuine payments");
+        assert!(in_fraud > 2 * in_genuine && in_genuine > 0, "{condition}: {in_fraud} vs {in_genuine}");
+    }
+
+    let history = deltalake::open_table(table_url(lake, "transactions_history")).await.expect("open");
+    assert_eq!(history.snapshot().expect("loaded").metadata().partition_columns(), &["tx_date".to_string()]);
+    let files: Vec<String> = history.get_file_uris().expect("files").collect();
+    assert_eq!(files.len(), data::ORDER_DAYS as usize, "one file per day");
+}
+
 #[tokio::test]
 async fn same_seed_same_rows_other_seed_differs() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
@@ -195,6 +250,9 @@ async fn same_seed_same_rows_other_seed_differs() {
         "SELECT * FROM campaigns ORDER BY campaign_id",
         "SELECT * FROM customers ORDER BY customer_id",
         "SELECT * FROM orders_history ORDER BY order_id",
+        "SELECT * FROM cards ORDER BY card_id",
+        "SELECT * FROM merchants ORDER BY merchant_id",
+        "SELECT * FROM transactions_history ORDER BY tx_id",
     ] {
         let [a, b, c] =
             [query(&sessions[0], sql).await, query(&sessions[1], sql).await, query(&sessions[2], sql).await];

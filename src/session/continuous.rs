@@ -74,7 +74,7 @@ pub fn classify_sql(statement: &Statement) -> Option<Command> {
 }
 
 /// The relations a plan reads (its table scans, subqueries included), by name.
-fn relations_read(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
+pub(super) fn relations_read(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut names = std::collections::BTreeSet::new();
     // The closure never fails.

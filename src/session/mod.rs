@@ -14,6 +14,7 @@ mod correlated;
 mod cursors;
 mod ddl;
 mod maintenance;
+mod models;
 mod oid_tags;
 mod pg_functions;
 mod roles;
@@ -145,6 +146,7 @@ impl Engine {
             config.limits.lake_staleness_ms,
             connectors,
         ));
+        catalog.models().load()?;
         let pg_template = pg_template(&catalog);
         catalog.start_upkeep();
         let engine = Engine {
@@ -283,6 +285,7 @@ impl Engine {
         role.set(Some(Role::Admin));
         pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
         ctx.register_udtf("table_history", Arc::new(maintenance::TableHistory::new(self.inner.catalog.clone())));
+        ctx.register_udf(crate::model::predict::udf(self.inner.catalog.models().clone()));
         Session {
             engine: self.clone(),
             id,
@@ -382,6 +385,21 @@ enum Kind {
     },
     /// OPTIMIZE and VACUUM of a Delta table: see maintenance.rs.
     Maintain(crate::sql::LakeStatement),
+    /// CREATE MODEL: trains a new version (models.rs).
+    CreateModel {
+        name: String,
+        options: BTreeMap<String, String>,
+        query: String,
+    },
+    DropModel {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// ALTER MODEL name SET ACTIVE VERSION n.
+    SetModelVersion {
+        name: String,
+        version: u32,
+    },
 }
 
 /// A parsed, classified and planned statement, ready to execute (possibly many times).
@@ -599,6 +617,10 @@ impl Session {
                 self.check_failed_block(None)?;
                 let schema = maintenance::schema(&statement);
                 Prepared { kind: Kind::Maintain(statement), param_types: Vec::new(), schema }
+            }
+            WsStatement::Model(statement) => {
+                self.check_failed_block(None)?;
+                Prepared { kind: models::classify(statement)?, param_types: Vec::new(), schema: empty_schema() }
             }
             WsStatement::Move { direction, cursor } => {
                 self.check_failed_block(None)?;
@@ -1107,6 +1129,22 @@ impl Session {
                 };
                 let stream = futures::stream::iter([Ok(batch)]);
                 Ok(Outcome::Rows { tag, stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) })
+            }
+            Kind::CreateModel { name, options, query } => {
+                self.create_model(name, options, query, &cancel).await?;
+                Ok(Outcome::Done(CommandTag::new("CREATE MODEL")))
+            }
+            Kind::DropModel { names, if_exists } => {
+                for name in names {
+                    if !self.engine.catalog().models().drop_model(name).await? && !if_exists {
+                        return Err(crate::model::undefined_model(name));
+                    }
+                }
+                Ok(Outcome::Done(CommandTag::new("DROP MODEL")))
+            }
+            Kind::SetModelVersion { name, version } => {
+                self.engine.catalog().models().set_active(name, *version).await?;
+                Ok(Outcome::Done(CommandTag::new("ALTER MODEL")))
             }
         }
     }

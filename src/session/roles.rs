@@ -116,6 +116,11 @@ pub(super) fn required(kind: &Kind) -> Requirement {
         // owner VACUUM; here the administrator, who owns the tables.
         Kind::Maintain(crate::sql::LakeStatement::Optimize { .. }) => R::writes(Role::Admin, "OPTIMIZE"),
         Kind::Maintain(crate::sql::LakeStatement::Vacuum { .. }) => R::writes(Role::Admin, "VACUUM"),
+        // Models are catalog objects: training, dropping and switching versions are DDL.
+        // predict() is a function inside a query: a read like the query.
+        Kind::CreateModel { .. } => R::writes(Role::Admin, "CREATE MODEL"),
+        Kind::DropModel { .. } => R::writes(Role::Admin, "DROP MODEL"),
+        Kind::SetModelVersion { .. } => R::writes(Role::Admin, "ALTER MODEL"),
         Kind::Set { name, .. } => setting_requirement(name),
         Kind::Show { .. } => R::reads(Role::Read, "SHOW"),
         // A cursor's query is checked like the same query run directly.
@@ -355,6 +360,9 @@ mod tests {
             Kind::Show { .. } => "Show",
             Kind::CopyTo { .. } => "CopyTo",
             Kind::CopyFrom(_) => "CopyFrom",
+            Kind::CreateModel { .. } => "CreateModel",
+            Kind::DropModel { .. } => "DropModel",
+            Kind::SetModelVersion { .. } => "SetModelVersion",
             Kind::Continuous(command) => match command {
                 C::CreateView { .. } => "CreateView",
                 C::DropView { .. } => "DropView",
@@ -401,6 +409,9 @@ mod tests {
         "Show",
         "CopyTo",
         "CopyFrom",
+        "CreateModel",
+        "DropModel",
+        "SetModelVersion",
         "CreateView",
         "DropView",
         "Subscribe",
@@ -462,6 +473,14 @@ mod tests {
         ("CopyTo", "COPY (SELECT a FROM t) TO STDOUT (FORMAT csv)", Role::Read, false),
         ("CopyFrom", "COPY t FROM STDIN", Role::Write, true),
         ("CopyFrom", "COPY s FROM STDIN (FORMAT csv)", Role::Write, true),
+        (
+            "CreateModel",
+            "CREATE MODEL m WITH (model_type = 'logistic_reg', label = 'y') AS SELECT a, a > 0 AS y FROM t",
+            Role::Admin,
+            true,
+        ),
+        ("DropModel", "DROP MODEL IF EXISTS m", Role::Admin, true),
+        ("SetModelVersion", "ALTER MODEL m SET ACTIVE VERSION 1", Role::Admin, true),
         ("CreateView", "CREATE MATERIALIZED VIEW v2 AS SELECT a FROM s", Role::Admin, true),
         ("DropView", "DROP MATERIALIZED VIEW v", Role::Admin, true),
         ("Subscribe", "COPY (SUBSCRIBE TO v) TO STDOUT", Role::Read, false),

@@ -14,6 +14,7 @@ mod continuous;
 mod cursor_move;
 mod dialect;
 mod maintenance;
+pub mod model;
 mod output_names;
 mod regproc;
 mod source;
@@ -52,6 +53,8 @@ pub enum WsStatement {
     Stream(StreamStatement),
     /// `OPTIMIZE t`, `VACUUM t` (maintenance.rs).
     Lake(LakeStatement),
+    /// CREATE/ALTER/DROP MODEL (model.rs).
+    Model(model::ModelStatement),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
     Move {
         direction: datafusion::sql::sqlparser::ast::FetchDirection,
@@ -91,6 +94,9 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
         let statement = if continuous::starts(&parser.parser) {
             let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
+        } else if model::starts(&parser.parser) {
+            let parsed = model::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
+            WsStatement::Model(parsed)
         } else if source::starts_stream_statement(&parser.parser) {
             let parsed =
                 source::parse_stream_statement(&mut parser.parser).map_err(|error| parse_error(error.into()))?;
@@ -111,7 +117,17 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             output_names::make_unique(&mut copy);
             WsStatement::Sql(Statement::Statement(Box::new(copy)))
         } else {
-            WsStatement::Sql(pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?))
+            let mut statement = pg_compat_rewrite(parser.parse_statement().map_err(parse_error)?);
+            match &mut statement {
+                Statement::Statement(inner) => model::rewrite_predict(inner).map_err(WsError::syntax)?,
+                Statement::Explain(explain) => {
+                    if let Statement::Statement(inner) = explain.statement.as_mut() {
+                        model::rewrite_predict(inner).map_err(WsError::syntax)?;
+                    }
+                }
+                _ => {}
+            }
+            WsStatement::Sql(statement)
         };
         statements.push(statement);
         expecting_delimiter = true;

@@ -54,6 +54,14 @@ pub struct SystemView {
 /// Builds a system view's rows, now, for its schema.
 type RowsFn = dyn Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync;
 
+impl SystemView {
+    /// A view of `schema` whose rows `rows` computes at each scan (other modules' views:
+    /// `watershed.models` in model/).
+    pub fn new(schema: SchemaRef, rows: impl Fn(&SchemaRef) -> DfResult<RecordBatch> + Send + Sync + 'static) -> Self {
+        SystemView { schema, rows: Box::new(rows) }
+    }
+}
+
 impl std::fmt::Debug for SystemView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SystemView").field("schema", &self.schema).finish()
