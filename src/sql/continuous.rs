@@ -86,18 +86,20 @@ fn byte_offset(sql: &str, location: Location) -> usize {
     sql.len()
 }
 
-/// What ends the query of a view (`EMIT ON ...`) or of a sink (`WITH (...)`).
+/// What ends the query of a view (`EMIT ON ...`), of a sink (`WITH (...)`), or of a
+/// plain view (the statement, or `WITH [LOCAL | CASCADED] CHECK OPTION`).
 #[derive(Clone, Copy)]
-enum QueryEnd {
+pub(super) enum QueryEnd {
     Emit,
     With,
+    CheckOption,
 }
 
 /// Reads a query up to (not including) its end clause, checks that it parses on its
 /// own, and returns its text as written. The end is found on the token stream at
 /// parenthesis depth 0 first, so that `... FROM t EMIT ON UPDATE` does not read EMIT as
 /// an alias of `t`.
-fn query_text(parser: &mut Parser, sql: &str, end: QueryEnd) -> Result<String, ParserError> {
+pub(super) fn query_text(parser: &mut Parser, sql: &str, end: QueryEnd) -> Result<String, ParserError> {
     let start = byte_offset(sql, parser.peek_token().span.start);
     let mut depth = 0i32;
     let mut n = 0;
@@ -108,6 +110,12 @@ fn query_text(parser: &mut Parser, sql: &str, end: QueryEnd) -> Result<String, P
             && match end {
                 QueryEnd::Emit => word_is(&token, "emit") && word_is(&next, "on"),
                 QueryEnd::With => word_is(&token, "with") && next == Token::LParen,
+                // Not the first token: a query may start with WITH (its CTEs).
+                QueryEnd::CheckOption => {
+                    n > 0
+                        && word_is(&token, "with")
+                        && ["check", "local", "cascaded"].iter().any(|word| word_is(&next, word))
+                }
             };
         match token {
             Token::EOF => break,

@@ -19,6 +19,7 @@ mod source;
 mod subqueries;
 mod time_travel;
 mod vectors;
+mod views;
 pub mod windows;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -36,6 +37,7 @@ pub use time_travel::{
     PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs,
 };
 pub use vectors::{ZeroBasedVectors, vector_metadata};
+pub use views::CreateView;
 
 use crate::error::{WsError, WsResult, sqlstate};
 
@@ -47,6 +49,8 @@ pub const PARSER_RECURSION_LIMIT: usize = 256;
 pub enum WsStatement {
     Sql(Statement),
     Stream(StreamStatement),
+    /// `CREATE [OR REPLACE] VIEW` (views.rs).
+    CreateView(CreateView),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
     Move {
         direction: datafusion::sql::sqlparser::ast::FetchDirection,
@@ -83,7 +87,9 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let found = parser.parser.peek_token();
             return Err(WsError::syntax(format!("expected end of statement, found: {found}")));
         }
-        let statement = if continuous::starts(&parser.parser) {
+        let statement = if views::starts(&parser.parser) {
+            WsStatement::CreateView(views::parse(&mut parser.parser, sql)?)
+        } else if continuous::starts(&parser.parser) {
             let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
         } else if source::starts_stream_statement(&parser.parser) {
