@@ -168,6 +168,21 @@ fn psql_meta_commands() {
             && indexed.contains("\"psql_idx_t_note\" btree (note, id DESC)"),
         "\\di lists the index:\n{indexed}"
     );
+    // Views: `\dv` lists them, `\d v` shows their columns, `\d+ v` their definition
+    // (psql calls pg_get_viewdef with the view's OID).
+    let viewed = psql(&[
+        "DROP VIEW IF EXISTS psql_view_v",
+        "CREATE VIEW psql_view_v (pid, n) AS SELECT product_id, name FROM products WHERE product_id < 10",
+        "\\dv",
+        "\\d psql_view_v",
+        "\\d+ psql_view_v",
+        "DROP VIEW psql_view_v",
+    ]);
+    assert!(viewed.contains("psql_view_v | view"), "\\dv lists the view:\n{viewed}");
+    assert!(viewed.contains("View \"public.psql_view_v\""), "\\d describes the view:\n{viewed}");
+    for expected in ["pid    | bigint", "n      | text", "View definition:", "WHERE product_id < 10"] {
+        assert!(viewed.contains(expected), "\\d psql_view_v shows {expected}:\n{viewed}");
+    }
     let functions = psql(&["\\df"]);
     assert!(functions.contains("List of functions"), "\\df:\n{functions}");
     let expanded = psql(&["\\x", "SELECT product_id, name FROM products WHERE product_id = 1"]);
