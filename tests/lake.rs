@@ -425,9 +425,10 @@ async fn wait_for_count(session: &mut Session, sql: &str, want: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let results = session.run_collect(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let got = results[0].batches.first().map_or(0, |batch| {
-            batch.column(0).as_any().downcast_ref::<Int64Array>().expect("count is int8").value(0)
-        });
+        let got = results[0]
+            .batches
+            .first()
+            .map_or(0, |batch| batch.column(0).as_any().downcast_ref::<Int64Array>().expect("count is int8").value(0));
         if got == want {
             return;
         }
@@ -489,7 +490,9 @@ async fn views_survive_a_restart_and_see_later_commits() {
         dropped[0].notices[0].detail.as_deref(),
         Some("drop cascades to view b_mid\ndrop cascades to view a_top")
     );
-    assert!(!dir.path().join("data/catalog/a_top.toml").exists() && !dir.path().join("data/catalog/b_mid.toml").exists());
+    assert!(
+        !dir.path().join("data/catalog/a_top.toml").exists() && !dir.path().join("data/catalog/b_mid.toml").exists()
+    );
     assert_eq!(session.run_collect("SELECT * FROM a_top").await.err().expect("gone").code, "42P01");
 
     // A materialized view over a plain view over a source: its plan reads the source.
@@ -533,7 +536,11 @@ async fn a_declared_view_is_read_only() {
     let config = Config::rooted_at(dir.path());
     {
         let engine = Engine::open(config.clone()).await.expect("engine opens");
-        engine.session().run_collect("CREATE TABLE lake (a BIGINT); INSERT INTO lake VALUES (1), (2)").await.expect("table");
+        engine
+            .session()
+            .run_collect("CREATE TABLE lake (a BIGINT); INSERT INTO lake VALUES (1), (2)")
+            .await
+            .expect("table");
     }
     std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
     let declared = config.catalog_dir.join("shipped.toml");
@@ -542,7 +549,11 @@ async fn a_declared_view_is_read_only() {
     let engine = Engine::open(config.clone()).await.expect("engine opens");
     let mut session = engine.session();
     assert_eq!(texts(&mut session, "SELECT x FROM shipped_view").await, vec!["2"]);
-    for sql in ["DROP VIEW shipped_view", "CREATE OR REPLACE VIEW shipped_view AS SELECT a AS x FROM lake", "DROP TABLE lake CASCADE"] {
+    for sql in [
+        "DROP VIEW shipped_view",
+        "CREATE OR REPLACE VIEW shipped_view AS SELECT a AS x FROM lake",
+        "DROP TABLE lake CASCADE",
+    ] {
         let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
         assert_eq!(error.code, "42501", "{sql}");
         assert!(error.message.contains("shipped.toml"), "{}", error.message);

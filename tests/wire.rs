@@ -552,7 +552,11 @@ fn drain_detailed(
 ) -> Vec<(String, String, Option<String>)> {
     let mut notices = Vec::new();
     while let Ok(notice) = receiver.try_recv() {
-        notices.push((notice.code().code().to_string(), notice.message().to_string(), notice.detail().map(String::from)));
+        notices.push((
+            notice.code().code().to_string(),
+            notice.message().to_string(),
+            notice.detail().map(String::from),
+        ));
     }
     notices
 }
@@ -581,7 +585,9 @@ async fn views_are_listed_and_dropped_as_in_postgresql() {
     let Ok((oracle, connection)) =
         tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", NoTls).await
     else {
-        eprintln!("SKIPPED views_are_listed_and_dropped_as_in_postgresql: PostgreSQL is not reachable on 127.0.0.1:5432");
+        eprintln!(
+            "SKIPPED views_are_listed_and_dropped_as_in_postgresql: PostgreSQL is not reachable on 127.0.0.1:5432"
+        );
         return;
     };
     let (sender, mut oracle_notices) = tokio::sync::mpsc::unbounded_channel();
@@ -622,7 +628,12 @@ async fn views_are_listed_and_dropped_as_in_postgresql() {
     }
     let refusal = |error: tokio_postgres::Error| {
         let db = error.as_db_error().expect("a database error").clone();
-        (db.code().code().to_string(), db.message().to_string(), db.detail().map(String::from), db.hint().map(String::from))
+        (
+            db.code().code().to_string(),
+            db.message().to_string(),
+            db.detail().map(String::from),
+            db.hint().map(String::from),
+        )
     };
     for sql in [
         "CREATE OR REPLACE VIEW ws_vo_v AS SELECT a FROM ws_vo_t",

@@ -408,6 +408,27 @@ mod tests {
     }
 
     #[test]
+    fn a_view_round_trips_and_is_replaced_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        let def = PlainViewDef { name: "v".into(), query: "SELECT a FROM t WHERE a > 'x'".into(), columns: vec![] };
+        write_atomic(&path, &CatalogFile::single_plain_view(def.clone())).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[[view]]") && !text.contains("columns"), "{text}");
+        assert_eq!(load_dir(dir.path()).unwrap()[0].plain_views, vec![def.clone()]);
+        let replaced = PlainViewDef { query: "SELECT a, b FROM t".into(), columns: vec!["x".into()], ..def };
+        replace_plain_view_declaration(&path, &replaced).unwrap();
+        assert_eq!(load_dir(dir.path()).unwrap()[0].plain_views, vec![replaced]);
+        // A view's name is in the one namespace of catalog files.
+        std::fs::write(dir.path().join("w.toml"), "[[table]]\nname = \"v\"\nformat = \"delta\"\nlocation = \"x\"\n")
+            .unwrap();
+        assert!(load_dir(dir.path()).unwrap_err().message.contains("already declared"));
+        std::fs::remove_file(dir.path().join("w.toml")).unwrap();
+        remove_declaration(&path, "v").unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_file_edited_since_start_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");

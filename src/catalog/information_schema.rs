@@ -61,7 +61,8 @@ impl PgInformationSchema {
             "is_trigger_insertable_into",
         ];
         let schema: SchemaRef = Arc::new(Schema::new(names.iter().map(|name| text(name)).collect::<Vec<_>>()));
-        let constant = |value: &str| -> ArrayRef { Arc::new(datafusion::arrow::array::StringArray::from(vec![value; rows])) };
+        let constant =
+            |value: &str| -> ArrayRef { Arc::new(datafusion::arrow::array::StringArray::from(vec![value; rows])) };
         let view_names: Vec<&str> = all.iter().map(|view| view.def.name.as_str()).collect();
         let definitions: Vec<&str> = all.iter().map(|view| view.definition()).collect();
         let columns: Vec<ArrayRef> = vec![

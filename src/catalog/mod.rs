@@ -274,11 +274,10 @@ impl Catalog {
         let catalog =
             self.list.catalog(CATALOG_NAME).ok_or_else(|| WsError::internal("the watershed catalog is missing"))?;
         let inner = catalog.schema("pg_catalog").ok_or_else(|| WsError::internal("pg_catalog is not set up"))?;
-        catalog
-            .register_schema(
-                "pg_catalog",
-                Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone(), self.plain_views.clone())),
-            )?;
+        catalog.register_schema(
+            "pg_catalog",
+            Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone(), self.plain_views.clone())),
+        )?;
         Ok(())
     }
 
@@ -586,7 +585,12 @@ impl Catalog {
     /// name as PostgreSQL does: only a view, keeping its columns' names and types (new
     /// ones may follow them), and never so that it would read itself. Returns whether it
     /// replaced one.
-    pub async fn register_plain_view(&self, view: PlainView, file: Option<PathBuf>, or_replace: bool) -> WsResult<bool> {
+    pub async fn register_plain_view(
+        &self,
+        view: PlainView,
+        file: Option<PathBuf>,
+        or_replace: bool,
+    ) -> WsResult<bool> {
         let _ddl = self.tables.lock().await;
         let name = view.def.name.clone();
         if self.plain_views.reaches(&view.reads, &name) {
@@ -598,7 +602,8 @@ impl Catalog {
         }
         let mut files = self.plain_view_files.lock().await;
         if or_replace && let Some(old) = self.plain_views.get(&name) {
-            let path = files.get(&name).cloned().ok_or_else(|| WsError::internal(format!("view {name} has no file")))?;
+            let path =
+                files.get(&name).cloned().ok_or_else(|| WsError::internal(format!("view {name} has no file")))?;
             self.check_writable(&path, &name)?;
             check_replacement(&old, &view)?;
             files::replace_plain_view_declaration(&path, &view.def)?;
@@ -697,10 +702,8 @@ impl Catalog {
         }
         if !cascade {
             // PostgreSQL names the first dropped object that has dependents.
-            let first = names
-                .iter()
-                .find(|name| dependents.iter().any(|view| view.reads.contains(name)))
-                .unwrap_or(&names[0]);
+            let first =
+                names.iter().find(|name| dependents.iter().any(|view| view.reads.contains(name))).unwrap_or(&names[0]);
             let mut seen: Vec<&str> = names.iter().map(String::as_str).collect();
             let mut lines = Vec::new();
             for view in &dependents {
@@ -1072,7 +1075,8 @@ fn check_replacement(old: &PlainView, new: &PlainView) -> WsResult<()> {
             .with_hint("Use ALTER VIEW ... RENAME COLUMN ... to change name of view column instead."));
         }
         if was.data_type() != now.data_type() {
-            let name = |field: &datafusion::arrow::datatypes::Field| information_schema::pg_type_names(field.data_type()).0;
+            let name =
+                |field: &datafusion::arrow::datatypes::Field| information_schema::pg_type_names(field.data_type()).0;
             return Err(WsError::new(
                 sqlstate::INVALID_TABLE_DEFINITION,
                 format!(

@@ -98,7 +98,8 @@ impl PlainViews {
     /// schema; the map is replaced, so dropped views are forgotten.
     pub(super) fn learn_oids(&self, rows: impl Iterator<Item = (String, i64)>) {
         let views = self.views.read().unwrap_or_else(|p| p.into_inner());
-        let known: HashMap<i64, String> = rows.filter(|(name, _)| views.contains_key(name)).map(|(n, o)| (o, n)).collect();
+        let known: HashMap<i64, String> =
+            rows.filter(|(name, _)| views.contains_key(name)).map(|(n, o)| (o, n)).collect();
         *self.oids.write().unwrap_or_else(|p| p.into_inner()) = known;
     }
 
@@ -246,8 +247,10 @@ impl TableProvider for ViewProvider {
         }
         if let Some(projection) = projection {
             let schema = builder.schema().clone();
-            let columns: Vec<Expr> =
-                projection.iter().map(|&i| Expr::Column(datafusion::common::Column::from(schema.qualified_field(i)))).collect();
+            let columns: Vec<Expr> = projection
+                .iter()
+                .map(|&i| Expr::Column(datafusion::common::Column::from(schema.qualified_field(i))))
+                .collect();
             builder = builder.project(columns)?;
         }
         if let Some(limit) = limit {
@@ -275,9 +278,7 @@ pub fn single_query(query: &str) -> WsResult<datafusion::sql::parser::Statement>
     use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
     let mut statements = crate::sql::parse(query)?;
     match (statements.pop(), statements.is_empty()) {
-        (Some(crate::sql::WsStatement::Sql(statement @ Statement::Statement(_))), true)
-            if matches!(&statement, Statement::Statement(inner) if matches!(inner.as_ref(), SqlStatement::Query(_))) =>
-        {
+        (Some(crate::sql::WsStatement::Sql(statement @ Statement::Statement(_))), true) if matches!(&statement, Statement::Statement(inner) if matches!(inner.as_ref(), SqlStatement::Query(_))) => {
             Ok(statement)
         }
         _ => Err(WsError::syntax("a view's body is one query (SELECT, VALUES, WITH ...)")),

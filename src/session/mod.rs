@@ -715,9 +715,11 @@ impl Session {
         let kind = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => Kind::CreateTable { plan, partition_by },
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Kind::CreateExternal(plan),
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
-                Kind::DropTable { names: vec![drop.name.table().to_string()], if_exists: drop.if_exists, cascade: false }
-            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => Kind::DropTable {
+                names: vec![drop.name.table().to_string()],
+                if_exists: drop.if_exists,
+                cascade: false,
+            },
             LogicalPlan::Ddl(other) => {
                 return Err(WsError::unsupported(format!("{} is not supported yet", other.name())));
             }

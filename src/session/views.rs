@@ -145,11 +145,8 @@ impl Session {
         }
         let mut columns: Vec<Field> = Vec::with_capacity(fields.len());
         for (index, field) in fields.iter().enumerate() {
-            let name = def
-                .columns
-                .get(index)
-                .cloned()
-                .unwrap_or_else(|| crate::sql::display_name(field.name()).to_string());
+            let name =
+                def.columns.get(index).cloned().unwrap_or_else(|| crate::sql::display_name(field.name()).to_string());
             if columns.iter().any(|earlier| *earlier.name() == name) {
                 return Err(WsError::new(
                     sqlstate::DUPLICATE_COLUMN,
@@ -183,7 +180,12 @@ impl Session {
     }
 
     /// DROP VIEW [IF EXISTS] v [, ...] [CASCADE | RESTRICT].
-    pub(super) async fn drop_plain_views(&mut self, names: &[String], if_exists: bool, cascade: bool) -> WsResult<Outcome> {
+    pub(super) async fn drop_plain_views(
+        &mut self,
+        names: &[String],
+        if_exists: bool,
+        cascade: bool,
+    ) -> WsResult<Outcome> {
         let dropped = self.engine.catalog().drop_plain_views(names, if_exists, cascade).await?;
         for name in &dropped.skipped {
             self.notice("NOTICE", sqlstate::SUCCESSFUL_COMPLETION, format!("view \"{name}\" does not exist, skipping"));

@@ -54,7 +54,9 @@ pub fn parse(parser: &mut Parser, sql: &str) -> WsResult<CreateView> {
     parser.expect_keyword(Keyword::CREATE).map_err(syntax)?;
     let or_replace = parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
     if parser.parse_keyword(Keyword::TEMP) || parser.parse_keyword(Keyword::TEMPORARY) {
-        return Err(unsupported("CREATE TEMPORARY VIEW (there are no temporary objects: every view is in the catalog)"));
+        return Err(unsupported(
+            "CREATE TEMPORARY VIEW (there are no temporary objects: every view is in the catalog)",
+        ));
     }
     if parser.parse_keyword(Keyword::RECURSIVE) {
         return Err(unsupported("CREATE RECURSIVE VIEW (write WITH RECURSIVE inside the view's query)"));
