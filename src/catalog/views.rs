@@ -119,7 +119,7 @@ impl PlainViews {
             frontier.remove(0);
             for view in views.values() {
                 let new = !found.iter().any(|f| f.def.name == view.def.name) && !names.contains(&view.def.name);
-                if new && view.reads.iter().any(|r| *r == read) {
+                if new && view.reads.contains(&read) {
                     found.push(view.clone());
                     frontier.push(view.def.name.clone());
                 }
@@ -128,7 +128,7 @@ impl PlainViews {
         found
     }
 
-    /// Whether `start`'s definition reads `target`, directly or through views.
+    /// Whether a definition reading `reads` reads `target`, directly or through views.
     pub fn reaches(&self, reads: &[String], target: &str) -> bool {
         let views = self.views.read().unwrap_or_else(|p| p.into_inner());
         let mut seen: Vec<String> = Vec::new();
