@@ -60,6 +60,8 @@ macro_rules! sqlstates {
 }
 
 sqlstates! {
+    // Class 00: the code of a plain NOTICE ("drop cascades to view v").
+    SUCCESSFUL_COMPLETION = "00000",
     // Class 01: warnings, sent as notices, never as errors.
     WARNING = "01000",
     // Class 0A, 08: features and the connection.
@@ -109,6 +111,9 @@ sqlstates! {
     UNDEFINED_TABLE = "42P01",
     DUPLICATE_CURSOR = "42P03",
     DUPLICATE_TABLE = "42P07",
+    UNDEFINED_PARAMETER = "42P02",
+    INVALID_TABLE_DEFINITION = "42P16",
+    INVALID_OBJECT_DEFINITION = "42P17",
     // Class 53, 54, 55, 57, 58: resources, limits, state, operator intervention, system.
     OUT_OF_MEMORY = "53200",
     TOO_MANY_CONNECTIONS = "53300",
@@ -135,6 +140,10 @@ sqlstates! {
 pub struct WsError {
     pub code: SqlState,
     pub message: String,
+    /// PostgreSQL's DETAIL and HINT fields (`cannot drop table t because other objects
+    /// depend on it` / `view v depends on table t` / `Use DROP ... CASCADE ...`).
+    pub detail: Option<String>,
+    pub hint: Option<String>,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -151,7 +160,19 @@ pub type WsResult<T> = Result<T, WsError>;
 
 impl WsError {
     pub fn new(code: SqlState, message: impl Into<String>) -> WsError {
-        WsError { code, message: message.into(), source: None }
+        WsError { code, message: message.into(), detail: None, hint: None, source: None }
+    }
+
+    /// The same error with PostgreSQL's DETAIL field.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> WsError {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The same error with PostgreSQL's HINT field.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> WsError {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// The same error, remembering what caused it.

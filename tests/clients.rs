@@ -168,6 +168,27 @@ fn psql_meta_commands() {
             && indexed.contains("\"psql_idx_t_note\" btree (note, id DESC)"),
         "\\di lists the index:\n{indexed}"
     );
+    // Views: `\dv` lists them, `\d v` shows their columns; the definition by OID as `\d+`
+    // asks for it (`\d+` itself needs an `ARRAY(subquery)` over reloptions that DataFusion
+    // does not plan, for tables as for views).
+    let viewed = psql(&[
+        "DROP VIEW IF EXISTS psql_view_v",
+        "CREATE VIEW psql_view_v (pid, n) AS SELECT product_id, name FROM products WHERE product_id < 10",
+        "\\dv",
+        "\\d psql_view_v",
+        "SELECT pg_catalog.pg_get_viewdef(c.oid, true) AS definition FROM pg_catalog.pg_class c \
+         WHERE c.relname = 'psql_view_v'",
+        "DROP VIEW psql_view_v",
+    ]);
+    let listed = viewed.lines().any(|line| {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        cells.len() == 4 && cells[0] == "public" && cells[1] == "psql_view_v" && cells[2] == "view"
+    });
+    assert!(listed, "\\dv lists the view:\n{viewed}");
+    assert!(viewed.contains("View \"public.psql_view_v\""), "\\d describes the view:\n{viewed}");
+    for expected in ["pid    | bigint", "n      | text", "WHERE product_id < 10"] {
+        assert!(viewed.contains(expected), "\\d psql_view_v shows {expected}:\n{viewed}");
+    }
     let functions = psql(&["\\df"]);
     assert!(functions.contains("List of functions"), "\\df:\n{functions}");
     let expanded = psql(&["\\x", "SELECT product_id, name FROM products WHERE product_id = 1"]);

@@ -460,3 +460,145 @@ async fn writes_and_alterations_survive_a_restart() {
     assert_eq!(count(&mut session, "before").await, 0);
     assert_eq!(count(&mut session, "after").await, 2);
 }
+
+/// Polls a count query in `session` until it reaches `want`, within a deadline.
+async fn wait_for_count(session: &mut Session, sql: &str, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let results = session.run_collect(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let got = results[0]
+            .batches
+            .first()
+            .map_or(0, |batch| batch.column(0).as_any().downcast_ref::<Int64Array>().expect("count is int8").value(0));
+        if got == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sql}: {got}, waited for {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Plain views persist as `[[view]]` catalog files and are planned again at every read:
+/// a view over a Delta table sees a commit made by another writer after it was created,
+/// views over views and OR REPLACE survive a restart (registered in dependency order),
+/// DROP ... CASCADE takes dependent views along and RESTRICT refuses, and a materialized
+/// view can read a plain view over a source (then DROP VIEW is refused while it runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_a_restart_and_see_later_commits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table_dir = dir.path().join("data/tables/t");
+    {
+        let first = engine(dir.path(), 0).await;
+        let mut session = first.session();
+        session.run_collect("CREATE TABLE t (id BIGINT); INSERT INTO t VALUES (1), (2), (3)").await.expect("table");
+        let missing = session.run_collect("CREATE VIEW a_top (n) AS SELECT id FROM b_mid").await.err();
+        assert_eq!(missing.expect("a view over a relation that does not exist is refused").code, "42P01");
+        session
+            .run_collect(
+                "CREATE VIEW b_mid AS SELECT id FROM t WHERE id >= 2;
+                 CREATE VIEW a_top (n) AS SELECT id FROM b_mid WHERE id > 2;
+                 CREATE VIEW gone AS SELECT id FROM t",
+            )
+            .await
+            .expect("views");
+        assert_eq!(count(&mut session, "b_mid").await, 2);
+        assert_eq!(count(&mut session, "a_top").await, 1);
+        session.run_collect("CREATE OR REPLACE VIEW b_mid AS SELECT id FROM t WHERE id >= 1").await.expect("replace");
+        session.run_collect("DROP VIEW gone").await.expect("drop");
+        first.catalog().stop_sources().await;
+    }
+    let file = std::fs::read_to_string(dir.path().join("data/catalog/b_mid.toml")).expect("one file per view");
+    assert!(file.contains("[[view]]") && file.contains("id >= 1"), "{file}");
+    assert!(!dir.path().join("data/catalog/gone.toml").exists(), "a dropped view leaves the catalog");
+    // a_top sorts before b_mid, which it reads: the start registers them in dependency order.
+    let second = engine(dir.path(), 0).await;
+    let mut session = second.session();
+    assert_eq!(count(&mut session, "b_mid").await, 3, "the replaced definition survived");
+    assert_eq!(count(&mut session, "a_top").await, 1);
+    append_elsewhere(&table_dir, &[10, 11]).await;
+    assert_eq!(count(&mut session, "a_top").await, 3, "the view reads the latest commit");
+    let names = texts(&mut session, "SELECT n FROM a_top ORDER BY n").await;
+    assert_eq!(names, vec!["3", "10", "11"]);
+    // RESTRICT refuses with PostgreSQL's words; CASCADE drops both views.
+    let error = session.run_collect("DROP TABLE t").await.expect_err("refused");
+    assert_eq!(error.code, "2BP01");
+    assert_eq!(error.message, "cannot drop table t because other objects depend on it");
+    assert_eq!(error.detail.as_deref(), Some("view b_mid depends on table t\nview a_top depends on view b_mid"));
+    assert_eq!(error.hint.as_deref(), Some("Use DROP ... CASCADE to drop the dependent objects too."));
+    let dropped = session.run_collect("DROP TABLE t CASCADE").await.expect("cascade");
+    assert_eq!(dropped[0].notices[0].message, "drop cascades to 2 other objects");
+    assert_eq!(
+        dropped[0].notices[0].detail.as_deref(),
+        Some("drop cascades to view b_mid\ndrop cascades to view a_top")
+    );
+    assert!(
+        !dir.path().join("data/catalog/a_top.toml").exists() && !dir.path().join("data/catalog/b_mid.toml").exists()
+    );
+    assert_eq!(session.run_collect("SELECT * FROM a_top").await.expect_err("gone").code, "42P01");
+
+    // A materialized view over a plain view over a source: its plan reads the source.
+    session
+        .run_collect(
+            "CREATE SOURCE ev (id BIGINT) WITH (connector = 'ingest');
+             CREATE VIEW odd AS SELECT id FROM ev WHERE id % 2 = 1;
+             CREATE MATERIALIZED VIEW odd_kept AS SELECT id FROM odd;
+             INSERT INTO ev VALUES (1), (2), (3)",
+        )
+        .await
+        .expect("a materialized view over a view");
+    wait_for_count(&mut session, "SELECT count(*) FROM odd_kept", 2).await;
+    for sql in ["DROP VIEW odd", "DROP VIEW odd CASCADE", "DROP SOURCE ev CASCADE"] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "2BP01", "{sql}");
+        assert!(error.message.contains("odd_kept"), "{sql}: {}", error.message);
+    }
+    second.catalog().stop_sources().await;
+    drop(session);
+    drop(second);
+    // After a restart the materialized view is planned again through the view.
+    let third = engine(dir.path(), 0).await;
+    let mut session = third.session();
+    session.run_collect("INSERT INTO ev VALUES (5), (6)").await.expect("insert");
+    wait_for_count(&mut session, "SELECT count(*) FROM odd_kept", 3).await;
+    session
+        .run_collect("DROP MATERIALIZED VIEW odd_kept; DROP SOURCE ev CASCADE")
+        .await
+        .expect("drops once nothing continuous reads the view");
+    assert_eq!(session.run_collect("SELECT * FROM odd").await.expect_err("cascaded").code, "42P01");
+    third.catalog().stop_sources().await;
+}
+
+/// A view declared in the checked-in catalog directory is read-only like the other
+/// declared objects: DROP VIEW and CREATE OR REPLACE VIEW are refused with 42501, and a
+/// DROP TABLE ... CASCADE that would take it along too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_view_is_read_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::rooted_at(dir.path());
+    {
+        let engine = Engine::open(config.clone()).await.expect("engine opens");
+        engine
+            .session()
+            .run_collect("CREATE TABLE lake (a BIGINT); INSERT INTO lake VALUES (1), (2)")
+            .await
+            .expect("table");
+    }
+    std::fs::create_dir_all(&config.catalog_dir).expect("catalog dir");
+    let declared = config.catalog_dir.join("shipped.toml");
+    let text = "[[view]]\nname = \"shipped_view\"\nquery = \"SELECT a FROM lake WHERE a > 1\"\ncolumns = [\"x\"]\n";
+    std::fs::write(&declared, text).expect("declared catalog");
+    let engine = Engine::open(config.clone()).await.expect("engine opens");
+    let mut session = engine.session();
+    assert_eq!(texts(&mut session, "SELECT x FROM shipped_view").await, vec!["2"]);
+    for sql in [
+        "DROP VIEW shipped_view",
+        "CREATE OR REPLACE VIEW shipped_view AS SELECT a AS x FROM lake",
+        "DROP TABLE lake CASCADE",
+    ] {
+        let error = session.run_collect(sql).await.err().unwrap_or_else(|| panic!("{sql} must be refused"));
+        assert_eq!(error.code, "42501", "{sql}");
+        assert!(error.message.contains("shipped.toml"), "{}", error.message);
+    }
+    assert_eq!(std::fs::read_to_string(&declared).expect("declared"), text, "the declared file is untouched");
+    assert_eq!(texts(&mut session, "SELECT x FROM shipped_view").await, vec!["2"]);
+}

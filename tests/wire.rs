@@ -545,3 +545,131 @@ async fn create_if_not_exists_on_a_taken_name_notices_the_skip() {
     assert_eq!(drain(&mut oracle_notices), relation("ine"));
     server.stop().await;
 }
+
+/// Notices with their DETAIL field, for the `drop cascades to ...` lists.
+fn drain_detailed(
+    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::error::DbError>,
+) -> Vec<(String, String, Option<String>)> {
+    let mut notices = Vec::new();
+    while let Ok(notice) = receiver.try_recv() {
+        notices.push((
+            notice.code().code().to_string(),
+            notice.message().to_string(),
+            notice.detail().map(String::from),
+        ));
+    }
+    notices
+}
+
+/// Rows of a query as text (NULL as "NULL"), for comparing two servers.
+async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Views against PostgreSQL on 127.0.0.1:5432 as the oracle, asked the same statements:
+/// the catalog listings of a view (information_schema.tables/views/columns, pg_views,
+/// pg_class, pg_attribute, pg_get_viewdef being set), OR REPLACE refusals, and DROP's
+/// dependency error (code, message, DETAIL, HINT) and CASCADE notice (message, DETAIL),
+/// word for word. The view definitions themselves differ: PostgreSQL prints its deparsed
+/// query, this server the query as written.
+#[tokio::test]
+async fn views_are_listed_and_dropped_as_in_postgresql() {
+    let Ok((oracle, connection)) =
+        tokio_postgres::connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", NoTls).await
+    else {
+        eprintln!(
+            "SKIPPED views_are_listed_and_dropped_as_in_postgresql: PostgreSQL is not reachable on 127.0.0.1:5432"
+        );
+        return;
+    };
+    let (sender, mut oracle_notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut connection = connection;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send(notice);
+            }
+        }
+    });
+    let server = start().await;
+    let (client, mut notices) = connect_with_notices(&server).await;
+    oracle.batch_execute("DROP TABLE IF EXISTS ws_vo_t CASCADE").await.unwrap();
+    drain_detailed(&mut oracle_notices);
+    let setup = "CREATE TABLE ws_vo_t (a BIGINT, b TEXT);
+                 CREATE VIEW ws_vo_v AS SELECT a, b FROM ws_vo_t WHERE a > 1;
+                 CREATE VIEW ws_vo_w (x) AS SELECT a FROM ws_vo_v";
+    oracle.batch_execute(setup).await.unwrap();
+    client.batch_execute(setup).await.unwrap();
+    for sql in [
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+         WHERE table_name LIKE 'ws_vo_%' ORDER BY table_name",
+        "SELECT table_schema, table_name, check_option FROM information_schema.views \
+         WHERE table_name LIKE 'ws_vo_%' ORDER BY table_name",
+        "SELECT table_name, column_name, ordinal_position, data_type, is_nullable FROM information_schema.columns \
+         WHERE table_name LIKE 'ws_vo_%' ORDER BY table_name, ordinal_position",
+        "SELECT schemaname, viewname, viewowner FROM pg_views WHERE viewname LIKE 'ws_vo_%' ORDER BY viewname",
+        "SELECT relname, relkind, relnatts FROM pg_class WHERE relname LIKE 'ws_vo_%' ORDER BY relname",
+        "SELECT c.relname, a.attname, a.attnum, a.atttypid::regtype::text FROM pg_attribute a \
+         JOIN pg_class c ON a.attrelid = c.oid WHERE c.relname LIKE 'ws_vo_%' AND a.attnum > 0 \
+         ORDER BY c.relname, a.attnum",
+        "SELECT pg_get_viewdef('ws_vo_v'::regclass) IS NOT NULL, pg_get_viewdef('ws_vo_w') IS NOT NULL, \
+         pg_get_viewdef('ws_vo_t'::regclass) IS NULL",
+    ] {
+        assert_eq!(text_rows(&client, sql).await, text_rows(&oracle, sql).await, "{sql}");
+    }
+    let refusal = |error: tokio_postgres::Error| {
+        let db = error.as_db_error().expect("a database error").clone();
+        (
+            db.code().code().to_string(),
+            db.message().to_string(),
+            db.detail().map(String::from),
+            db.hint().map(String::from),
+        )
+    };
+    for sql in [
+        "CREATE OR REPLACE VIEW ws_vo_v AS SELECT a FROM ws_vo_t",
+        "CREATE OR REPLACE VIEW ws_vo_v AS SELECT a AS z, b FROM ws_vo_t",
+        "CREATE OR REPLACE VIEW ws_vo_v AS SELECT a::int, b FROM ws_vo_t",
+        "CREATE OR REPLACE VIEW ws_vo_t AS SELECT 1",
+        "CREATE VIEW ws_vo_v AS SELECT 1",
+        "DROP TABLE ws_vo_t",
+        "DROP VIEW ws_vo_v",
+        "DROP VIEW ws_vo_t",
+        "DROP TABLE ws_vo_v",
+        "DROP VIEW ws_vo_nope",
+    ] {
+        let ours = refusal(client.batch_execute(sql).await.expect_err(sql));
+        let theirs = refusal(oracle.batch_execute(sql).await.expect_err(sql));
+        assert_eq!(ours, theirs, "{sql}");
+    }
+    // A compatible replacement (one more column) is accepted by both.
+    let replace = "CREATE OR REPLACE VIEW ws_vo_v AS SELECT a, b, a + 1 AS c FROM ws_vo_t";
+    client.batch_execute(replace).await.unwrap();
+    oracle.batch_execute(replace).await.unwrap();
+    drain_detailed(&mut notices);
+    for sql in ["DROP VIEW IF EXISTS ws_vo_nope", "DROP TABLE ws_vo_t CASCADE"] {
+        client.batch_execute(sql).await.unwrap();
+        oracle.batch_execute(sql).await.unwrap();
+        assert_eq!(drain_detailed(&mut notices), drain_detailed(&mut oracle_notices), "{sql}");
+    }
+    // One dependent: the notice names it, without a DETAIL.
+    let one = "CREATE TABLE ws_vo_t (a BIGINT); CREATE VIEW ws_vo_v AS SELECT a FROM ws_vo_t";
+    client.batch_execute(one).await.unwrap();
+    oracle.batch_execute(one).await.unwrap();
+    let sql = "DROP TABLE ws_vo_t CASCADE";
+    client.batch_execute(sql).await.unwrap();
+    oracle.batch_execute(sql).await.unwrap();
+    let ours = drain_detailed(&mut notices);
+    assert_eq!(ours, vec![("00000".to_string(), "drop cascades to view ws_vo_v".to_string(), None)]);
+    assert_eq!(ours, drain_detailed(&mut oracle_notices));
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::TableDef;
+use super::views::PlainViewDef;
 use crate::connectors::sinks::SinkDef;
 use crate::error::{WsError, WsResult, sqlstate};
 use crate::stream::SourceDef;
@@ -30,6 +31,8 @@ struct FileToml {
     tables: Vec<TableDef>,
     #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
     sources: Vec<SourceDef>,
+    #[serde(default, rename = "view", skip_serializing_if = "Vec::is_empty")]
+    plain_views: Vec<PlainViewDef>,
     #[serde(default, rename = "materialized_view", skip_serializing_if = "Vec::is_empty")]
     views: Vec<ViewDef>,
     #[serde(default, rename = "sink", skip_serializing_if = "Vec::is_empty")]
@@ -43,6 +46,9 @@ pub struct CatalogFile {
     pub demo: Option<DemoDecl>,
     pub tables: Vec<TableDef>,
     pub sources: Vec<SourceDef>,
+    /// Plain views (`[[view]]`).
+    pub plain_views: Vec<PlainViewDef>,
+    /// Materialized views (`[[materialized_view]]`).
     pub views: Vec<ViewDef>,
     pub sinks: Vec<SinkDef>,
     text: String,
@@ -55,6 +61,7 @@ impl CatalogFile {
             demo: None,
             tables: Vec::new(),
             sources: Vec::new(),
+            plain_views: Vec::new(),
             views: Vec::new(),
             sinks: Vec::new(),
             text: String::new(),
@@ -67,6 +74,10 @@ impl CatalogFile {
 
     pub fn single_source(def: SourceDef) -> CatalogFile {
         CatalogFile { sources: vec![def], ..CatalogFile::empty() }
+    }
+
+    pub fn single_plain_view(def: PlainViewDef) -> CatalogFile {
+        CatalogFile { plain_views: vec![def], ..CatalogFile::empty() }
     }
 
     pub fn single_view(def: ViewDef) -> CatalogFile {
@@ -84,12 +95,13 @@ impl CatalogFile {
             .map(|t| t.name.as_str())
             .chain(self.tables.iter().flat_map(|t| t.indexes.iter().map(|index| index.name.as_str())))
             .chain(self.sources.iter().map(|s| s.name.as_str()))
+            .chain(self.plain_views.iter().map(|v| v.name.as_str()))
             .chain(self.views.iter().map(|v| v.name.as_str()))
             .chain(self.sinks.iter().map(|s| s.name.as_str()))
     }
 
     fn declarations(&self) -> usize {
-        self.tables.len() + self.sources.len() + self.views.len() + self.sinks.len()
+        self.tables.len() + self.sources.len() + self.plain_views.len() + self.views.len() + self.sinks.len()
     }
 
     /// 1-based line of the `name = "..."` entry of a table, for error messages.
@@ -110,6 +122,7 @@ impl CatalogFile {
             demo: self.demo.clone(),
             tables: self.tables.clone(),
             sources: self.sources.clone(),
+            plain_views: self.plain_views.clone(),
             views: self.views.clone(),
             sinks: self.sinks.clone(),
         };
@@ -137,6 +150,7 @@ pub fn parse_file(path: &Path, text: &str) -> WsResult<CatalogFile> {
         demo: parsed.demo,
         tables: parsed.tables,
         sources: parsed.sources,
+        plain_views: parsed.plain_views,
         views: parsed.views,
         sinks: parsed.sinks,
         text: text.to_string(),
@@ -304,12 +318,25 @@ pub fn replace_table_declaration(path: &Path, def: &TableDef) -> WsResult<()> {
     write_atomic(path, &file)
 }
 
+/// Replaces one plain view's declaration in its file (CREATE OR REPLACE VIEW).
+pub fn replace_plain_view_declaration(path: &Path, def: &PlainViewDef) -> WsResult<()> {
+    let mut file = reread(path, &def.name)?;
+    let slot = file
+        .plain_views
+        .iter_mut()
+        .find(|v| v.name == def.name)
+        .ok_or_else(|| edited(path, &def.name, "it no longer does"))?;
+    *slot = def.clone();
+    write_atomic(path, &file)
+}
+
 /// Removes one object's declaration from its file: the file goes if nothing else is in it.
 pub fn remove_declaration(path: &Path, name: &str) -> WsResult<()> {
     let mut file = reread(path, name)?;
     let before = file.declarations();
     file.tables.retain(|def| def.name != name);
     file.sources.retain(|def| def.name != name);
+    file.plain_views.retain(|def| def.name != name);
     file.views.retain(|def| def.name != name);
     file.sinks.retain(|def| def.name != name);
     // A file read at start declares each name once (load_dir checks); more than one
@@ -377,6 +404,27 @@ mod tests {
         replace_table_declaration(&path, &indexed).unwrap();
         assert_eq!(load_dir(dir.path()).unwrap()[0].tables, vec![indexed]);
         remove_declaration(&path, "t").unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_view_round_trips_and_is_replaced_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        let def = PlainViewDef { name: "v".into(), query: "SELECT a FROM t WHERE a > 'x'".into(), columns: vec![] };
+        write_atomic(&path, &CatalogFile::single_plain_view(def.clone())).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[[view]]") && !text.contains("columns"), "{text}");
+        assert_eq!(load_dir(dir.path()).unwrap()[0].plain_views, vec![def.clone()]);
+        let replaced = PlainViewDef { query: "SELECT a, b FROM t".into(), columns: vec!["x".into()], ..def };
+        replace_plain_view_declaration(&path, &replaced).unwrap();
+        assert_eq!(load_dir(dir.path()).unwrap()[0].plain_views, vec![replaced]);
+        // A view's name is in the one namespace of catalog files.
+        std::fs::write(dir.path().join("w.toml"), "[[table]]\nname = \"v\"\nformat = \"delta\"\nlocation = \"x\"\n")
+            .unwrap();
+        assert!(load_dir(dir.path()).unwrap_err().message.contains("already declared"));
+        std::fs::remove_file(dir.path().join("w.toml")).unwrap();
+        remove_declaration(&path, "v").unwrap();
         assert!(!path.exists());
     }
 

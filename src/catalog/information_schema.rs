@@ -5,8 +5,10 @@
 //! run with DataFusion's built-in information_schema off, and this provider is registered
 //! as the real schema `information_schema` of our catalog: `columns` is built here with
 //! PostgreSQL type names (the same types the wire protocol reports, through arrow-pg) and
-//! positions from 1; the other tables (`tables`, `views`, `schemata`, `routines`,
-//! `parameters`, `df_settings`) are DataFusion's, unchanged.
+//! positions from 1; `views` is built here with PostgreSQL's columns (`view_definition`,
+//! `check_option`, `is_updatable`...) from the plain views (catalog/views.rs); the other
+//! tables (`tables`, `schemata`, `routines`, `parameters`, `df_settings`) are DataFusion's,
+//! unchanged (`tables` says `VIEW` for a view, from its provider's table type).
 //!
 //! Both read every relation through the catalog's `TableProvider`s, so whatever the
 //! catalog holds (tables now, sources and views later) is listed without code here.
@@ -18,21 +20,65 @@ use datafusion::arrow::array::{ArrayRef, Int32Builder, RecordBatch, StringBuilde
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, InformationSchemaProvider};
 use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result as DfResult;
 use pgwire::api::Type;
 
+use super::views::PlainViews;
+use super::{CATALOG_NAME, SCHEMA_NAME};
+
 const COLUMNS: &str = "columns";
+const VIEWS: &str = "views";
 
 #[derive(Debug)]
 pub struct PgInformationSchema {
     catalogs: Arc<dyn CatalogProviderList>,
     datafusion: InformationSchemaProvider,
+    views: PlainViews,
 }
 
 impl PgInformationSchema {
-    pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> PgInformationSchema {
-        PgInformationSchema { datafusion: InformationSchemaProvider::new(catalogs.clone()), catalogs }
+    pub fn new(catalogs: Arc<dyn CatalogProviderList>, views: PlainViews) -> PgInformationSchema {
+        PgInformationSchema { datafusion: InformationSchemaProvider::new(catalogs.clone()), catalogs, views }
+    }
+
+    /// PostgreSQL's `information_schema.views`: our views are not updatable (INSERT into a
+    /// view is refused) and have no check option.
+    fn views(&self) -> DfResult<Arc<dyn TableProvider>> {
+        let all = self.views.all();
+        let rows = all.len();
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let names = [
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "view_definition",
+            "check_option",
+            "is_updatable",
+            "is_insertable_into",
+            "is_trigger_updatable",
+            "is_trigger_deletable",
+            "is_trigger_insertable_into",
+        ];
+        let schema: SchemaRef = Arc::new(Schema::new(names.iter().map(|name| text(name)).collect::<Vec<_>>()));
+        let constant =
+            |value: &str| -> ArrayRef { Arc::new(datafusion::arrow::array::StringArray::from(vec![value; rows])) };
+        let view_names: Vec<&str> = all.iter().map(|view| view.def.name.as_str()).collect();
+        let definitions: Vec<&str> = all.iter().map(|view| view.definition()).collect();
+        let columns: Vec<ArrayRef> = vec![
+            constant(CATALOG_NAME),
+            constant(SCHEMA_NAME),
+            Arc::new(datafusion::arrow::array::StringArray::from(view_names)),
+            Arc::new(datafusion::arrow::array::StringArray::from(definitions)),
+            constant("NONE"),
+            constant("NO"),
+            constant("NO"),
+            constant("NO"),
+            constant("NO"),
+            constant("NO"),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
     }
 
     async fn columns(&self) -> DfResult<Arc<dyn TableProvider>> {
@@ -48,8 +94,10 @@ impl PgInformationSchema {
                 tables.sort();
                 for table_name in tables {
                     if let Some(table) = schema.table(&table_name).await? {
+                        // Views (of both kinds) are not updatable here.
+                        let updatable = table.table_type() != TableType::View;
                         for (index, field) in table.schema().fields().iter().enumerate() {
-                            columns.add(&catalog_name, &schema_name, &table_name, index + 1, field);
+                            columns.add(&catalog_name, &schema_name, &table_name, index + 1, field, updatable);
                         }
                     }
                 }
@@ -69,6 +117,9 @@ impl SchemaProvider for PgInformationSchema {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if name.eq_ignore_ascii_case(COLUMNS) {
             return Ok(Some(self.columns().await?));
+        }
+        if name.eq_ignore_ascii_case(VIEWS) {
+            return Ok(Some(self.views()?));
         }
         self.datafusion.table(name).await
     }
@@ -132,7 +183,7 @@ struct ColumnsBuilder {
 }
 
 impl ColumnsBuilder {
-    fn add(&mut self, catalog: &str, schema: &str, table: &str, position: usize, field: &Field) {
+    fn add(&mut self, catalog: &str, schema: &str, table: &str, position: usize, field: &Field, updatable: bool) {
         let (standard, udt) = pg_type_names(field.data_type());
         self.catalog.append_value(catalog);
         self.schema.append_value(schema);
@@ -168,7 +219,7 @@ impl ColumnsBuilder {
         self.udt_name.append_value(udt);
         self.is_identity.append_value("NO");
         self.is_generated.append_value("NEVER");
-        self.is_updatable.append_value("YES");
+        self.is_updatable.append_value(if updatable { "YES" } else { "NO" });
     }
 
     fn finish(mut self) -> DfResult<RecordBatch> {

@@ -11,6 +11,7 @@ pub(crate) mod files;
 mod indexes;
 mod information_schema;
 mod pg_catalog;
+mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,11 @@ use datafusion::execution::SessionState;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-pub use files::{CatalogFile, DemoDecl, file_stem, load_dir, load_dirs, toml_error, write_text_atomic};
+pub use files::{
+    CatalogFile, DemoDecl, check_object_name, file_stem, load_dir, load_dirs, toml_error, write_text_atomic,
+};
 pub use indexes::{IndexColumn, IndexDef, IndexEntry, IndexRegistry};
+pub use views::{PlainView, PlainViewDef, PlainViews, VIEW_NESTING_MAX, ViewProvider, conform, single_query};
 
 use crate::connectors::ConnectorContext;
 use crate::connectors::sinks::Sink;
@@ -137,6 +141,9 @@ fn dependent(kind: &str, name: &str, dependents: &[String]) -> WsError {
 pub enum Holder {
     Table,
     Source,
+    /// A plain view (CREATE VIEW).
+    PlainView,
+    /// A materialized view.
     View,
     Index,
     Sink,
@@ -192,6 +199,9 @@ pub struct Catalog {
     indexes: IndexRegistry,
     /// Models (CREATE MODEL) and their versions, with their own lock and files.
     models: Arc<crate::model::ModelRegistry>,
+    /// Plain views, and the file that declares each; changed only under the `tables` lock.
+    plain_views: PlainViews,
+    plain_view_files: Mutex<BTreeMap<String, PathBuf>>,
     connectors: ConnectorContext,
     /// The one registry of source connectors.
     source_connectors: crate::connectors::SourceConnectors,
@@ -235,7 +245,8 @@ impl Catalog {
         catalog.register_schema(SYSTEM_SCHEMA, system).expect("a fresh memory catalog accepts a second schema");
         list.register_catalog(CATALOG_NAME.to_string(), catalog.clone());
         // Our information_schema (PostgreSQL type names); sessions turn DataFusion's off.
-        let info = information_schema::PgInformationSchema::new(list.clone());
+        let plain_views = PlainViews::default();
+        let info = information_schema::PgInformationSchema::new(list.clone(), plain_views.clone());
         catalog.register_schema("information_schema", Arc::new(info)).expect("a fresh memory catalog accepts a schema");
         Catalog {
             dir: dir.to_path_buf(),
@@ -253,6 +264,8 @@ impl Catalog {
             sink_registry,
             indexes: IndexRegistry::default(),
             models,
+            plain_views,
+            plain_view_files: Mutex::new(BTreeMap::new()),
             connectors,
             source_connectors: crate::connectors::SourceConnectors::builtin(),
             sink_connectors: crate::connectors::sinks::SinkConnectors::builtin(),
@@ -275,8 +288,10 @@ impl Catalog {
         let catalog =
             self.list.catalog(CATALOG_NAME).ok_or_else(|| WsError::internal("the watershed catalog is missing"))?;
         let inner = catalog.schema("pg_catalog").ok_or_else(|| WsError::internal("pg_catalog is not set up"))?;
-        catalog
-            .register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone())))?;
+        catalog.register_schema(
+            "pg_catalog",
+            Arc::new(pg_catalog::PgCatalogOverlay::new(inner, self.indexes.clone(), self.plain_views.clone())),
+        )?;
         Ok(())
     }
 
@@ -393,9 +408,10 @@ impl Catalog {
         Some(registered.source)
     }
 
-    /// DROP SOURCE: stops it, removes its declaration and its stored events. Returns
-    /// false when there was no such source.
-    pub async fn drop_source(&self, name: &str) -> WsResult<bool> {
+    /// DROP SOURCE: stops it, removes its declaration and its stored events. Views reading
+    /// it are refused unless `cascade`, as for tables. Returns None when there was no
+    /// such source, else the views dropped along.
+    pub async fn drop_source(&self, name: &str, cascade: bool) -> WsResult<Option<Vec<String>>> {
         let _ddl = self.tables.lock().await;
         let file = match self.sources.lock().await.get(name) {
             Some(registered) => registered.file.clone(),
@@ -406,7 +422,7 @@ impl Catalog {
                         format!("\"{name}\" is not a source; use DROP TABLE"),
                     ));
                 }
-                return Ok(false);
+                return Ok(None);
             }
         };
         self.check_writable(&file, name)?;
@@ -430,11 +446,12 @@ impl Catalog {
         if !readers.is_empty() {
             return Err(dependent("source", name, &readers));
         }
+        let cascaded = self.drop_dependent_views("source", name, cascade).await?;
         files::remove_declaration(&file, name)?;
         if let Some(source) = self.forget_source(name).await {
             self.source_connectors.delete_storage(&source.spec, &self.data_dir);
         }
-        Ok(true)
+        Ok(Some(cascaded))
     }
 
     pub fn sink_connectors(&self) -> &crate::connectors::sinks::SinkConnectors {
@@ -559,6 +576,7 @@ impl Catalog {
                 })
                 .map(|r| r.sink.name().to_string()),
         );
+        readers.extend(self.plain_views.dependents_of(&[name.to_string()]).iter().map(|view| view.def.name.clone()));
         if !readers.is_empty() {
             return Err(dependent("materialized view", name, &readers));
         }
@@ -568,6 +586,161 @@ impl Catalog {
         let _ = self.schema.deregister_table(name);
         registered.view.stop();
         Ok(true)
+    }
+
+    /// The plain views, for pg_catalog, information_schema and `pg_get_viewdef`.
+    pub fn plain_views(&self) -> &PlainViews {
+        &self.plain_views
+    }
+
+    /// Registers a plain view whose query the session has planned (`view.schema`,
+    /// `view.reads`). With `file` None (CREATE) its declaration is persisted too, all or
+    /// nothing; at start-up it comes from `file`. `or_replace` replaces a view of that
+    /// name as PostgreSQL does: only a view, keeping its columns' names and types (new
+    /// ones may follow them), and never so that it would read itself. Returns whether it
+    /// replaced one.
+    pub async fn register_plain_view(
+        &self,
+        view: PlainView,
+        file: Option<PathBuf>,
+        or_replace: bool,
+    ) -> WsResult<bool> {
+        let _ddl = self.tables.lock().await;
+        let name = view.def.name.clone();
+        if self.plain_views.reaches(&view.reads, &name) {
+            return Err(WsError::new(
+                sqlstate::INVALID_OBJECT_DEFINITION,
+                format!("infinite recursion detected in rules for relation \"{name}\""),
+            )
+            .with_detail(format!("view \"{name}\" would read itself through the views it reads")));
+        }
+        let mut files = self.plain_view_files.lock().await;
+        if or_replace && let Some(old) = self.plain_views.get(&name) {
+            let path =
+                files.get(&name).cloned().ok_or_else(|| WsError::internal(format!("view {name} has no file")))?;
+            self.check_writable(&path, &name)?;
+            check_replacement(&old, &view)?;
+            files::replace_plain_view_declaration(&path, &view.def)?;
+            let view = Arc::new(view);
+            let _ = self.schema.deregister_table(&name)?;
+            self.schema.register_table(name.clone(), Arc::new(ViewProvider::new(view.clone())))?;
+            self.plain_views.insert(view);
+            return Ok(true);
+        }
+        if or_replace && let Some(holder) = self.holder(&name) {
+            if holder.is_relation() {
+                return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a view")));
+            }
+            return Err(duplicate(&name, holder));
+        }
+        self.check_name_free(&name)?;
+        let (path, persist) = match file {
+            Some(file) => (file, false),
+            None => (self.object_file(&name)?, true),
+        };
+        let view = Arc::new(view);
+        self.schema.register_table(name.clone(), Arc::new(ViewProvider::new(view.clone())))?;
+        if persist && let Err(error) = files::write_atomic(&path, &CatalogFile::single_plain_view(view.def.clone())) {
+            // Not persisted means not created: a restart would not see it.
+            let _ = self.schema.deregister_table(&name);
+            return Err(error);
+        }
+        self.plain_views.insert(view);
+        files.insert(name, path);
+        Ok(false)
+    }
+
+    /// DROP VIEW of several views at once (views among them may read each other). Each
+    /// name must be a plain view (42809 naming the right DROP otherwise); missing ones are
+    /// 42P01, or returned in `skipped` with IF EXISTS. Views reading them are refused
+    /// (2BP01) unless `cascade`, which drops them too.
+    pub async fn drop_plain_views(&self, names: &[String], if_exists: bool, cascade: bool) -> WsResult<Dropped> {
+        let _ddl = self.tables.lock().await;
+        let mut dropped = Dropped::default();
+        let mut present = Vec::new();
+        for name in names {
+            if self.plain_views.contains(name) {
+                if !present.contains(name) {
+                    present.push(name.clone());
+                }
+                continue;
+            }
+            match self.holder(name) {
+                Some(holder) if holder.is_relation() => return Err(not_a_view(name, holder)),
+                _ if if_exists => dropped.skipped.push(name.clone()),
+                _ => {
+                    return Err(WsError::new(sqlstate::UNDEFINED_TABLE, format!("view \"{name}\" does not exist")));
+                }
+            }
+        }
+        if present.is_empty() {
+            return Ok(dropped);
+        }
+        let cascaded = self.views_to_cascade("view", &present, cascade).await?;
+        let mut files = self.plain_view_files.lock().await;
+        for name in present.iter().chain(cascaded.iter()) {
+            let path = files.get(name).ok_or_else(|| WsError::internal(format!("view {name} has no file")))?;
+            self.check_writable(path, name)?;
+        }
+        for name in &present {
+            let readers = self.readers_of(name).await;
+            if !readers.is_empty() {
+                return Err(dependent("view", name, &readers));
+            }
+        }
+        for name in cascaded.iter().chain(present.iter()) {
+            self.remove_plain_view(&mut files, name)?;
+        }
+        dropped.cascaded = cascaded;
+        Ok(dropped)
+    }
+
+    /// Forgets one plain view and removes its declaration (the DDL lock is held).
+    fn remove_plain_view(&self, files: &mut BTreeMap<String, PathBuf>, name: &str) -> WsResult<()> {
+        let path = files.get(name).cloned().ok_or_else(|| WsError::internal(format!("view {name} has no file")))?;
+        files::remove_declaration(&path, name)?;
+        files.remove(name);
+        self.plain_views.remove(name);
+        let _ = self.schema.deregister_table(name);
+        Ok(())
+    }
+
+    /// The plain views that read `names` (directly or through each other), which a DROP of
+    /// `names` must take along: refused with PostgreSQL's 2BP01, its DETAIL naming each
+    /// dependency and its HINT, unless `cascade`. A materialized view or sink reading one
+    /// of them is never dropped along (2BP01 either way). The DDL lock is held.
+    async fn views_to_cascade(&self, kind: &str, names: &[String], cascade: bool) -> WsResult<Vec<String>> {
+        let dependents = self.plain_views.dependents_of(names);
+        if dependents.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !cascade {
+            // PostgreSQL names the first dropped object that has dependents.
+            let first =
+                names.iter().find(|name| dependents.iter().any(|view| view.reads.contains(name))).unwrap_or(&names[0]);
+            let mut seen: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut lines = Vec::new();
+            for view in &dependents {
+                if let Some(read) = view.reads.iter().find(|read| seen.contains(&read.as_str())) {
+                    let read_kind = if names.contains(read) { kind } else { "view" };
+                    lines.push(format!("view {} depends on {read_kind} {read}", view.def.name));
+                }
+                seen.push(&view.def.name);
+            }
+            return Err(WsError::new(
+                sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                format!("cannot drop {kind} {first} because other objects depend on it"),
+            )
+            .with_detail(lines.join("\n"))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+        }
+        for view in &dependents {
+            let readers = self.readers_of(&view.def.name).await;
+            if !readers.is_empty() {
+                return Err(dependent("view", &view.def.name, &readers));
+            }
+        }
+        Ok(dependents.iter().map(|view| view.def.name.clone()).collect())
     }
 
     /// Registers a started sink, persisting its declaration when `file` is None (CREATE),
@@ -752,8 +925,9 @@ impl Catalog {
     }
 
     /// Drops a table: unregisters it, removes its declaration and, when managed, its data.
-    /// Returns false when there was no such table.
-    pub async fn drop_table(&self, name: &str) -> WsResult<bool> {
+    /// Views reading it are refused (2BP01) unless `cascade`, which drops them first.
+    /// Returns None when there was no such table, else the views dropped along.
+    pub async fn drop_table(&self, name: &str, cascade: bool) -> WsResult<Option<Vec<String>>> {
         let mut tables = self.tables.lock().await;
         let Some(registered) = tables.get(name) else {
             if self.sources.lock().await.contains_key(name) {
@@ -762,13 +936,18 @@ impl Catalog {
                     format!("\"{name}\" is a source; use DROP SOURCE"),
                 ));
             }
-            return Ok(false);
+            if self.plain_views.contains(name) {
+                return Err(WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a table"))
+                    .with_hint("Use DROP VIEW to remove a view."));
+            }
+            return Ok(None);
         };
         self.check_writable(&registered.file, name)?;
         let readers = self.readers_of(name).await;
         if !readers.is_empty() {
             return Err(dependent("table", name, &readers));
         }
+        let cascaded = self.drop_dependent_views("table", name, cascade).await?;
         files::remove_declaration(&registered.file, name)?;
         let registered = tables.remove(name).expect("entry checked above");
         self.schema.deregister_table(name)?;
@@ -783,7 +962,23 @@ impl Catalog {
                 }
             }
         }
-        Ok(true)
+        Ok(Some(cascaded))
+    }
+
+    /// The views reading `name` (a table or source about to be dropped), dropped when
+    /// `cascade`, else refused: see [`Catalog::views_to_cascade`]. The DDL lock is held.
+    async fn drop_dependent_views(&self, kind: &str, name: &str, cascade: bool) -> WsResult<Vec<String>> {
+        let names = [name.to_string()];
+        let cascaded = self.views_to_cascade(kind, &names, cascade).await?;
+        let mut files = self.plain_view_files.lock().await;
+        for view in &cascaded {
+            let path = files.get(view).ok_or_else(|| WsError::internal(format!("view {view} has no file")))?;
+            self.check_writable(path, view)?;
+        }
+        for view in &cascaded {
+            self.remove_plain_view(&mut files, view)?;
+        }
+        Ok(cascaded)
     }
 
     /// Views and sinks whose queries read relation `name`.
@@ -814,6 +1009,8 @@ impl Catalog {
             Some(Holder::Index)
         } else if self.registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
             Some(Holder::Source)
+        } else if self.plain_views.contains(name) {
+            Some(Holder::PlainView)
         } else if self.view_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
             Some(Holder::View)
         } else if self.sink_registry.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
@@ -905,6 +1102,61 @@ impl Catalog {
         tables.insert(new.to_string(), Registered { def, file, lake: registered.lake });
         Ok(true)
     }
+}
+
+/// What a DROP removed besides what it named, and what IF EXISTS skipped.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    /// Views dropped along by CASCADE, nearest first.
+    pub cascaded: Vec<String>,
+    /// Names that did not exist (IF EXISTS).
+    pub skipped: Vec<String>,
+}
+
+/// 42809 for DROP VIEW of another kind of relation, with PostgreSQL's hint.
+fn not_a_view(name: &str, holder: Holder) -> WsError {
+    let drop = match holder {
+        Holder::Table => "DROP TABLE to remove a table",
+        Holder::Source => "DROP SOURCE to remove a source",
+        Holder::View => "DROP MATERIALIZED VIEW to remove a materialized view",
+        Holder::Index => "DROP INDEX to remove an index",
+        Holder::PlainView => "DROP VIEW to remove a view",
+        Holder::Sink => "DROP SINK to remove a sink",
+    };
+    WsError::new(sqlstate::WRONG_OBJECT_TYPE, format!("\"{name}\" is not a view")).with_hint(format!("Use {drop}."))
+}
+
+/// PostgreSQL's rule for CREATE OR REPLACE VIEW (checkViewTupleDesc): the new query keeps
+/// every column of the old one, in place, with its name and type; it may add columns
+/// after them.
+fn check_replacement(old: &PlainView, new: &PlainView) -> WsResult<()> {
+    let (old_fields, new_fields) = (old.schema.fields(), new.schema.fields());
+    if new_fields.len() < old_fields.len() {
+        return Err(WsError::new(sqlstate::INVALID_TABLE_DEFINITION, "cannot drop columns from view"));
+    }
+    for (was, now) in old_fields.iter().zip(new_fields.iter()) {
+        if was.name() != now.name() {
+            return Err(WsError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!("cannot change name of view column \"{}\" to \"{}\"", was.name(), now.name()),
+            )
+            .with_hint("Use ALTER VIEW ... RENAME COLUMN ... to change name of view column instead."));
+        }
+        if was.data_type() != now.data_type() {
+            let name =
+                |field: &datafusion::arrow::datatypes::Field| information_schema::pg_type_names(field.data_type()).0;
+            return Err(WsError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!(
+                    "cannot change data type of view column \"{}\" from {} to {}",
+                    was.name(),
+                    name(was),
+                    name(now)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `pg_attribute.attnum` of each index column; 42703 for a column the table lacks.

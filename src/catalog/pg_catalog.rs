@@ -9,6 +9,9 @@
 //! - `pg_index`: one row per index, with `indkey`/`indoption` as arrays of int2 (what
 //!   pgJDBC's getIndexInfo and psql's `\d` compute on);
 //! - `pg_indexes`: PostgreSQL's view (schema, table, index, definition);
+//! - `pg_views`: PostgreSQL's view (schema, name, owner, definition) of our plain views
+//!   (catalog/views.rs); scanning pg_class also tells the view registry each view's OID,
+//!   which `pg_get_viewdef(oid)` looks up;
 //! - `pg_policy` and `pg_statistic_ext`: PostgreSQL's columns and types, `polroles` an
 //!   array of role OIDs and `stxkind` an array of "char" (the crate keeps both as text,
 //!   which psql's `\d` footers compare with `= ANY(...)`). Neither row security nor
@@ -36,6 +39,7 @@ use datafusion_pg_catalog::pg_catalog::oid_field::{kind, oid_field};
 
 use super::SCHEMA_NAME;
 use super::indexes::{IndexEntry, IndexRegistry};
+use super::views::PlainViews;
 use crate::sql::vector_metadata;
 
 /// OID of the btree access method in every PostgreSQL cluster (`pg_am`).
@@ -48,17 +52,19 @@ const PG_CLASS: &str = "pg_class";
 const PG_INDEX: &str = "pg_index";
 const PG_INDEXES: &str = "pg_indexes";
 const PG_POLICY: &str = "pg_policy";
+const PG_VIEWS: &str = "pg_views";
 const PG_STATISTIC_EXT: &str = "pg_statistic_ext";
 
 #[derive(Debug)]
 pub struct PgCatalogOverlay {
     inner: Arc<dyn SchemaProvider>,
     indexes: IndexRegistry,
+    views: PlainViews,
 }
 
 impl PgCatalogOverlay {
-    pub fn new(inner: Arc<dyn SchemaProvider>, indexes: IndexRegistry) -> PgCatalogOverlay {
-        PgCatalogOverlay { inner, indexes }
+    pub fn new(inner: Arc<dyn SchemaProvider>, indexes: IndexRegistry, views: PlainViews) -> PgCatalogOverlay {
+        PgCatalogOverlay { inner, indexes, views }
     }
 }
 
@@ -77,6 +83,7 @@ impl SchemaProvider for PgCatalogOverlay {
             PG_CLASS => Relation::Class,
             PG_INDEX => Relation::Index,
             PG_INDEXES => Relation::Indexes,
+            PG_VIEWS => Relation::Views,
             PG_POLICY => Relation::Empty(pg_policy_schema()),
             PG_STATISTIC_EXT => Relation::Empty(pg_statistic_ext_schema()),
             _ => return self.inner.table(name).await,
@@ -90,9 +97,11 @@ impl SchemaProvider for PgCatalogOverlay {
             Relation::Class => class.schema(),
             Relation::Index => pg_index_schema(),
             Relation::Indexes => pg_indexes_schema(),
+            Relation::Views => pg_views_schema(),
             Relation::Empty(schema) => schema.clone(),
         };
-        Ok(Some(Arc::new(IndexAware { relation, class, namespace, indexes: self.indexes.clone(), schema })))
+        let (indexes, views) = (self.indexes.clone(), self.views.clone());
+        Ok(Some(Arc::new(IndexAware { relation, class, namespace, indexes, views, schema })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -105,6 +114,7 @@ enum Relation {
     Class,
     Index,
     Indexes,
+    Views,
     /// A relation of the crate's that needs PostgreSQL's types and has no rows here.
     Empty(SchemaRef),
 }
@@ -116,6 +126,7 @@ struct IndexAware {
     class: Arc<dyn TableProvider>,
     namespace: Arc<dyn TableProvider>,
     indexes: IndexRegistry,
+    views: PlainViews,
     schema: SchemaRef,
 }
 
@@ -175,10 +186,14 @@ fn oid_i32(oid: u32) -> i32 {
 
 impl IndexAware {
     async fn batch(&self, state: &dyn Session) -> DfResult<RecordBatch> {
-        if let Relation::Empty(_) = &self.relation {
-            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        match &self.relation {
+            Relation::Empty(_) => return Ok(RecordBatch::new_empty(self.schema.clone())),
+            Relation::Views => return views_rows(&self.views, &self.schema),
+            _ => {}
         }
         let tables = Tables::load(&self.class, &self.namespace, state).await?;
+        let oids = column::<Int32Array>(&tables.classes, "oid")?;
+        self.views.learn_oids(tables.rows.iter().map(|(name, &row)| (name.clone(), i64::from(oids.value(row)))));
         // Indexes whose table pg_class lists (a table dropped meanwhile has none).
         let mut indexes: Vec<(IndexEntry, usize)> = Vec::new();
         for entry in self.indexes.all() {
@@ -190,7 +205,7 @@ impl IndexAware {
             Relation::Class => class_rows(&tables, &indexes),
             Relation::Index => index_rows(&tables, &indexes, &self.schema),
             Relation::Indexes => indexes_rows(&indexes, &self.schema),
-            Relation::Empty(_) => unreachable!("answered above"),
+            Relation::Empty(_) | Relation::Views => unreachable!("answered above"),
         }
     }
 }
@@ -353,6 +368,31 @@ fn indexes_rows(indexes: &[(IndexEntry, usize)], schema: &SchemaRef) -> DfResult
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// PostgreSQL's pg_views (its columns are `name`, here text).
+fn pg_views_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("schemaname", DataType::Utf8, true),
+        Field::new("viewname", DataType::Utf8, true),
+        Field::new("viewowner", DataType::Utf8, true),
+        Field::new("definition", DataType::Utf8, true),
+    ]))
+}
+
+/// One row per plain view; the owner is the one datafusion-pg-catalog gives every
+/// relation (`pg_tables.tableowner`).
+fn views_rows(views: &PlainViews, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let all = views.all();
+    let names: Vec<&str> = all.iter().map(|view| view.def.name.as_str()).collect();
+    let definitions: Vec<&str> = all.iter().map(|view| view.definition()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![SCHEMA_NAME; all.len()])),
+        Arc::new(StringArray::from(names)),
+        Arc::new(StringArray::from(vec!["postgres"; all.len()])),
+        Arc::new(StringArray::from(definitions)),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// PostgreSQL 16's pg_policy; OIDs are int4 as everywhere in the crate's catalog.
 fn pg_policy_schema() -> SchemaRef {
     let oid_array = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
@@ -393,7 +433,7 @@ impl TableProvider for IndexAware {
 
     fn table_type(&self) -> TableType {
         match &self.relation {
-            Relation::Indexes => TableType::View,
+            Relation::Indexes | Relation::Views => TableType::View,
             Relation::Class | Relation::Index | Relation::Empty(_) => TableType::Base,
         }
     }

@@ -19,7 +19,10 @@ use crate::session::CommandTag;
 
 /// The ErrorResponse fields of a WsError.
 pub fn error_info(error: &WsError) -> ErrorInfo {
-    ErrorInfo::new("ERROR".to_string(), error.code.to_string(), error.message.clone())
+    let mut info = ErrorInfo::new("ERROR".to_string(), error.code.to_string(), error.message.clone());
+    info.detail = error.detail.clone();
+    info.hint = error.hint.clone();
+    info
 }
 
 pub fn user_error(error: WsError) -> PgWireError {

@@ -264,7 +264,8 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     for notice in notices {
-        let info = ErrorInfo::new(notice.severity.to_string(), notice.code.to_string(), notice.message);
+        let mut info = ErrorInfo::new(notice.severity.to_string(), notice.code.to_string(), notice.message);
+        info.detail = notice.detail;
         client.feed(PgWireBackendMessage::NoticeResponse(info.into())).await?;
     }
     Ok(())

@@ -130,8 +130,11 @@ impl Session {
         if !matches!(statement, Statement::Statement(inner) if matches!(inner.as_ref(), sqlast::Statement::Query(_))) {
             return Err(WsError::syntax("a materialized view's body is a query (SELECT ...)"));
         }
-        let plan = self.plan_query(statement.clone()).await?;
+        // What it reads by name, plain views included (which DROP VIEW must then refuse),
+        // before their scans are expanded into the sources and tables beneath them.
+        let plan = self.plan_query_unexpanded(statement.clone()).await?;
         let reads = relations_read(&plan);
+        let plan = self.expand_views(plan).await?;
         // Single-partition plans: a step's input is one batch list, and the view's task
         // is one of many running at once.
         let state = SessionStateBuilder::new_from_existing(self.ctx.state())

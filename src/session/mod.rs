@@ -20,6 +20,7 @@ mod pg_functions;
 mod roles;
 pub mod settings;
 pub mod users;
+mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -161,24 +162,42 @@ impl Engine {
         };
         let session = engine.session();
         engine.inner.catalog.register_files(&files, &session.ctx.state()).await?;
-        // Views and sinks are planned by a session (window functions, time travel...),
-        // after every table and source they read is registered; views before sinks. A view
-        // may read another view declared in a later file: views that do not plan yet are
-        // tried again after the others, until a round makes no progress.
-        let mut pending: Vec<(&crate::catalog::CatalogFile, &crate::stream::continuous::ViewDef)> =
-            files.iter().flat_map(|file| file.views.iter().map(move |def| (file, def))).collect();
+        // Views (plain and materialized) and sinks are planned by a session (window
+        // functions, time travel...), after every table and source they read is
+        // registered; views before sinks. A view may read another view (of either kind)
+        // declared later: views that do not plan yet are tried again after the others,
+        // until a round makes no progress.
+        let mut pending: Vec<(&crate::catalog::CatalogFile, PendingView)> = files
+            .iter()
+            .flat_map(|file| {
+                let plain = file.plain_views.iter().map(move |def| (file, PendingView::Plain(def)));
+                plain.chain(file.views.iter().map(move |def| (file, PendingView::Materialized(def))))
+            })
+            .collect();
         while !pending.is_empty() {
             let mut failed = Vec::new();
             let mut first_error = None;
-            for (file, def) in pending.iter().copied() {
-                match session.start_view(def.clone()).await {
-                    Ok((view, reads)) => {
-                        engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?
-                    }
-                    Err(error) => {
-                        first_error.get_or_insert_with(|| continuous_load_error(file, &def.name, error));
-                        failed.push((file, def));
-                    }
+            for (file, pending_view) in pending.iter().copied() {
+                let name = pending_view.name();
+                let started = match pending_view {
+                    PendingView::Plain(def) => match session.plan_view(def.clone()).await {
+                        Ok(view) => {
+                            engine.inner.catalog.register_plain_view(view, Some(file.path.clone()), false).await?;
+                            Ok(())
+                        }
+                        Err(error) => Err(error),
+                    },
+                    PendingView::Materialized(def) => match session.start_view(def.clone()).await {
+                        Ok((view, reads)) => {
+                            engine.inner.catalog.register_view(view, reads, Some(file.path.clone())).await?;
+                            Ok(())
+                        }
+                        Err(error) => Err(error),
+                    },
+                };
+                if let Err(error) = started {
+                    first_error.get_or_insert_with(|| continuous_load_error(file, name, error));
+                    failed.push((file, pending_view));
                 }
             }
             if failed.len() == pending.len()
@@ -283,7 +302,9 @@ impl Engine {
         let backend_pid = i32::try_from(id).expect("fewer than 2^31 sessions per process");
         let role = roles::SessionRole::default();
         role.set(Some(Role::Admin));
-        pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, self.inner.catalog.indexes().clone());
+        let catalog = &self.inner.catalog;
+        let (indexes, views) = (catalog.indexes().clone(), catalog.plain_views().clone());
+        pg_functions::register(&ctx, settings.clone(), role.clone(), backend_pid, indexes, views);
         ctx.register_udtf("table_history", Arc::new(maintenance::TableHistory::new(self.inner.catalog.clone())));
         ctx.register_udf(crate::model::predict::udf(self.inner.catalog.models().clone()));
         Session {
@@ -306,6 +327,22 @@ impl Engine {
 /// read, as before the two were split).
 fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// A view declared in a catalog file, waiting at start for what it reads.
+#[derive(Clone, Copy)]
+enum PendingView<'a> {
+    Plain(&'a crate::catalog::PlainViewDef),
+    Materialized(&'a crate::stream::continuous::ViewDef),
+}
+
+impl PendingView<'_> {
+    fn name(&self) -> &str {
+        match self {
+            PendingView::Plain(def) => &def.name,
+            PendingView::Materialized(def) => &def.name,
+        }
+    }
 }
 
 /// A view or sink of the catalog that no longer plans: the server does not start with a
@@ -340,6 +377,18 @@ enum Kind {
     DropTable {
         names: Vec<String>,
         if_exists: bool,
+        /// Views reading the table are dropped too (else refused, 2BP01).
+        cascade: bool,
+    },
+    /// CREATE [OR REPLACE] VIEW: the query is planned when it executes (views.rs).
+    CreatePlainView {
+        def: crate::catalog::PlainViewDef,
+        or_replace: bool,
+    },
+    DropPlainView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
     },
     /// CREATE INDEX on a Delta table: Z-orders it and records the index.
     CreateIndex {
@@ -358,6 +407,7 @@ enum Kind {
     DropSource {
         names: Vec<String>,
         if_exists: bool,
+        cascade: bool,
     },
     Set {
         name: String,
@@ -448,6 +498,8 @@ pub struct Notice {
     pub severity: &'static str,
     pub code: crate::error::SqlState,
     pub message: String,
+    /// PostgreSQL's DETAIL field (the list of a `drop cascades to N other objects`).
+    pub detail: Option<String>,
 }
 
 /// Notices one statement may leave; one statement makes at most a couple today, and a
@@ -579,7 +631,20 @@ impl Session {
     /// Leaves a notice for the client of the statement executing now.
     fn notice(&mut self, severity: &'static str, code: crate::error::SqlState, message: impl Into<String>) {
         if self.notices.len() < NOTICES_PER_STATEMENT_MAX {
-            self.notices.push(Notice { severity, code, message: message.into() });
+            self.notices.push(Notice { severity, code, message: message.into(), detail: None });
+        }
+    }
+
+    /// A notice with PostgreSQL's DETAIL field.
+    fn notice_with_detail(
+        &mut self,
+        severity: &'static str,
+        code: crate::error::SqlState,
+        message: impl Into<String>,
+        detail: Option<String>,
+    ) {
+        if self.notices.len() < NOTICES_PER_STATEMENT_MAX {
+            self.notices.push(Notice { severity, code, message: message.into(), detail });
         }
     }
 
@@ -622,6 +687,11 @@ impl Session {
                 self.check_failed_block(None)?;
                 Prepared { kind: models::classify(statement)?, param_types: Vec::new(), schema: empty_schema() }
             }
+            WsStatement::CreateView(create) => {
+                self.check_failed_block(None)?;
+                let kind = Kind::CreatePlainView { def: create.def, or_replace: create.or_replace };
+                Prepared { kind, param_types: Vec::new(), schema: empty_schema() }
+            }
             WsStatement::Move { direction, cursor } => {
                 self.check_failed_block(None)?;
                 let command = compat::move_command(&direction, &cursor)?;
@@ -638,7 +708,7 @@ impl Session {
         }
         let kind = match statement {
             StreamStatement::CreateSource { def, if_not_exists } => Kind::CreateSource { def, if_not_exists },
-            StreamStatement::DropSource { names, if_exists } => Kind::DropSource { names, if_exists },
+            StreamStatement::DropSource { names, if_exists, cascade } => Kind::DropSource { names, if_exists, cascade },
             StreamStatement::ShowSources => {
                 let view = datafusion::common::TableReference::partial(
                     crate::stream::system::SYSTEM_SCHEMA,
@@ -702,9 +772,11 @@ impl Session {
         let kind = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => Kind::CreateTable { plan, partition_by },
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Kind::CreateExternal(plan),
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
-                Kind::DropTable { names: vec![drop.name.table().to_string()], if_exists: drop.if_exists }
-            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => Kind::DropTable {
+                names: vec![drop.name.table().to_string()],
+                if_exists: drop.if_exists,
+                cascade: false,
+            },
             LogicalPlan::Ddl(other) => {
                 return Err(WsError::unsupported(format!("{} is not supported yet", other.name())));
             }
@@ -785,8 +857,15 @@ impl Session {
         Ok(())
     }
 
-    /// Plans a statement with DataFusion, time-travel relations pinned first.
+    /// Plans a statement with DataFusion, time-travel relations pinned first, and the
+    /// views it reads expanded into fresh plans of their queries (views.rs).
     async fn plan_query(&self, statement: Statement) -> WsResult<LogicalPlan> {
+        let plan = self.plan_query_unexpanded(statement).await?;
+        self.expand_views(plan).await
+    }
+
+    /// [`Session::plan_query`] with views left as scans of their providers.
+    async fn plan_query_unexpanded(&self, statement: Statement) -> WsResult<LogicalPlan> {
         self.pin_time_travel(&statement).await?;
         let state = self.ctx.state();
         let subqueries =
@@ -850,9 +929,13 @@ impl Session {
                 };
                 Kind::Show { name }
             }
-            sqlast::Statement::Drop { object_type: sqlast::ObjectType::Table, if_exists, names, .. } => {
+            sqlast::Statement::Drop { object_type: sqlast::ObjectType::Table, if_exists, names, cascade, .. } => {
                 let names = names.iter().map(crate::sql::normalized_table_name).collect();
-                Kind::DropTable { names, if_exists: *if_exists }
+                Kind::DropTable { names, if_exists: *if_exists, cascade: *cascade }
+            }
+            sqlast::Statement::Drop { object_type: sqlast::ObjectType::View, if_exists, names, cascade, .. } => {
+                let names = names.iter().map(crate::sql::normalized_table_name).collect();
+                Kind::DropPlainView { names, if_exists: *if_exists, cascade: *cascade }
             }
             _ => return Ok(None),
         };
@@ -990,17 +1073,24 @@ impl Session {
                 }
                 Ok(Outcome::Done(CommandTag::new("CREATE EXTERNAL TABLE")))
             }
-            Kind::DropTable { names, if_exists } => {
+            Kind::DropTable { names, if_exists, cascade } => {
                 for name in names {
-                    let dropped = self.engine.catalog().drop_table(name).await?;
-                    if !dropped && !if_exists {
-                        return Err(WsError::new(
-                            sqlstate::UNDEFINED_TABLE,
-                            format!("table \"{name}\" does not exist"),
-                        ));
+                    match self.engine.catalog().drop_table(name, *cascade).await? {
+                        Some(cascaded) => self.cascade_notice(&cascaded),
+                        None if *if_exists => {}
+                        None => {
+                            return Err(WsError::new(
+                                sqlstate::UNDEFINED_TABLE,
+                                format!("table \"{name}\" does not exist"),
+                            ));
+                        }
                     }
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP TABLE")))
+            }
+            Kind::CreatePlainView { def, or_replace } => self.create_plain_view(def, *or_replace).await,
+            Kind::DropPlainView { names, if_exists, cascade } => {
+                self.drop_plain_views(names, *if_exists, *cascade).await
             }
             Kind::CreateIndex { table, def, if_not_exists } => {
                 let created = self.engine.catalog().create_index(table, def.clone(), *if_not_exists).await?;
@@ -1028,14 +1118,17 @@ impl Session {
                 }
                 Ok(Outcome::Done(CommandTag::new("CREATE SOURCE")))
             }
-            Kind::DropSource { names, if_exists } => {
+            Kind::DropSource { names, if_exists, cascade } => {
                 for name in names {
-                    let dropped = self.engine.catalog().drop_source(name).await?;
-                    if !dropped && !if_exists {
-                        return Err(WsError::new(
-                            sqlstate::UNDEFINED_OBJECT,
-                            format!("source \"{name}\" does not exist"),
-                        ));
+                    match self.engine.catalog().drop_source(name, *cascade).await? {
+                        Some(cascaded) => self.cascade_notice(&cascaded),
+                        None if *if_exists => {}
+                        None => {
+                            return Err(WsError::new(
+                                sqlstate::UNDEFINED_OBJECT,
+                                format!("source \"{name}\" does not exist"),
+                            ));
+                        }
                     }
                 }
                 Ok(Outcome::Done(CommandTag::new("DROP SOURCE")))

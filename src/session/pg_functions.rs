@@ -5,7 +5,8 @@
 //! `pg_get_function_result`...).
 //!
 //! The catalog helpers answer what is true of this server: `pg_get_indexdef` prints our
-//! indexes (catalog/indexes.rs); there are no rules, triggers, comments or user-defined
+//! indexes (catalog/indexes.rs), `pg_get_viewdef` our views' queries as written
+//! (catalog/views.rs); there are no rules, triggers, comments or user-defined
 //! functions, so the definition or description of any such object is NULL, which is also
 //! what PostgreSQL returns for an OID it does not know.
 
@@ -22,7 +23,7 @@ use datafusion::prelude::SessionContext;
 
 use super::roles::SessionRole;
 use super::settings::{Settings, version_string};
-use crate::catalog::IndexRegistry;
+use crate::catalog::{IndexRegistry, PlainViews};
 use crate::error::{WsError, sqlstate};
 
 type Body = Arc<dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync>;
@@ -115,6 +116,7 @@ pub fn register(
     role: SessionRole,
     backend_pid: i32,
     indexes: IndexRegistry,
+    views: PlainViews,
 ) {
     ctx.register_udaf(crate::sql::single_value_udaf());
     super::oid_tags::register(ctx);
@@ -179,8 +181,7 @@ pub fn register(
 
     // Catalog helpers about objects this server never has (indexes, rules, triggers,
     // comments, sequences, user functions): NULL, as PostgreSQL answers for such an OID.
-    let none: [(&'static str, &[usize]); 11] = [
-        ("pg_get_viewdef", &[1, 2]),
+    let none: [(&'static str, &[usize]); 10] = [
         ("pg_get_ruledef", &[1, 2]),
         ("pg_get_triggerdef", &[1, 2]),
         ("pg_get_serial_sequence", &[2]),
@@ -218,6 +219,32 @@ pub fn register(
                 entry.definition(column, crate::catalog::SCHEMA_NAME)
             })
             .collect();
+        Ok(Arc::new(out))
+    }));
+    // pg_get_viewdef(oid [, pretty]) and pg_get_viewdef(name text [, pretty]): the query
+    // of one of our views as written; NULL for any other relation, as PostgreSQL.
+    ctx.register_udf(function("pg_get_viewdef", &[1, 2], Volatility::Stable, DataType::Utf8, move |args, rows| {
+        let by_name = matches!(args[0].data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let out: StringArray = if by_name {
+            let names = strings(&args[0])?;
+            (0..rows)
+                .map(|row| {
+                    let name = names.is_valid(row).then(|| names.value(row))?;
+                    let name = name.strip_prefix(&format!("{}.", crate::catalog::SCHEMA_NAME)).unwrap_or(name);
+                    let name = name.trim_matches('"');
+                    views.get(name).map(|view| view.definition().to_string())
+                })
+                .collect()
+        } else {
+            let oids = cast(&args[0], &DataType::Int64)?;
+            let oids = oids.as_any().downcast_ref::<Int64Array>().expect("cast to Int64 gives an Int64Array");
+            (0..rows)
+                .map(|row| {
+                    let oid = oids.is_valid(row).then(|| oids.value(row))?;
+                    views.by_oid(oid).map(|view| view.definition().to_string())
+                })
+                .collect()
+        };
         Ok(Arc::new(out))
     }));
     ctx.register_udf(ScalarUDF::new_from_impl(PgFunction {

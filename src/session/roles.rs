@@ -105,6 +105,8 @@ pub(super) fn required(kind: &Kind) -> Requirement {
         Kind::CreateExternal(_) => R::writes(Role::Admin, "CREATE EXTERNAL TABLE"),
         Kind::DropTable { .. } => R::writes(Role::Admin, "DROP TABLE"),
         Kind::AlterTable { .. } => R::writes(Role::Admin, "ALTER TABLE"),
+        Kind::CreatePlainView { .. } => R::writes(Role::Admin, "CREATE VIEW"),
+        Kind::DropPlainView { .. } => R::writes(Role::Admin, "DROP VIEW"),
         Kind::CreateIndex { .. } => R::writes(Role::Admin, "CREATE INDEX"),
         Kind::DropIndex { .. } => R::writes(Role::Admin, "DROP INDEX"),
         Kind::CreateSource { .. } => R::writes(Role::Admin, "CREATE SOURCE"),
@@ -303,7 +305,7 @@ mod tests {
         assert!(authorize(Role::Read, &set).is_ok());
         let engine_option = Kind::Set { name: "datafusion.execution.batch_size".into(), value: Some("1".into()) };
         assert_eq!(authorize(Role::Write, &engine_option).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
-        let drop = Kind::DropTable { names: vec!["t".into()], if_exists: true };
+        let drop = Kind::DropTable { names: vec!["t".into()], if_exists: true, cascade: false };
         assert_eq!(authorize(Role::Write, &drop).unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
         assert!(authorize(Role::Admin, &drop).is_ok());
         assert_eq!(authenticated(None).unwrap_err().code, sqlstate::INVALID_AUTHORIZATION_SPECIFICATION);
@@ -352,6 +354,8 @@ mod tests {
             Kind::CreateTable { .. } => "CreateTable",
             Kind::CreateExternal(_) => "CreateExternal",
             Kind::DropTable { .. } => "DropTable",
+            Kind::CreatePlainView { .. } => "CreatePlainView",
+            Kind::DropPlainView { .. } => "DropPlainView",
             Kind::CreateIndex { .. } => "CreateIndex",
             Kind::DropIndex { .. } => "DropIndex",
             Kind::CreateSource { .. } => "CreateSource",
@@ -401,6 +405,8 @@ mod tests {
         "CreateTable",
         "CreateExternal",
         "DropTable",
+        "CreatePlainView",
+        "DropPlainView",
         "CreateIndex",
         "DropIndex",
         "CreateSource",
@@ -459,10 +465,19 @@ mod tests {
         ("CreateTable", "CREATE TABLE u AS SELECT 1 AS a", Role::Admin, true),
         ("CreateExternal", "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION 'nowhere/'", Role::Admin, true),
         ("DropTable", "DROP TABLE t", Role::Admin, true),
+        ("DropTable", "DROP TABLE t CASCADE", Role::Admin, true),
+        ("CreatePlainView", "CREATE VIEW pv2 AS SELECT a FROM t", Role::Admin, true),
+        ("CreatePlainView", "CREATE OR REPLACE VIEW pv AS SELECT a FROM t", Role::Admin, true),
+        ("DropPlainView", "DROP VIEW pv", Role::Admin, true),
+        ("DropPlainView", "DROP VIEW IF EXISTS pv, nope CASCADE", Role::Admin, true),
+        // A view is read like a table: a read user may SELECT from it.
+        ("Rows", "SELECT a FROM pv", Role::Read, false),
+        ("CopyTo", "COPY pv TO STDOUT", Role::Read, false),
         ("CreateIndex", "CREATE INDEX t_a ON t (a)", Role::Admin, true),
         ("DropIndex", "DROP INDEX t_a", Role::Admin, true),
         ("CreateSource", "CREATE SOURCE s2 (a BIGINT) WITH (connector = 'ingest')", Role::Admin, true),
         ("DropSource", "DROP SOURCE s", Role::Admin, true),
+        ("DropSource", "DROP SOURCE s CASCADE", Role::Admin, true),
         ("Set", "SET application_name = 'x'", Role::Read, false),
         ("Set", "RESET application_name", Role::Read, false),
         ("Set", "SET datafusion.execution.batch_size = 100", Role::Admin, false),
@@ -518,6 +533,7 @@ mod tests {
         session
             .run_collect(
                 "CREATE TABLE t (a BIGINT); CREATE SOURCE s (a BIGINT) WITH (connector = 'ingest');
+                 CREATE VIEW pv AS SELECT a FROM t;
                  CREATE MATERIALIZED VIEW v AS SELECT a FROM s;
                  CREATE SINK k FROM v WITH (connector = 'notify', channel = 'c');
                  BEGIN; DECLARE c CURSOR FOR SELECT a FROM t",
@@ -567,6 +583,8 @@ mod tests {
             ("UPDATE t SET a = 1", "UPDATE"),
             ("MERGE INTO t USING t AS s ON t.a = s.a WHEN MATCHED THEN DELETE", "MERGE"),
             ("TRUNCATE t", "TRUNCATE TABLE"),
+            ("CREATE VIEW pv2 AS SELECT a FROM t", "CREATE VIEW"),
+            ("DROP VIEW pv", "DROP VIEW"),
         ] {
             let statement = session.parse(sql).unwrap().remove(0);
             let prepared = session.prepare(statement).await.unwrap();

@@ -86,13 +86,15 @@ fn byte_offset(sql: &str, location: Location) -> usize {
     sql.len()
 }
 
-/// What ends the query of a view (`EMIT ON ...`) or of a sink (`WITH (...)`); a model's
-/// (`CREATE MODEL ... AS query`) ends with its statement.
+/// What ends the query of a view (`EMIT ON ...`), of a sink (`WITH (...)`), of a plain
+/// view (the statement, or `WITH [LOCAL | CASCADED] CHECK OPTION`), or of a model
+/// (`CREATE MODEL ... AS query`: the statement).
 #[derive(Clone, Copy)]
 pub(super) enum QueryEnd {
     Emit,
     With,
     Statement,
+    CheckOption,
 }
 
 /// Reads a query up to (not including) its end clause, checks that it parses on its
@@ -111,6 +113,12 @@ pub(super) fn query_text(parser: &mut Parser, sql: &str, end: QueryEnd) -> Resul
                 QueryEnd::Emit => word_is(&token, "emit") && word_is(&next, "on"),
                 QueryEnd::With => word_is(&token, "with") && next == Token::LParen,
                 QueryEnd::Statement => false,
+                // Not the first token: a query may start with WITH (its CTEs).
+                QueryEnd::CheckOption => {
+                    n > 0
+                        && word_is(&token, "with")
+                        && ["check", "local", "cascaded"].iter().any(|word| word_is(&next, word))
+                }
             };
         match token {
             Token::EOF => break,

@@ -22,6 +22,7 @@ mod subqueries;
 mod time_travel;
 pub mod upsert;
 mod vectors;
+mod views;
 pub mod windows;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -40,6 +41,7 @@ pub use time_travel::{
     PinKey, TimeTravelPlanner, VersionSpec, names_our_schema, normalized_table_name, time_travel_refs,
 };
 pub use vectors::{ZeroBasedVectors, vector_metadata};
+pub use views::CreateView;
 
 use crate::error::{WsError, WsResult, sqlstate};
 
@@ -55,6 +57,8 @@ pub enum WsStatement {
     Lake(LakeStatement),
     /// CREATE/ALTER/DROP MODEL (model.rs).
     Model(model::ModelStatement),
+    /// `CREATE [OR REPLACE] VIEW` (views.rs).
+    CreateView(CreateView),
     /// `MOVE [direction] [FROM | IN] cursor` (cursor_move.rs).
     Move {
         direction: datafusion::sql::sqlparser::ast::FetchDirection,
@@ -91,7 +95,9 @@ pub fn parse(sql: &str) -> WsResult<Vec<WsStatement>> {
             let found = parser.parser.peek_token();
             return Err(WsError::syntax(format!("expected end of statement, found: {found}")));
         }
-        let statement = if continuous::starts(&parser.parser) {
+        let statement = if views::starts(&parser.parser) {
+            WsStatement::CreateView(views::parse(&mut parser.parser, sql)?)
+        } else if continuous::starts(&parser.parser) {
             let parsed = continuous::parse(&mut parser.parser, sql).map_err(|error| parse_error(error.into()))?;
             WsStatement::Stream(parsed)
         } else if model::starts(&parser.parser) {

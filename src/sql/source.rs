@@ -32,6 +32,9 @@ pub enum StreamStatement {
     DropSource {
         names: Vec<String>,
         if_exists: bool,
+        /// `CASCADE`: views reading the source are dropped too (`RESTRICT`, the default,
+        /// refuses).
+        cascade: bool,
     },
     ShowSources,
     /// `emit` is None when not written: the plan's shape decides (sql/continuous.rs).
@@ -116,7 +119,11 @@ pub fn parse_stream_statement(parser: &mut Parser) -> Result<StreamStatement, Pa
         let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
         let names = names.iter().map(single_name).collect::<Result<_, _>>()?;
-        return Ok(StreamStatement::DropSource { names, if_exists });
+        let cascade = parser.parse_keyword(Keyword::CASCADE);
+        if !cascade {
+            let _ = parser.parse_keyword(Keyword::RESTRICT);
+        }
+        return Ok(StreamStatement::DropSource { names, if_exists, cascade });
     }
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = single_name(&parser.parse_object_name(false)?)?;
@@ -274,7 +281,11 @@ mod tests {
     fn drop_and_show() {
         assert_eq!(
             parse("DROP SOURCE IF EXISTS a, b").unwrap(),
-            StreamStatement::DropSource { names: vec!["a".into(), "b".into()], if_exists: true }
+            StreamStatement::DropSource { names: vec!["a".into(), "b".into()], if_exists: true, cascade: false }
+        );
+        assert_eq!(
+            parse("DROP SOURCE a CASCADE").unwrap(),
+            StreamStatement::DropSource { names: vec!["a".into()], if_exists: false, cascade: true }
         );
         assert_eq!(parse("SHOW SOURCES").unwrap(), StreamStatement::ShowSources);
     }

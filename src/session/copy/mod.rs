@@ -332,6 +332,7 @@ pub(super) async fn classify(session: &Session, statement: &Statement) -> WsResu
                 frame.into_unoptimized_plan()
             }
         };
+        let plan = session.expand_views(plan).await?;
         if matches!(plan, LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_)) {
             return Err(WsError::unsupported("COPY (query) TO STDOUT needs a query that returns rows"));
         }
