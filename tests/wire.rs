@@ -61,7 +61,7 @@ async fn errors_carry_sqlstate_and_session_goes_on() {
         ("SELECT * FROM no_such_table", SqlState::UNDEFINED_TABLE),
         ("SELECT no_such_column FROM (VALUES (1)) AS t(a)", SqlState::UNDEFINED_COLUMN),
         ("SELECT 1 / 0", SqlState::DIVISION_BY_ZERO),
-        ("CREATE VIEW v AS SELECT 1", SqlState::FEATURE_NOT_SUPPORTED),
+        ("CREATE TEMPORARY VIEW v AS SELECT 1", SqlState::FEATURE_NOT_SUPPORTED),
     ];
     for (sql, expected) in cases {
         let simple = client.simple_query(sql).await.expect_err(sql);
