@@ -406,9 +406,14 @@ impl LakeTable {
     }
 
     fn context(&self, error: deltalake::DeltaTableError) -> WsError {
-        let base = WsError::from(error);
-        WsError::new(base.code, format!("table {}: {}", self.name, base.message))
+        table_error(&self.name, error)
     }
+}
+
+/// A Delta error of table `table`, with the table named in the message.
+fn table_error(table: &str, error: deltalake::DeltaTableError) -> WsError {
+    let base = WsError::from(error);
+    WsError::new(base.code, format!("table {table}: {}", base.message)).with_source(base)
 }
 
 fn to_df(error: WsError) -> DataFusionError {

@@ -49,7 +49,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use futures::future::BoxFuture;
 
-use super::{Installer, Loaded};
+use super::{Installer, Loaded, table_error, to_df};
 use crate::error::{WsError, WsResult, sqlstate};
 
 /// The aliases deltalake's merge resolves target and source columns by.
@@ -168,15 +168,6 @@ impl ExecutionPlan for LakeWriteExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batch)))
     }
-}
-
-fn to_df(error: WsError) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
-}
-
-fn table_error(table: &str, error: deltalake::DeltaTableError) -> WsError {
-    let base = WsError::from(error);
-    WsError::new(base.code, format!("table {table}: {}", base.message)).with_source(base)
 }
 
 /// deltalake runs its plans on our session state (our functions, object stores, settings
